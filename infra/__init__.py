@@ -1,0 +1,1 @@
+"""Development infrastructure for Baton: a local Kafka broker and its helpers."""

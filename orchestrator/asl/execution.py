@@ -1,0 +1,211 @@
+"""The decider's vocabulary: execution state, the events it consumes and the effects it emits.
+
+All are pydantic models so the Kafka runtime can store the state in a compacted topic and the
+local runner can print it; none of them does any I/O.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ExecutionStatus(str, Enum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+
+
+# ---------------------------------------------------------------- events (what happened)
+
+
+class StartExecution(BaseModel):
+    kind: Literal["start"] = "start"
+    input: Any = Field(default_factory=dict)
+
+
+class TaskSucceeded(BaseModel):
+    kind: Literal["task_succeeded"] = "task_succeeded"
+    task_id: str
+    output: Any = None
+
+
+class TaskFailed(BaseModel):
+    kind: Literal["task_failed"] = "task_failed"
+    task_id: str
+    error: str = "States.TaskFailed"
+    cause: str | None = None
+
+
+class TaskHeartbeat(BaseModel):
+    kind: Literal["task_heartbeat"] = "task_heartbeat"
+    task_id: str
+
+
+class TimerFired(BaseModel):
+    kind: Literal["timer_fired"] = "timer_fired"
+    timer_id: str
+
+
+class StopExecution(BaseModel):
+    kind: Literal["stop"] = "stop"
+    error: str | None = None
+    cause: str | None = None
+
+
+Event = Annotated[
+    StartExecution | TaskSucceeded | TaskFailed | TaskHeartbeat | TimerFired | StopExecution,
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- effects (what to do)
+
+
+class RunTask(BaseModel):
+    """A step command: run `resource` with `parameters`; answer with TaskSucceeded/TaskFailed(task_id)."""
+
+    kind: Literal["run_task"] = "run_task"
+    task_id: str  # idempotency key: execution, run, state, entry count, attempt
+    resource: str
+    parameters: Any
+    state_name: str
+    attempt: int
+    task_token: str | None = None  # set for .waitForTaskToken: the result arrives by callback
+    timeout_seconds: float | None = None
+    heartbeat_seconds: float | None = None
+
+
+class CancelTask(BaseModel):
+    """A task whose result is no longer wanted (its branch was cancelled, or it timed out)."""
+
+    kind: Literal["cancel_task"] = "cancel_task"
+    task_id: str
+
+
+class StartTimer(BaseModel):
+    kind: Literal["start_timer"] = "start_timer"
+    timer_id: str
+    fire_at: float  # epoch seconds; answer with TimerFired(timer_id) at or after it
+
+
+class HistoryEvent(BaseModel):
+    """One entry of the execution history, named and shaped like Step Functions' history events."""
+
+    kind: Literal["history"] = "history"
+    id: int
+    previous_event_id: int
+    timestamp: str
+    type: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def as_aws(self) -> dict[str, Any]:
+        """The event as GetExecutionHistory prints it (`<type>EventDetails`)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "previousEventId": self.previous_event_id,
+            "timestamp": self.timestamp,
+            "type": self.type,
+        }
+        if self.details:
+            out[self.type[0].lower() + self.type[1:] + "EventDetails"] = self.details
+        return out
+
+
+class ExecutionFinished(BaseModel):
+    kind: Literal["finished"] = "finished"
+    status: ExecutionStatus
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+
+
+Effect = Annotated[
+    RunTask | CancelTask | StartTimer | HistoryEvent | ExecutionFinished, Field(discriminator="kind")
+]
+
+
+# ---------------------------------------------------------------- state (what is remembered)
+
+
+class FanOut(BaseModel):
+    """A Parallel or Map state waiting on its child runs."""
+
+    kind: Literal["parallel", "map"]
+    children: list[str | None] = Field(default_factory=list)  # run id per branch/item; None = not started
+    results: list[Any] = Field(default_factory=list)
+    items: list[Any] = Field(default_factory=list)  # Map: the item inputs, resolved at launch
+    next_index: int = 0
+    running: int = 0
+    finished: int = 0
+    failed: int = 0
+    max_concurrency: int = 0  # 0 = unbounded
+    tolerated_count: int | None = None
+    tolerated_percentage: float | None = None
+    effective_input: Any = None
+
+
+class Run(BaseModel):
+    """One thread of control: the execution itself, a Parallel branch or a Map iteration."""
+
+    id: str
+    scope: list[tuple[str, int]] = Field(default_factory=list)  # (state, branch index | -1 for Map) from the root
+    parent: str | None = None
+    index: int = 0  # branch or item index within the parent
+    status: Literal["running", "waiting", "succeeded", "failed", "aborted"] = "running"
+    current: str | None = None
+    raw_input: Any = None
+    effective_input: Any = None
+    entered_event_id: int = 0
+    entered_time: str = ""
+    entries: dict[str, int] = Field(default_factory=dict)  # state name -> times entered
+    retry_attempts: list[int] = Field(default_factory=list)
+    retry_count: int = 0
+    variables: dict[str, Any] = Field(default_factory=dict)
+    map_item: dict[str, Any] | None = None
+    task_id: str | None = None
+    timer_id: str | None = None
+    fanout: FanOut | None = None
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+
+
+class PendingTask(BaseModel):
+    run_id: str
+    state_name: str
+    resource: str
+    attempt: int
+    timeout_timer: str | None = None
+    heartbeat_timer: str | None = None
+    heartbeat_seconds: float | None = None
+
+
+class PendingTimer(BaseModel):
+    run_id: str | None
+    purpose: Literal["wait", "retry", "task_timeout", "heartbeat", "execution_timeout"]
+    task_id: str | None = None
+    fire_at: float
+
+
+class ExecutionState(BaseModel):
+    execution_id: str
+    name: str
+    state_machine_id: str
+    state_machine_name: str
+    status: ExecutionStatus = ExecutionStatus.RUNNING
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    start_time: str = ""
+    last_event_id: int = 0
+    seq: int = 0  # counter for run and timer ids
+    runs: dict[str, Run] = Field(default_factory=dict)
+    tasks: dict[str, PendingTask] = Field(default_factory=dict)
+    timers: dict[str, PendingTimer] = Field(default_factory=dict)
+    redrive_count: int = 0

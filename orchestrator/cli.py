@@ -1,0 +1,190 @@
+"""The `baton` command. Thin: parse arguments, call the module that does the work, print."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from orchestrator.asl.errors import DefinitionError
+from orchestrator.asl.model import StateMachine, load_document, parse_definition
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One clear line on stderr and a non-zero exit: never a traceback for a user's mistake."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+
+
+def load_machine(path: str) -> StateMachine:
+    try:
+        return parse_definition(read_text(path))
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(f"{path}: {problem}", err=True)
+        fail(f"{path}: invalid definition ({len(exc.problems)} problem(s))")
+    except ValueError as exc:
+        fail(f"{path}: {exc}")
+
+
+def parse_json_arg(value: str, what: str) -> Any:
+    """A JSON value given inline or as @file."""
+    text = read_text(value[1:]) if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{what} is not valid JSON: {exc}")
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@click.group()
+def main() -> None:
+    """Baton: Amazon States Language workflows for generative AI, on Apache Kafka."""
+
+
+@main.command()
+@click.argument("file")
+def validate(file: str) -> None:
+    """Check a state machine definition (JSON or YAML); list every problem with its JSON path."""
+    machine = load_machine(file)
+    counts: dict[str, int] = {}
+
+    def count(m: StateMachine) -> None:
+        for state in m.states.values():
+            counts[state.type] = counts.get(state.type, 0) + 1
+            for branch in state.branches:
+                count(branch)
+            if state.processor is not None:
+                count(state.processor)
+
+    count(machine)
+    summary = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
+    click.echo(f"{file}: valid ({machine.query_language}); StartAt {machine.start_at!r}; states: {summary}")
+
+
+@main.command()
+@click.argument("file")
+@click.option("--input", "input_", default="{}", help="Execution input: JSON text or @file.")
+@click.option("--mock-config", help="A Step Functions Local MockConfigFile (JSON or YAML).")
+@click.option("--test-case", help="The test case of the mock config to use.")
+@click.option("--state-machine", help="The state machine's name in the mock config (default: the only one).")
+@click.option("--steps", "steps_modules", multiple=True, help="A Python module of @step functions (repeatable).")
+@click.option("--name", help="The execution name (default: a UUID).")
+@click.option("--real-time", is_flag=True, help="Wait and back off in real time instead of a virtual clock.")
+@click.option("--history", "with_history", is_flag=True, help="Include the execution history.")
+@click.option("--local", is_flag=True, default=True, hidden=True, help="Run in-process (the default).")
+def execute(
+    file: str,
+    input_: str,
+    mock_config: str | None,
+    test_case: str | None,
+    state_machine: str | None,
+    steps_modules: tuple[str, ...],
+    name: str | None,
+    real_time: bool,
+    with_history: bool,
+    local: bool,
+) -> None:
+    """Run a whole state machine locally; print {"status", "output", "error", "cause"}."""
+    from orchestrator.local.runner import LocalRunError, TaskResolver, run_execution
+
+    machine = load_machine(file)
+    execution_input = parse_json_arg(input_, "--input")
+    resolver = TaskResolver(steps=load_step_modules(steps_modules), mocks=load_mocks(mock_config, test_case,
+                                                                                       state_machine))
+    try:
+        result = asyncio.run(
+            run_execution(
+                machine, execution_input, resolver=resolver, state_machine_name=Path(file).stem,
+                execution_name=name, real_time=real_time,
+            )
+        )
+    except LocalRunError as exc:
+        fail(str(exc))
+    print_json(result.as_dict(with_history))
+    sys.exit(0 if result.status == "SUCCEEDED" else 1)
+
+
+@main.command("test-state")
+@click.argument("file")
+@click.option("--state", "state_name", required=True, help="The state to run.")
+@click.option("--input", "input_", default="{}", help="The state's input: JSON text or @file.")
+@click.option("--result", help="The task's result (JSON text or @file), for a Task state.")
+@click.option("--error", help="Make the task fail with this error name.")
+@click.option("--cause", help="The cause that goes with --error.")
+@click.option("--mock-config", help="A MockConfigFile answering tasks not given by --result/--error.")
+@click.option("--test-case", help="The test case of the mock config to use.")
+@click.option("--state-machine", help="The state machine's name in the mock config.")
+@click.option("--steps", "steps_modules", multiple=True, help="A Python module of @step functions.")
+def test_state_command(
+    file: str, state_name: str, input_: str, result: str | None, error: str | None, cause: str | None,
+    mock_config: str | None, test_case: str | None, state_machine: str | None, steps_modules: tuple[str, ...],
+) -> None:
+    """Run one state with a given input; show the data after each processing stage."""
+    from orchestrator.local.runner import LocalRunError, TaskResolver
+    from orchestrator.local.test_state import GivenOutcome, run_test_state
+
+    if result is not None and error is not None:
+        fail("give either --result or --error, not both")
+    machine = load_machine(file)
+    given = GivenOutcome(
+        result=parse_json_arg(result, "--result") if result is not None else None,
+        has_result=result is not None, error=error, cause=cause,
+    )
+    resolver = TaskResolver(steps=load_step_modules(steps_modules),
+                            mocks=load_mocks(mock_config, test_case, state_machine))
+    try:
+        report = asyncio.run(run_test_state(machine, state_name, parse_json_arg(input_, "--input"),
+                                        given=given, resolver=resolver))
+    except LocalRunError as exc:
+        fail(str(exc))
+    print_json(report)
+    sys.exit(0 if report["status"] in ("SUCCEEDED", "CAUGHT_ERROR") else 1)
+
+
+def load_step_modules(names: tuple[str, ...]) -> Any:
+    from steps.sdk import load_steps
+
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        return load_steps(list(names))
+    except ImportError as exc:
+        fail(f"cannot import steps module: {exc}")
+    except Exception as exc:  # user code failing at import time
+        fail(f"steps module failed to import: {type(exc).__name__}: {exc}")
+
+
+def load_mocks(path: str | None, test_case: str | None, state_machine: str | None) -> Any:
+    if path is None:
+        if test_case:
+            fail("--test-case needs --mock-config")
+        return None
+    from orchestrator.local.mock_config import parse_mock_config
+
+    if not test_case:
+        fail("--mock-config needs --test-case")
+    try:
+        config = parse_mock_config(load_document(read_text(path)))
+        return config.test_case(state_machine, test_case)
+    except KeyError as exc:
+        fail(f"{path}: {exc.args[0]}")
+    except ValueError as exc:
+        fail(f"{path}: {exc}")
+
+
+if __name__ == "__main__":
+    main()

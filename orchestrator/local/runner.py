@@ -1,0 +1,201 @@
+"""The local runner: a whole execution in-process, with the decider and an in-memory transport.
+
+Task results come from a mock config (Step Functions Local's format) and/or Python steps written
+with the steps SDK. Waits and retry back-off run on a virtual clock by default (instant) or in
+real time. This is a shell around `orchestrator.asl.decider.decide`, not a second interpreter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import random
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from orchestrator.asl import resources
+from orchestrator.asl.decider import Environment, decide, new_execution
+from orchestrator.asl.execution import (
+    Event,
+    ExecutionFinished,
+    ExecutionState,
+    HistoryEvent,
+    RunTask,
+    StartExecution,
+    StartTimer,
+    TaskFailed,
+    TaskSucceeded,
+    TimerFired,
+)
+from orchestrator.asl.model import StateMachine
+from orchestrator.local.mock_config import MockedResponse
+from steps.sdk.step import StepDefinition, StepError, invoke_step
+
+
+class LocalRunError(Exception):
+    """The local run cannot go on (a missing mock or step); the message says which and where."""
+
+
+@dataclass
+class ExecutionResult:
+    status: str
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    history: list[HistoryEvent] = field(default_factory=list)
+
+    def as_dict(self, with_history: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status, "output": self.output, "error": self.error, "cause": self.cause}
+        if with_history:
+            out["history"] = [e.as_aws() for e in self.history]
+        return out
+
+
+class TaskResolver:
+    """Answers step commands from mocked responses first, then from SDK steps."""
+
+    def __init__(
+        self, steps: dict[str, StepDefinition] | None = None, mocks: dict[str, MockedResponse] | None = None
+    ) -> None:
+        self.steps = steps or {}
+        self.mocks = mocks
+        self.invocations: Counter[str] = Counter()
+
+    async def run(self, command: RunTask) -> TaskSucceeded | TaskFailed:
+        attempt = self.invocations[command.state_name]
+        self.invocations[command.state_name] += 1
+        if self.mocks is not None and command.state_name in self.mocks:
+            mocked = self.mocks[command.state_name].for_attempt(attempt)
+            if mocked is None:
+                raise LocalRunError(
+                    f"no mocked response for invocation {attempt} of state {command.state_name!r}"
+                )
+            if mocked.throw is not None:
+                return TaskFailed(task_id=command.task_id, error=mocked.throw.error, cause=mocked.throw.cause)
+            return TaskSucceeded(task_id=command.task_id, output=mocked.returns)
+        return await self._run_step(command)
+
+    async def _run_step(self, command: RunTask) -> TaskSucceeded | TaskFailed:
+        resource = resources.parse_resource(command.resource)
+        wrap_lambda = resource.service == "lambda" and resource.action == "invoke"
+        payload = command.parameters
+        if wrap_lambda:
+            params = command.parameters if isinstance(command.parameters, dict) else {}
+            name = resources.lambda_function_name(str(params.get("FunctionName", "")))
+            payload = _lambda_payload(params.get("Payload"))
+        else:
+            name = resource.function_name or ""
+        definition = self.steps.get(name)
+        if definition is None:
+            if resource.service == "lambda" and self.mocks is None:
+                # As AWS answers an invocation of a function that does not exist.
+                return TaskFailed(
+                    task_id=command.task_id,
+                    error="Lambda.ResourceNotFoundException",
+                    cause=f"Function not found: {name}",
+                )
+            where = "in the mock config's test case or " if self.mocks is not None else ""
+            raise LocalRunError(
+                f"state {command.state_name!r}: nothing answers resource {command.resource!r}; "
+                f"add a mocked response {where}a step named {name or '...'!r} (--steps MODULE)"
+            )
+        try:
+            result = await invoke_step(definition, payload)
+        except StepError as exc:
+            return TaskFailed(task_id=command.task_id, error=exc.error, cause=exc.cause)
+        if wrap_lambda:
+            result = _lambda_invoke_output(result)
+        return TaskSucceeded(task_id=command.task_id, output=result)
+
+
+def _lambda_payload(payload: Any) -> Any:
+    """Lambda receives the Payload's bytes: a string is sent as is and read back as JSON."""
+    if payload is None:
+        return {}
+    if isinstance(payload, str):
+        try:
+            return json.loads(payload)
+        except ValueError:
+            return payload
+    return payload
+
+
+def _lambda_invoke_output(result: Any) -> dict[str, Any]:
+    """The response shape of the `arn:aws:states:::lambda:invoke` integration."""
+    body = json.dumps(result)
+    headers = {
+        "Connection": "keep-alive",
+        "Content-Length": str(len(body)),
+        "Content-Type": "application/json",
+        "X-Amz-Executed-Version": "$LATEST",
+    }
+    return {
+        "ExecutedVersion": "$LATEST",
+        "Payload": result,
+        "SdkHttpMetadata": {
+            "AllHttpHeaders": {k: [v] for k, v in headers.items()},
+            "HttpHeaders": headers,
+            "HttpStatusCode": 200,
+        },
+        "SdkResponseMetadata": {"RequestId": str(uuid.uuid4())},
+        "StatusCode": 200,
+    }
+
+
+async def run_execution(
+    machine: StateMachine,
+    execution_input: Any,
+    *,
+    resolver: TaskResolver,
+    state_machine_name: str = "local",
+    execution_name: str | None = None,
+    real_time: bool = False,
+    seed: int | None = None,
+) -> ExecutionResult:
+    """Run one execution to its end and return its status, output and history."""
+    name = execution_name or str(uuid.uuid4())
+    rng = random.Random(seed)
+    state: ExecutionState = new_execution(
+        execution_id=f"arn:baton:states:local:execution:{state_machine_name}:{name}",
+        name=name,
+        state_machine_id=f"arn:baton:states:local:stateMachine:{state_machine_name}",
+        state_machine_name=state_machine_name,
+    )
+    clock = time.time()
+    events: deque[Event] = deque([StartExecution(input=execution_input)])
+    timers: list[tuple[float, int, str]] = []
+    history: list[HistoryEvent] = []
+    order = 0
+    while True:
+        if not events:
+            if not timers:
+                raise LocalRunError("the execution is waiting for something no one will send (a callback?)")
+            fire_at, _, timer_id = heapq.heappop(timers)
+            if real_time:
+                await asyncio.sleep(max(0.0, fire_at - time.time()))
+                clock = max(clock, time.time())
+            else:
+                clock = max(clock, fire_at)
+            events.append(TimerFired(timer_id=timer_id))
+            continue
+        event = events.popleft()
+        if real_time:
+            clock = max(clock, time.time())
+        env = Environment(now=datetime.fromtimestamp(clock, timezone.utc), seed=rng.getrandbits(64))
+        decision = decide(machine, state, event, env)
+        state = decision.state
+        for effect in decision.effects:
+            if isinstance(effect, HistoryEvent):
+                history.append(effect)
+            elif isinstance(effect, ExecutionFinished):
+                return ExecutionResult(effect.status.value, effect.output, effect.error, effect.cause, history)
+            elif isinstance(effect, StartTimer):
+                order += 1
+                heapq.heappush(timers, (effect.fire_at, order, effect.timer_id))
+            elif isinstance(effect, RunTask):
+                events.append(await resolver.run(effect))

@@ -1,0 +1,47 @@
+"""Fixtures for tests against a real Kafka broker.
+
+``kafka_bootstrap`` starts a local single-node broker once per pytest session (or reuses one
+already answering on ``BATON_KAFKA_PORT``) and stops it at the end only if it started it.
+Set ``BATON_KAFKA_BOOTSTRAP`` to run against an existing cluster instead; nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# `infra` is not an installed package: make the repository root importable.
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from infra.local_kafka import LocalKafkaError, ensure_up, stop  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address ("host:port") of a ready Kafka broker."""
+    external = os.environ.get("BATON_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    try:
+        broker = ensure_up()
+    except LocalKafkaError as error:
+        # A one-line reason (plus the broker log) reads better than a traceback into infra.
+        pytest.fail(f"local Kafka did not start: {error}\n{error.log_tail}", pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        stop(broker)
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique topic-name prefix such as ``t1a2b3c4d.`` so tests never share topics."""
+    return f"t{uuid.uuid4().hex[:8]}."
