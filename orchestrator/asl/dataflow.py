@@ -53,7 +53,7 @@ def _missing_cause(path: str, data: Any) -> str:
             if i == len(segments) - 1:
                 return f"Invalid path '{path}' : No results for path: {_bracketed(segments)}"
             return f"Invalid path '{path}' : Missing property in path {_bracketed(segments[: i + 1])}"
-        node = node[segment]  # type: ignore[index]
+        node = node[segment]
     return f"Invalid path '{path}' : No results for path: {_bracketed(segments)}"
 
 

@@ -303,8 +303,63 @@ class _Decider:
         assigned = resolve_template(template, value, scope)
         run.variables.update(assigned)
 
+    # JSONata: `{% %}` expressions see $states (input, result, errorOutput, context) and the variables.
+
+    def _jsonata(self, run: Run, scope: Scope, template: Any, field: str, **states: Any) -> Any:
+        from orchestrator.asl import jsonata
+
+        bound = {"input": run.raw_input, "context": scope.context, **states}
+        return jsonata.evaluate_template(
+            template, field=field, states=bound, variables=run.variables, rng=self.rng, new_uuid=self._new_uuid
+        )
+
+    def _field(self, run: Run, state: State, scope: Scope, name: str, **states: Any) -> Any:
+        """A literal field, or in a JSONata state possibly an expression (Seconds, Items, Error, ...)."""
+        value = state.get(name)
+        if state.is_jsonata and value is not ABSENT:
+            return self._jsonata(run, scope, value, name, **states)
+        return value
+
+    def _finish_jsonata(self, run: Run, scope: Scope, output_template: Any, assign_template: Any,
+                        default: Any, **states: Any) -> Any:
+        """JSONata Assign and Output: both see the variables as they were before this state."""
+        assigned = (self._jsonata(run, scope, assign_template, "Assign", **states)
+                    if assign_template is not ABSENT else None)
+        output = (self._jsonata(run, scope, output_template, "Output", **states)
+                  if output_template is not ABSENT else default)
+        if assigned:
+            run.variables.update(assigned)
+        return output
+
+    def _passthrough_output(self, run: Run, state: State, scope: Scope, effective: Any,
+                            rule: dict[str, Any] | None = None) -> Any:
+        """Output of a state without a result (Choice, Wait, Succeed, JSONata Pass)."""
+        source = rule if rule is not None else state.raw
+        if state.is_jsonata:
+            return self._finish_jsonata(run, scope, source.get("Output", ABSENT), source.get("Assign", ABSENT),
+                                        run.raw_input)
+        self._assign(run, state, source.get("Assign", ABSENT), effective, scope)
+        return select(state.get("OutputPath"), effective, scope)
+
+    def _task_input(self, run: Run, state: State, scope: Scope) -> Any:
+        """InputPath then Parameters (JSONPath), or Arguments (JSONata): what the task/branches get."""
+        if state.is_jsonata:
+            arguments = state.get("Arguments")
+            effective = run.raw_input if arguments is ABSENT else self._jsonata(run, scope, arguments, "Arguments")
+            self._inspect(run, "afterArguments", effective)
+            return effective
+        effective = select(state.get("InputPath"), run.raw_input, scope)
+        self._inspect(run, "afterInputPath", effective)
+        if state.has("Parameters"):
+            effective = resolve_template(state.get("Parameters"), effective, scope)
+            self._inspect(run, "afterParameters", effective)
+        return effective
+
     def _run_pass(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
+        if state.is_jsonata:
+            self._exit(run, state, self._passthrough_output(run, state, scope, run.raw_input))
+            return
         effective = select(state.get("InputPath"), run.raw_input, scope)
         self._inspect(run, "afterInputPath", effective)
         if state.has("Parameters"):
@@ -316,6 +371,10 @@ class _Decider:
         self._exit(run, state, output)
 
     def _result_to_output(self, run: Run, state: State, result: Any, scope: Scope) -> Any:
+        if state.is_jsonata:
+            output = self._finish_jsonata(run, scope, state.get("Output"), state.get("Assign"), result, result=result)
+            self._inspect(run, "output", output)
+            return output
         self._assign(run, state, state.get("Assign"), result, scope)
         merged = merge_result(state.get("ResultPath"), run.raw_input, result)
         self._inspect(run, "afterResultPath", merged)
@@ -325,13 +384,15 @@ class _Decider:
 
     def _run_succeed(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
-        effective = select(state.get("InputPath"), run.raw_input, scope)
-        self._exit(run, state, select(state.get("OutputPath"), effective, scope))
+        effective = run.raw_input if state.is_jsonata else select(state.get("InputPath"), run.raw_input, scope)
+        self._exit(run, state, self._passthrough_output(run, state, scope, effective))
 
     def _run_fail(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
-        error = state.get("Error", None)
-        cause = state.get("Cause", None)
+        error = self._field(run, state, scope, "Error")
+        cause = self._field(run, state, scope, "Cause")
+        error = None if error is ABSENT else error
+        cause = None if cause is ABSENT else cause
         if state.has("ErrorPath"):
             error = _string_field("ErrorPath", state.get("ErrorPath"), run.raw_input, scope)
         if state.has("CausePath"):
@@ -340,40 +401,67 @@ class _Decider:
 
     def _run_choice(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
-        effective = select(state.get("InputPath"), run.raw_input, scope)
+        effective = run.raw_input if state.is_jsonata else select(state.get("InputPath"), run.raw_input, scope)
         target: str | None = None
+        matched: dict[str, Any] | None = None
         for rule in state.get("Choices"):
-            if choice.evaluate_rule(rule, effective, context=scope.context, variables=run.variables):
-                target = rule["Next"]
-                self._assign(run, state, rule.get("Assign", ABSENT), effective, scope)
+            if self._rule_matches(run, state, scope, rule, effective):
+                target, matched = rule["Next"], rule
                 break
         if target is None:
             target = state.get("Default", None)
             if target is None:
                 raise errors.StatesError(errors.NO_CHOICE_MATCHED, "No Matches!")
-            self._assign(run, state, state.get("Assign"), effective, scope)
-        output = select(state.get("OutputPath"), effective, scope)
+        output = self._passthrough_output(run, state, scope, effective, matched)
         self._check_size(state, output)
         self._history("ChoiceStateExited", {"name": state.name, "output": output})
         self._enter(run, target, output)
 
+    def _rule_matches(self, run: Run, state: State, scope: Scope, rule: dict[str, Any], effective: Any) -> bool:
+        if not state.is_jsonata:
+            return choice.evaluate_rule(rule, effective, context=scope.context, variables=run.variables)
+        value = rule.get("Condition")
+        outcome = self._jsonata(run, scope, value, "Condition") if isinstance(value, str) else value
+        if not isinstance(outcome, bool):
+            raise errors.StatesError(
+                errors.QUERY_EVALUATION_ERROR,
+                f"The JSONata expression '{_expression_text(value)}' specified for the field 'Condition' returned "
+                f"an unexpected result type. Expected 'boolean', but was '{_json_type(outcome)}' for value: "
+                f"{to_json(outcome)}",
+            )
+        return outcome
+
     def _run_wait(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
-        effective = select(state.get("InputPath"), run.raw_input, scope)
-        fire_at = self._wait_until(state, effective, scope)
-        self._assign(run, state, state.get("Assign"), effective, scope)
-        run.effective_input = effective
+        effective = run.raw_input if state.is_jsonata else select(state.get("InputPath"), run.raw_input, scope)
+        fire_at = self._wait_until(run, state, effective, scope)
+        output = self._passthrough_output(run, state, scope, effective)
+        run.effective_input = output
         if fire_at <= self.now:
-            self._exit(run, state, select(state.get("OutputPath"), effective, scope))
+            self._exit(run, state, output)
             return
         run.status = "waiting"
         run.timer_id = self._set_timer("wait", fire_at, run.id)
 
-    def _wait_until(self, state: State, effective: Any, scope: Scope) -> float:
+    def _wait_until(self, run: Run, state: State, effective: Any, scope: Scope) -> float:
         if state.has("Seconds"):
-            return self.now + float(state.get("Seconds"))
+            seconds = self._field(run, state, scope, "Seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+                raise errors.StatesError(
+                    errors.QUERY_EVALUATION_ERROR if state.is_jsonata else errors.RUNTIME,
+                    f"The Seconds field must be a non-negative integer, not {to_json(seconds)}",
+                )
+            return self.now + float(seconds)
         if state.has("Timestamp"):
-            return parse_timestamp(state.get("Timestamp")).timestamp()
+            stamp = self._field(run, state, scope, "Timestamp")
+            try:
+                return parse_timestamp(stamp).timestamp()
+            except (TypeError, ValueError):
+                raise errors.StatesError(
+                    errors.QUERY_EVALUATION_ERROR if state.is_jsonata else errors.RUNTIME,
+                    f"The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: "
+                    f"{_plain(stamp)}",
+                ) from None
         if state.has("SecondsPath"):
             path = state.get("SecondsPath")
             value = read_path_field("SecondsPath", path, effective, scope)
@@ -407,14 +495,10 @@ class _Decider:
         token = self.env.task_token(task_id) if resource.pattern == resources.CALLBACK else None
         extra = {"Task": {"Token": token}} if token is not None else {}
         scope = self._scope(run, state, **extra)
-        effective = select(state.get("InputPath"), run.raw_input, scope)
-        self._inspect(run, "afterInputPath", effective)
-        if state.has("Parameters"):
-            effective = resolve_template(state.get("Parameters"), effective, scope)
-            self._inspect(run, "afterParameters", effective)
+        effective = self._task_input(run, state, scope)
         run.effective_input = effective
-        timeout = self._seconds_field(state, "TimeoutSeconds", run.raw_input, scope)
-        heartbeat = self._seconds_field(state, "HeartbeatSeconds", run.raw_input, scope)
+        timeout = self._seconds_field(run, state, "TimeoutSeconds", scope)
+        heartbeat = self._seconds_field(run, state, "HeartbeatSeconds", scope)
         self.s.tasks[task_id] = PendingTask(
             run_id=run.id, state_name=state.name, resource=resource.uri, attempt=run.retry_count,
             heartbeat_seconds=heartbeat,
@@ -448,12 +532,18 @@ class _Decider:
             )
         )
 
-    def _seconds_field(self, state: State, name: str, data: Any, scope: Scope) -> float | None:
+    def _seconds_field(self, run: Run, state: State, name: str, scope: Scope) -> float | None:
         if state.has(name):
-            return float(state.get(name))
+            value = self._field(run, state, scope, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise errors.StatesError(
+                    errors.QUERY_EVALUATION_ERROR if state.is_jsonata else errors.RUNTIME,
+                    f"The {name} field must be a positive integer, not {to_json(value)}",
+                )
+            return float(value)
         if state.has(name + "Path"):
             path = state.get(name + "Path")
-            value = read_path_field(name + "Path", path, data, scope)
+            value = read_path_field(name + "Path", path, run.raw_input, scope)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise errors.StatesError(
                     errors.RUNTIME, f"The {name}Path parameter must be a positive integer: {path} == {_plain(value)}"
@@ -489,7 +579,7 @@ class _Decider:
             scope = self._scope(run, state)
             result = event.output
             self._inspect(run, "result", result)
-            if state.has("ResultSelector"):
+            if state.has("ResultSelector") and not state.is_jsonata:
                 result = resolve_template(state.get("ResultSelector"), result, scope)
                 self._inspect(run, "afterResultSelector", result)
             self._exit(run, state, self._result_to_output(run, state, result, scope))
@@ -537,7 +627,7 @@ class _Decider:
             run.timer_id = None
             run.status = "running"
             try:
-                self._exit(run, state, select(state.get("OutputPath"), run.effective_input, self._scope(run, state)))
+                self._exit(run, state, run.effective_input)
             except errors.StatesError as exc:
                 self._state_failed(run, state, exc.error, exc.cause, raised_here=True)
         elif timer.purpose == "retry":
@@ -564,9 +654,8 @@ class _Decider:
     def _state_failed(self, run: Run, state: State, error: str, cause: str | None,
                       raised_here: bool = False) -> None:
         """Retry, then Catch, then fail the run (ASL spec, "Retrying after an error", "Fallback states")."""
-        if raised_here and error in _PREFIXED:
-            cause = (f"An error occurred while executing the state '{state.name}' "
-                     f"(entered at the event id #{run.entered_event_id}). {cause or ''}").rstrip()
+        if raised_here:
+            cause = self._where(run, state, error, cause)
         if state.type in _RETRIABLE_TYPES:
             retry = next_retry(state.retry, run.retry_attempts, error, self.rng)
             if retry is not None and self.env.single_state and run.parent is None:
@@ -588,16 +677,28 @@ class _Decider:
                 try:
                     scope = self._scope(run, state)
                     failure = error_output(error, cause)
-                    self._assign(run, state, catcher.assign, failure, scope)
-                    output = merge_result(catcher.result_path, run.raw_input, failure)
+                    if state.is_jsonata:
+                        output = self._finish_jsonata(run, scope, catcher.output, catcher.assign, failure,
+                                                      errorOutput=failure)
+                    else:
+                        self._assign(run, state, catcher.assign, failure, scope)
+                        output = merge_result(catcher.result_path, run.raw_input, failure)
                     self._check_size(state, output)
                 except errors.StatesError as exc:
-                    self._run_failed(run, exc.error, exc.cause)
+                    self._run_failed(run, exc.error, self._where(run, state, exc.error, exc.cause))
                     return
                 self._history(f"{state.type}StateExited", {"name": state.name, "output": output})
                 self._enter(run, catcher.next, output)
                 return
         self._run_failed(run, error, cause)
+
+    @staticmethod
+    def _where(run: Run, state: State, error: str, cause: str | None) -> str | None:
+        """AWS prefixes the causes of errors raised by the interpreter itself with where they happened."""
+        if error not in _PREFIXED:
+            return cause
+        return (f"An error occurred while executing the state '{state.name}' "
+                f"(entered at the event id #{run.entered_event_id}). {cause or ''}").rstrip()
 
     def _run_failed(self, run: Run, error: str | None, cause: str | None) -> None:
         run.status = "failed"
@@ -633,9 +734,7 @@ class _Decider:
 
     def _run_parallel(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
-        effective = select(state.get("InputPath"), run.raw_input, scope)
-        if state.has("Parameters"):
-            effective = resolve_template(state.get("Parameters"), effective, scope)
+        effective = self._task_input(run, state, scope)
         self._history("ParallelStateStarted")
         fanout = FanOut(kind="parallel", results=[None] * len(state.branches), effective_input=effective)
         run.fanout = fanout
@@ -659,22 +758,15 @@ class _Decider:
 
     def _run_map(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
-        effective = select(state.get("InputPath"), run.raw_input, scope)
-        items_path = state.get("ItemsPath", "$")
-        items = read_path_field("ItemsPath", items_path, effective, scope)
-        if not isinstance(items, list):
-            raise errors.StatesError(
-                errors.RUNTIME,
-                f"Invalid path '{items_path}': the value is not an array: {to_json(items)}",
-            )
+        effective, items = self._map_items(run, state, scope)
         fanout = FanOut(
             kind="map",
             children=[None] * len(items),
             results=[None] * len(items),
             items=copy.deepcopy(items),
-            max_concurrency=self._map_number(state, "MaxConcurrency", effective, scope) or 0,
-            tolerated_count=self._map_number(state, "ToleratedFailureCount", effective, scope),
-            tolerated_percentage=self._map_number(state, "ToleratedFailurePercentage", effective, scope),
+            max_concurrency=self._map_number(state, "MaxConcurrency", effective, scope, run) or 0,
+            tolerated_count=self._map_number(state, "ToleratedFailureCount", effective, scope, run),
+            tolerated_percentage=self._map_number(state, "ToleratedFailurePercentage", effective, scope, run),
             effective_input=effective,
         )
         run.fanout = fanout
@@ -685,9 +777,41 @@ class _Decider:
             return
         self._launch_items(run, state)
 
-    def _map_number(self, state: State, name: str, data: Any, scope: Scope) -> Any:
+    def _map_items(self, run: Run, state: State, scope: Scope) -> tuple[Any, list[Any]]:
+        """The Map's effective input and its items (ItemsPath, or JSONata Items)."""
+        if state.is_jsonata:
+            raw_items = state.get("Items")
+            if raw_items is ABSENT:
+                if not isinstance(run.raw_input, list):
+                    raise errors.StatesError(
+                        errors.QUERY_EVALUATION_ERROR,
+                        f"Map state input must be an array but was: {to_json(run.raw_input)}",
+                    )
+                return run.raw_input, run.raw_input
+            items = self._jsonata(run, scope, raw_items, "Items")
+            if not isinstance(items, list):
+                raise errors.StatesError(
+                    errors.QUERY_EVALUATION_ERROR,
+                    f"The JSONata expression '{_expression_text(raw_items)}' specified for the field 'Items' "
+                    f"returned an unexpected result type. Expected 'array', but was '{_json_type(items)}' "
+                    f"for value: {to_json(items)}",
+                )
+            return run.raw_input, items
+        effective = select(state.get("InputPath"), run.raw_input, scope)
+        items_path = state.get("ItemsPath", "$")
+        items = read_path_field("ItemsPath", items_path, effective, scope)
+        if not isinstance(items, list):
+            raise errors.StatesError(
+                errors.RUNTIME,
+                f"Invalid path '{items_path}': the value is not an array: {to_json(items)}",
+            )
+        return effective, items
+
+    def _map_number(self, state: State, name: str, data: Any, scope: Scope, run: Run | None = None) -> Any:
         """MaxConcurrency, ToleratedFailureCount, ToleratedFailurePercentage, or their Path form."""
         if state.has(name):
+            if run is not None and state.is_jsonata:
+                return self._field(run, state, scope, name)
             return state.get(name)
         if not state.has(name + "Path"):
             return None
@@ -721,7 +845,10 @@ class _Decider:
             selector = state.get("ItemSelector", state.get("Parameters"))
             if selector is not ABSENT:
                 scope = self._scope(run, state, Map={"Item": {"Index": index, "Value": item}})
-                item = resolve_template(selector, fanout.effective_input, scope)
+                if state.is_jsonata:
+                    item = self._jsonata(run, scope, selector, "ItemSelector")
+                else:
+                    item = resolve_template(selector, fanout.effective_input, scope)
             child = self._spawn(run, state, -1, index)
             child.map_item = {"Index": index, "Value": fanout.items[index]}
             fanout.children[index] = child.id
@@ -804,7 +931,7 @@ class _Decider:
         try:
             scope = self._scope(run, state)
             result: Any = results
-            if state.has("ResultSelector"):
+            if state.has("ResultSelector") and not state.is_jsonata:
                 result = resolve_template(state.get("ResultSelector"), result, scope)
             self._exit(run, state, self._result_to_output(run, state, result, scope))
         except errors.StatesError as exc:
@@ -817,6 +944,28 @@ class _Decider:
 def _plain(value: Any) -> str:
     """A value as AWS prints it inside a cause: strings bare, everything else as JSON."""
     return value if isinstance(value, str) else to_json(value)
+
+
+def _expression_text(value: Any) -> str:
+    """The expression inside `{% ... %}`, as AWS quotes it in causes."""
+    text = str(value).strip()
+    if text.startswith("{%") and text.endswith("%}"):
+        text = text[2:-2]
+    return text.strip()
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
 
 
 def _string_field(field_name: str, path: str, data: Any, scope: Scope) -> Any:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from jsonpath_ng import jsonpath as jp
-from jsonpath_ng.ext import parse as _parse
+from jsonpath_ng.ext.parser import parse as _parse
 from jsonpath_ng.ext.filter import Filter
 
 _VARIABLE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)(.*)$", re.DOTALL)

@@ -84,13 +84,23 @@ class StateMachine:
         return self.states[name]
 
 
+class _JsonLikeYamlLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: a Timestamp field must stay the string the user wrote."""
+
+
+_JsonLikeYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_document(text: str) -> Any:
     """Decode a definition (or input, or mock config) written as JSON or YAML."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as json_error:
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=_JsonLikeYamlLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError:
             raise ValueError(f"not valid JSON or YAML: {json_error}") from None
         if not isinstance(value, (dict, list)):
