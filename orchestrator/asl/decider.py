@@ -553,7 +553,8 @@ class _Decider:
             return None
         return None
 
-    def _take_task(self, task_id: str) -> tuple[PendingTask, Run, State] | None:
+    def _settle_task(self, task_id: str, outcome: str, details: dict[str, Any]) -> tuple[Run, State] | None:
+        """Stop awaiting a task (it succeeded, failed or timed out) and record it in the history."""
         pending = self.s.tasks.pop(task_id, None)
         if pending is None:
             return None  # a duplicate or late result: the task is no longer awaited
@@ -562,22 +563,21 @@ class _Decider:
                 self.s.timers.pop(timer, None)
         run = self.s.runs[pending.run_id]
         run.task_id = None
-        return pending, run, self._state_of(run)
+        run.status = "running"
+        resource = resources.parse_resource(pending.resource)
+        self._history(f"{resource.history_prefix}{outcome}", {**_resource_details(resource), **details})
+        return run, self._state_of(run)
 
     def _task_succeeded(self, event: TaskSucceeded) -> None:
-        taken = self._take_task(event.task_id)
-        if taken is None:
-            return
-        pending, run, state = taken
-        resource = resources.parse_resource(pending.resource)
-        details = _resource_details(resource)
-        details["output"] = to_json(event.output)
-        self._history(f"{resource.history_prefix}Succeeded", details)
-        run.status = "running"
+        settled = self._settle_task(event.task_id, "Succeeded", {"output": to_json(event.output)})
+        if settled is not None:
+            self._apply_result(*settled, event.output)
+
+    def _apply_result(self, run: Run, state: State, result: Any) -> None:
+        """ResultSelector, then Assign/ResultPath/OutputPath (or JSONata Output), then leave the state."""
         try:
-            self._check_size(state, event.output)
+            self._check_size(state, result)
             scope = self._scope(run, state)
-            result = event.output
             self._inspect(run, "result", result)
             if state.has("ResultSelector") and not state.is_jsonata:
                 result = resolve_template(state.get("ResultSelector"), result, scope)
@@ -587,16 +587,9 @@ class _Decider:
             self._state_failed(run, state, exc.error, exc.cause, raised_here=True)
 
     def _task_failed(self, event: TaskFailed) -> None:
-        taken = self._take_task(event.task_id)
-        if taken is None:
-            return
-        pending, run, state = taken
-        resource = resources.parse_resource(pending.resource)
-        details = _resource_details(resource)
-        details.update(_error_details(event.error, event.cause))
-        self._history(f"{resource.history_prefix}Failed", details)
-        run.status = "running"
-        self._state_failed(run, state, event.error, event.cause)
+        settled = self._settle_task(event.task_id, "Failed", _error_details(event.error, event.cause))
+        if settled is not None:
+            self._state_failed(*settled, event.error, event.cause)
 
     def _heartbeat(self, event: TaskHeartbeat) -> None:
         pending = self.s.tasks.get(event.task_id)
@@ -636,18 +629,11 @@ class _Decider:
             self.ready.append(run.id)
         else:
             assert timer.task_id is not None
-            taken = self._take_task(timer.task_id)
-            if taken is None:
-                return
-            pending, run, state = taken
-            self.effects.append(CancelTask(task_id=timer.task_id))
             error = errors.TIMEOUT if timer.purpose == "task_timeout" else errors.HEARTBEAT_TIMEOUT
-            resource = resources.parse_resource(pending.resource)
-            details = _resource_details(resource)
-            details.update(_error_details(error, None))
-            self._history(f"{resource.history_prefix}TimedOut", details)
-            run.status = "running"
-            self._state_failed(run, state, error, None)
+            settled = self._settle_task(timer.task_id, "TimedOut", _error_details(error, None))
+            if settled is not None:
+                self.effects.append(CancelTask(task_id=timer.task_id))
+                self._state_failed(*settled, error, None)
 
     # ------------------------------------------------------------ failure handling
 
@@ -928,14 +914,7 @@ class _Decider:
         run.fanout = None
         run.status = "running"
         self._history(f"{state.type}StateSucceeded")
-        try:
-            scope = self._scope(run, state)
-            result: Any = results
-            if state.has("ResultSelector") and not state.is_jsonata:
-                result = resolve_template(state.get("ResultSelector"), result, scope)
-            self._exit(run, state, self._result_to_output(run, state, result, scope))
-        except errors.StatesError as exc:
-            self._state_failed(run, state, exc.error, exc.cause, raised_here=True)
+        self._apply_result(run, state, results)
 
 
 # ---------------------------------------------------------------- small pure helpers
