@@ -296,12 +296,15 @@ class _Decider:
             assert state.next is not None
             self._enter(run, state.next, output)
 
-    def _assign(self, run: Run, state: State, template: Any, value: Any, scope: Scope) -> None:
-        """Assign (JSONPath flavour): all right-hand sides see the variables from before the state."""
+    @staticmethod
+    def _assignments(template: Any, value: Any, scope: Scope) -> dict[str, Any]:
+        """Assign (JSONPath flavour), evaluated but not yet applied: the state's own paths
+        (ResultPath, OutputPath) still see the variables from before it (AWS "Variables" guide:
+        assignments take effect when the state is left)."""
         if template is ABSENT or template is None:
-            return
-        assigned = resolve_template(template, value, scope)
-        run.variables.update(assigned)
+            return {}
+        assigned: dict[str, Any] = resolve_template(template, value, scope)
+        return assigned
 
     # JSONata: `{% %}` expressions see $states (input, result, errorOutput, context) and the variables.
 
@@ -338,8 +341,10 @@ class _Decider:
         if state.is_jsonata:
             return self._finish_jsonata(run, scope, source.get("Output", ABSENT), source.get("Assign", ABSENT),
                                         run.raw_input)
-        self._assign(run, state, source.get("Assign", ABSENT), effective, scope)
-        return select(state.get("OutputPath"), effective, scope)
+        assigned = self._assignments(source.get("Assign", ABSENT), effective, scope)
+        output = select(state.get("OutputPath"), effective, scope)
+        run.variables.update(assigned)
+        return output
 
     def _task_input(self, run: Run, state: State, scope: Scope) -> Any:
         """InputPath then Parameters (JSONPath), or Arguments (JSONata): what the task/branches get."""
@@ -375,11 +380,12 @@ class _Decider:
             output = self._finish_jsonata(run, scope, state.get("Output"), state.get("Assign"), result, result=result)
             self._inspect(run, "output", output)
             return output
-        self._assign(run, state, state.get("Assign"), result, scope)
+        assigned = self._assignments(state.get("Assign"), result, scope)
         merged = merge_result(state.get("ResultPath"), run.raw_input, result)
         self._inspect(run, "afterResultPath", merged)
         output = select(state.get("OutputPath"), merged, scope)
         self._inspect(run, "output", output)
+        run.variables.update(assigned)
         return output
 
     def _run_succeed(self, run: Run, state: State) -> None:
@@ -667,8 +673,9 @@ class _Decider:
                         output = self._finish_jsonata(run, scope, catcher.output, catcher.assign, failure,
                                                       errorOutput=failure)
                     else:
-                        self._assign(run, state, catcher.assign, failure, scope)
+                        assigned = self._assignments(catcher.assign, failure, scope)
                         output = merge_result(catcher.result_path, run.raw_input, failure)
+                        run.variables.update(assigned)
                     self._check_size(state, output)
                 except errors.StatesError as exc:
                     self._run_failed(run, exc.error, self._where(run, state, exc.error, exc.cause))

@@ -189,8 +189,11 @@ def _number(value: int | float) -> int | float:
     """An int while the value is whole and fits a long (the port parses `1e300` as an int)."""
     if isinstance(value, int) and abs(value) < _LONG_LIMIT:
         return value
-    number = float(value) if isinstance(value, int) and value.bit_length() <= 1024 else value
-    if isinstance(number, int) or not math.isfinite(number):
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _UnsupportedResult from None
+    if not math.isfinite(number):
         raise _UnsupportedResult
     return int(number) if number.is_integer() and abs(number) < _LONG_LIMIT else number
 

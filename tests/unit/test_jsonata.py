@@ -21,7 +21,14 @@ import pytest
 
 from orchestrator.asl import jsonata
 from orchestrator.asl.errors import QUERY_EVALUATION_ERROR, StatesError
-from orchestrator.asl.jsonata import UNDEFINED, JsonataSyntaxError, check, evaluate, evaluate_template, is_expression
+from orchestrator.asl.jsonata import (
+    UNDEFINED,
+    JsonataSyntaxError,
+    check,
+    evaluate,
+    evaluate_template,
+    is_expression,
+)
 
 CONTEXT = {
     "Execution": {"Id": "arn:exec", "StartTime": "2024-11-04T11:41:40.000Z"},
@@ -73,7 +80,9 @@ def test_is_expression(value: str) -> None:
     assert is_expression(value)
 
 
-@pytest.mark.parametrize("value", [" {% states.input %} ", "{% x", "x %}", "{%}", "$states.input", "", None, 1, ["{% 1 %}"]])
+@pytest.mark.parametrize(
+    "value", [" {% states.input %} ", "{% x", "x %}", "{%}", "$states.input", "", None, 1, ["{% 1 %}"]]
+)
 def test_is_not_expression(value: Any) -> None:
     """[recorded] jsonata/BASE_LITERALS: `" {% states.input %} "` (outer spaces) is copied as text."""
     assert not is_expression(value)
@@ -190,7 +199,8 @@ def test_fractional_and_huge_numbers_stay_float(expression: str, expected: float
 
 def test_results_are_plain_json() -> None:
     """Sequences, ranges and constructed objects come back as plain lists and dicts."""
-    result = ev("{'a': [1..3], 'b': $states.input.items.k, 'c': [null]}", {"input": {"items": [{"k": 1}, {"k": 2}]}})
+    states = {"input": {"items": [{"k": 1}, {"k": 2}]}}
+    result = ev("{'a': [1..3], 'b': $states.input.items.k, 'c': [null]}", states)
     assert result == {"a": [1, 2, 3], "b": [1, 2], "c": [None]}
     assert type(result["a"]) is list and type(result["b"]) is list
 
@@ -205,7 +215,8 @@ def test_singleton_sequences_collapse() -> None:
 def test_functions_are_an_unsupported_result(expression: str) -> None:
     """[recorded] scenarios_map/items_eval_jsonata_fail_function."""
     assert cause_of(expression, field="Items") == (
-        f"The JSONata expression '{expression}' specified for the field 'Items' returned an unsupported result type."
+        f"The JSONata expression '{expression}' specified for the field 'Items' "
+        "returned an unsupported result type."
     )
 
 
@@ -258,7 +269,8 @@ def test_template_evaluates_nested_expressions_and_copies_the_rest() -> None:
     """[recorded] jsonata/LIST_RICH and BASE_LITERALS: only whole `{% %}` strings are evaluated."""
     value = {
         "x": "{% $states.input.a %}",
-        "list": [None, 0, 0.1, True, "$nosuchvar", " {% $states.input %} ", "{% $states.input %}", {"k": "{% true %}"}],
+        "list": [None, 0, 0.1, True, "$nosuchvar", " {% $states.input %} ", "{% $states.input %}",
+                 {"k": "{% true %}"}],
         "path.$": "$",
         "text": "States.Format('{}', 1)",
     }
@@ -304,7 +316,8 @@ def test_template_field_paths(value: Any, field: str, path: str) -> None:
 
 def test_scalars_pass_through() -> None:
     """[recorded] jsonata/output_any_non_dict: literal null, numbers and strings are the output."""
-    for value in (None, 0.1, "string literal", [], {}):
+    values: list[Any] = [None, 0.1, "string literal", [], {}]
+    for value in values:
         assert template(value) == value
 
 
