@@ -99,10 +99,11 @@ class TaskResolver:
                     error="Lambda.ResourceNotFoundException",
                     cause=f"Function not found: {name}",
                 )
-            where = "in the mock config's test case or " if self.mocks is not None else ""
+            remedy = f"a step named {name or '...'!r} (--steps MODULE)"
+            if self.mocks is not None:
+                remedy = f"a mocked response in the mock config's test case, or {remedy}"
             raise LocalRunError(
-                f"state {command.state_name!r}: nothing answers resource {command.resource!r}; "
-                f"add a mocked response {where}a step named {name or '...'!r} (--steps MODULE)"
+                f"state {command.state_name!r}: nothing answers resource {command.resource!r}; add {remedy}"
             )
         try:
             result = await invoke_step(definition, payload)

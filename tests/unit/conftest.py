@@ -108,7 +108,10 @@ def task_state(resource: str = "baton:fn:work", **fields: Any) -> dict[str, Any]
 
 
 def single(state: dict[str, Any], name: str = "S", **top: Any) -> dict[str, Any]:
-    """A one-state machine."""
+    """A one-state machine (the state gets `End: true` unless it is terminal or says otherwise)."""
+    state = dict(state)
+    if state.get("Type") not in ("Choice", "Succeed", "Fail") and "Next" not in state:
+        state["End"] = True
     return {"StartAt": name, "States": {name: state}, **top}
 
 
