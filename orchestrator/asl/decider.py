@@ -236,8 +236,8 @@ class _Decider:
                 cause: str | None = None) -> None:
         self.s.status = status
         self.s.output, self.s.error, self.s.cause = output, error, cause
-        for task_id in list(self.s.tasks):
-            self.effects.append(CancelTask(task_id=task_id))
+        for task_id, pending in self.s.tasks.items():
+            self.effects.append(CancelTask(task_id=task_id, resource=pending.resource))
         self.s.tasks.clear()
         self.s.timers.clear()
         self.s.runs.clear()
@@ -636,9 +636,10 @@ class _Decider:
         else:
             assert timer.task_id is not None
             error = errors.TIMEOUT if timer.purpose == "task_timeout" else errors.HEARTBEAT_TIMEOUT
+            pending = self.s.tasks.get(timer.task_id)
             settled = self._settle_task(timer.task_id, "TimedOut", _error_details(error, None))
-            if settled is not None:
-                self.effects.append(CancelTask(task_id=timer.task_id))
+            if settled is not None and pending is not None:
+                self.effects.append(CancelTask(task_id=timer.task_id, resource=pending.resource))
                 self._state_failed(*settled, error, None)
 
     # ------------------------------------------------------------ failure handling
@@ -715,8 +716,8 @@ class _Decider:
         if run is None:
             return
         if run.task_id and run.task_id in self.s.tasks:
-            self.s.tasks.pop(run.task_id)
-            self.effects.append(CancelTask(task_id=run.task_id))
+            pending = self.s.tasks.pop(run.task_id)
+            self.effects.append(CancelTask(task_id=run.task_id, resource=pending.resource))
         for timer_id in [t for t, timer in self.s.timers.items() if timer.run_id == run.id]:
             del self.s.timers[timer_id]
         if run.fanout:

@@ -85,6 +85,7 @@ class CancelTask(BaseModel):
 
     kind: Literal["cancel_task"] = "cancel_task"
     task_id: str
+    resource: str = ""
 
 
 class StartTimer(BaseModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -80,7 +80,8 @@ def scripted(script: dict[str, Iterable[Outcome] | Outcome | Callable[[RunTask],
     def respond(task: RunTask) -> Outcome:
         if task.state_name in fixed:
             value = fixed[task.state_name]
-            return value(task) if callable(value) and not isinstance(value, (Ok, Err)) else value
+            outcome: Outcome = value if isinstance(value, (Ok, Err)) else value(task)
+            return outcome
         queue = queues.get(task.state_name)
         if not queue:
             raise AssertionError(f"no scripted outcome for state {task.state_name!r}")

@@ -135,7 +135,7 @@ class TestSelect:
 
 class TestResolveTemplate:
     def test_static_values_are_copied(self) -> None:
-        template = {"a": 1, "b": [1, {"c": "$.not-a-path"}], "d": None, "e": "$.x"}
+        template: Any = {"a": 1, "b": [1, {"c": "$.not-a-path"}], "d": None, "e": "$.x"}
         out = resolve_template(template, {"x": 5}, scope())
         assert out == template
         out["b"][1]["c"] = "changed"

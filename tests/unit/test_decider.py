@@ -48,7 +48,6 @@ from tests.unit.conftest import (
     Ok,
     echo,
     run,
-    scripted,
     single,
     task_state,
 )
@@ -483,7 +482,7 @@ class TestParallel:
         assert types[:3] == ["ExecutionStarted", "ParallelStateEntered", "ParallelStateStarted"]
         assert types[-5:] == ["ParallelStateSucceeded", "ParallelStateExited", "SucceedStateEntered",
                               "SucceedStateExited", "ExecutionSucceeded"]
-        inner = [e.details.get("name") for e in h.history if e.type.endswith("StateEntered")]
+        inner = [str(e.details.get("name")) for e in h.history if e.type.endswith("StateEntered")]
         assert sorted(inner) == sorted(["P", "A", "B1", "B2", "C", "Done"])
 
     def test_each_branch_gets_a_copy_of_the_effective_input(self) -> None:
@@ -779,6 +778,37 @@ class TestMap:
                 lambda t: Err("Bad") if t.parameters == 1 else Ok(t.parameters))
         assert h.status == status
 
+    @pytest.mark.parametrize(
+        ("fields", "state_input", "cause"),
+        [
+            ({"ToleratedFailureCountPath": "$.ToleratedFailureCount"}, {"Items": [0], "ToleratedFailureCount": -1},
+             "ToleratedFailureCount cannot be negative."),
+            ({"ToleratedFailurePercentagePath": "$.ToleratedFailurePercentage"},
+             {"Items": [0], "ToleratedFailurePercentage": 100.1},
+             "ToleratedFailurePercentage must be between 0 and 100."),
+            ({"ToleratedFailurePercentagePath": "$.ToleratedFailurePercentage"},
+             {"Items": [0], "ToleratedFailurePercentage": -1},
+             "ToleratedFailurePercentage must be between 0 and 100."),
+            ({"ToleratedFailurePercentagePath": "$.ToleratedFailurePercentage"},
+             {"Items": [0], "ToleratedFailurePercentage": "NoNumber"},
+             'The ToleratedFailurePercentagePath field refers to value "NoNumber" which is not a valid float: '
+             "$.ToleratedFailurePercentage"),
+            ({"ToleratedFailurePercentagePath": "$.ToleratedFailurePercentage"},
+             {"Items": [0], "ToleratedFailurePercentage": {}},
+             'The ToleratedFailurePercentagePath field refers to value "{}" which is not a valid float: '
+             "$.ToleratedFailurePercentage"),
+        ],
+    )
+    def test_tolerated_failure_path_errors(self, fields: dict[str, Any], state_input: Any, cause: str) -> None:
+        """[recorded] scenarios_map/test_map_state_tolerated_failure_count_path[-1] and
+        test_map_state_tolerated_failure_percentage_path[100.1, -1, NoNumber, {}]: States.Runtime
+        with these causes."""
+        h = run(single(map_state(branch(("HandleItem", pass_state())), ItemsPath="$.Items", MaxConcurrency=1,
+                                 **fields), "MapState"), state_input)
+        assert h.finished is not None
+        assert (h.finished.error, h.finished.cause) == (
+            errors.RUNTIME, f"An error occurred while executing the state 'MapState' (entered at the event id #2). {cause}")
+
     def test_items_path_not_an_array(self) -> None:
         h = run(single(task_map(ItemsPath="$.items"), "M"), {"items": {"a": 1}})
         assert h.status == "FAILED"
@@ -943,7 +973,7 @@ class TestTimeouts:
         h.advance(10)
         assert h.succeed(task, "too late").effects == []
         h.run_to_end()
-        assert h.output == {"Error": errors.TIMEOUT}
+        assert h.output["Error"] == errors.TIMEOUT
 
     def test_result_before_timeout_disarms_it(self) -> None:
         h = Harness(chain(("T", task_state(TimeoutSeconds=10)), ("W", {"Type": "Wait", "Seconds": 20})))

@@ -279,7 +279,7 @@ class TestStepRuns:
             execute(single(task_state("baton:fn:nosuch")))
 
     def test_callback_task_without_mock_or_step(self) -> None:
-        config = {"StateMachines": {"X": {"TestCases": {"T": {}}}}, "MockedResponses": {}}
+        config: dict[str, Any] = {"StateMachines": {"X": {"TestCases": {"T": {}}}}, "MockedResponses": {}}
         with pytest.raises(LocalRunError):
             execute(single(task_state("baton:fn:cb.waitForTaskToken")), resolver=TaskResolver(mocks=mocks_for("T", config)))
 

@@ -1,0 +1,14 @@
+"""Dead letters: events that could not be processed, with the reason and the original bytes."""
+
+from __future__ import annotations
+
+from schemas.base import Envelope
+
+
+class DeadLetter(Envelope):
+    reason: str
+    source_topic: str
+    partition: int
+    offset: int
+    key_b64: str | None = None
+    value_b64: str | None = None

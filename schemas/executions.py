@@ -1,0 +1,82 @@
+"""Execution lifecycle events: start/stop/redrive requests, state snapshots, history, terminal status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from schemas.base import Envelope
+
+
+class StartExecution(Envelope):
+    """Start an execution. Publishing it twice with the same execution id starts it once."""
+
+    kind: Literal["start"] = "start"
+    state_machine: str  # a registered name (NAME, NAME:VERSION, NAME:ALIAS) or a label for `definition`
+    definition: dict[str, Any] | None = None  # inline ASL, for development
+    name: str
+    input: Any = Field(default_factory=dict)
+
+
+class StopExecution(Envelope):
+    kind: Literal["stop"] = "stop"
+    error: str | None = None
+    cause: str | None = None
+
+
+class RedriveExecution(Envelope):
+    """Restart a failed, timed-out or aborted execution from the states that did not succeed."""
+
+    kind: Literal["redrive"] = "redrive"
+
+
+ExecutionRequest = Annotated[StartExecution | StopExecution | RedriveExecution, Field(discriminator="kind")]
+
+
+_REQUEST = TypeAdapter(ExecutionRequest)
+
+
+def parse_request(data: bytes | None) -> StartExecution | StopExecution | RedriveExecution:
+    """Parse a record of the start topic; ValueError (pydantic's ValidationError) says what is wrong."""
+    if data is None:
+        raise ValueError("empty message (no value)")
+    return _REQUEST.validate_json(data)
+
+
+def execution_id_for(state_machine: str, name: str) -> str:
+    """Execution ids are derived from the state machine and the execution name, so a retried start
+    is recognised (idempotent start by name)."""
+    return f"arn:baton:states:local:execution:{state_machine}:{name}"
+
+
+class ExecutionSnapshot(Envelope):
+    """The compacted state topic's record: everything needed to resume an execution."""
+
+    state_machine: str
+    definition: dict[str, Any]
+    state: dict[str, Any]  # orchestrator.asl.execution.ExecutionState, as JSON
+    offsets_applied: int = 0  # transitions applied so far (for operators)
+
+
+class HistoryRecord(Envelope):
+    """One history event of an execution (Step Functions' event names and shapes)."""
+
+    state_machine: str
+    event: dict[str, Any]  # {"id", "previousEventId", "timestamp", "type", "<type>EventDetails"}
+
+
+class ExecutionStatus(Envelope):
+    """Published when an execution starts and when it ends."""
+
+    state_machine: str
+    name: str
+    status: Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    start_time: datetime | None = None
+    stop_time: datetime | None = None
+    redrive_count: int = 0

@@ -1,0 +1,25 @@
+"""Human review: what reviewers see, and the decisions they post with the task token."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from schemas.base import Envelope
+
+
+class ReviewRequest(Envelope):
+    task_token: str
+    state_name: str
+    context: Any = None  # the task's parameters: what to review
+    instructions: str | None = None
+
+
+class ReviewDecision(Envelope):
+    """Posted by a reviewer; `execution_id` is read from the (signed) token by the publisher."""
+
+    task_token: str
+    outcome: Literal["success", "failure", "heartbeat"]
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    reviewer: str | None = None
