@@ -22,7 +22,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     execution_id: str
     timestamp: datetime = Field(default_factory=_now)

@@ -210,11 +210,13 @@ class _Decider:
         self.effects.append(StartTimer(timer_id=timer_id, fire_at=fire_at))
         return timer_id
 
-    def _check_size(self, state: State, value: Any) -> None:
+    def _check_size(self, state: State, value: Any, what: str = "a result") -> None:
+        """States.DataLimitExceeded past the payload quota (256 KiB by default, configurable)."""
         if len(to_json(value).encode()) > self.env.max_payload_bytes:
+            verb = "returned" if what == "a result" else "has"
             raise errors.StatesError(
                 errors.DATA_LIMIT_EXCEEDED,
-                f"The state/task '{state.name}' returned a result with a size exceeding "
+                f"The state/task '{state.name}' {verb} {what} with a size exceeding "
                 "the maximum number of bytes service limit.",
             )
 
@@ -352,12 +354,14 @@ class _Decider:
             arguments = state.get("Arguments")
             effective = run.raw_input if arguments is ABSENT else self._jsonata(run, scope, arguments, "Arguments")
             self._inspect(run, "afterArguments", effective)
+            self._check_size(state, effective, what="an input")
             return effective
         effective = select(state.get("InputPath"), run.raw_input, scope)
         self._inspect(run, "afterInputPath", effective)
         if state.has("Parameters"):
             effective = resolve_template(state.get("Parameters"), effective, scope)
             self._inspect(run, "afterParameters", effective)
+        self._check_size(state, effective, what="an input")
         return effective
 
     def _run_pass(self, run: Run, state: State) -> None:
@@ -403,6 +407,12 @@ class _Decider:
             error = _string_field("ErrorPath", state.get("ErrorPath"), run.raw_input, scope)
         if state.has("CausePath"):
             cause = _string_field("CausePath", state.get("CausePath"), run.raw_input, scope)
+        for field_name, value in (("Error", error), ("Cause", cause)):
+            if value is not None and not isinstance(value, str):
+                raise errors.StatesError(
+                    errors.QUERY_EVALUATION_ERROR if state.is_jsonata else errors.RUNTIME,
+                    f"The {field_name} of a Fail state must be a string, not {to_json(value)}",
+                )
         self._run_failed(run, error, cause)
 
     def _run_choice(self, run: Run, state: State) -> None:
@@ -644,32 +654,39 @@ class _Decider:
 
     # ------------------------------------------------------------ failure handling
 
-    def _state_failed(self, run: Run, state: State, error: str, cause: str | None,
-                      raised_here: bool = False) -> None:
-        """Retry, then Catch, then fail the run (ASL spec, "Retrying after an error", "Fallback states")."""
-        if raised_here:
+    def _state_failed(self, run: Run, state: State, error: str | None, cause: str | None,
+                      raised_here: bool = False, failed_event: str | None = None) -> None:
+        """Retry, then Catch, then fail the run (ASL spec, "Retrying after an error", "Fallback states").
+
+        `failed_event` (MapStateFailed, ParallelStateFailed) is written once the state has really
+        failed, not before each retry, as AWS's history shows.
+        """
+        if raised_here and error is not None:
             cause = self._where(run, state, error, cause)
+        name = error or ""  # a Fail state without Error still fails, and States.ALL still matches it
         if state.type in _RETRIABLE_TYPES:
-            retry = next_retry(state.retry, run.retry_attempts, error, self.rng)
+            retry = next_retry(state.retry, run.retry_attempts, name, self.rng)
             if retry is not None and self.env.single_state and run.parent is None:
                 self.inspection["retry"] = {"retrierIndex": retry.retrier_index,
                                             "delaySeconds": retry.delay_seconds,
                                             "retryCount": run.retry_count}
                 self._finish(ExecutionStatus.FAILED, error=error, cause=cause)
                 return
+            if failed_event and retry is None:
+                self._history(failed_event)
             if retry is not None:
                 run.retry_attempts[retry.retrier_index] += 1
                 run.retry_count += 1
                 run.status = "waiting"
                 run.timer_id = self._set_timer("retry", self.now + retry.delay_seconds, run.id)
                 return
-            catcher = find_catcher(state.catch, error)
+            catcher = find_catcher(state.catch, name)
             if catcher is not None:
                 if self.env.single_state and run.parent is None:
                     self.inspection["caught"] = {"error": error, "cause": cause}
                 try:
                     scope = self._scope(run, state)
-                    failure = error_output(error, cause)
+                    failure = error_output(name, cause)
                     if state.is_jsonata:
                         output = self._finish_jsonata(run, scope, catcher.output, catcher.assign, failure,
                                                       errorOutput=failure)
@@ -894,15 +911,14 @@ class _Decider:
 
     @staticmethod
     def _tolerance_exceeded(fanout: FanOut) -> bool:
+        """Without a threshold any failure fails the Map; with both, exceeding either does
+        (AWS guide, "Tolerated failure threshold for Distributed Map state")."""
         if fanout.tolerated_count is None and fanout.tolerated_percentage is None:
             return fanout.failed > 0
-        total = len(fanout.items)
         if fanout.tolerated_count is not None and fanout.failed > fanout.tolerated_count:
-            if fanout.tolerated_percentage is None or fanout.failed * 100.0 / total > fanout.tolerated_percentage:
-                return True
-        if fanout.tolerated_percentage is not None and fanout.failed * 100.0 / total > fanout.tolerated_percentage:
-            return fanout.tolerated_count is None or fanout.failed > fanout.tolerated_count
-        return False
+            return True
+        percentage = fanout.failed * 100.0 / len(fanout.items)
+        return fanout.tolerated_percentage is not None and percentage > fanout.tolerated_percentage
 
     def _fanout_failed(self, run: Run, state: State, error: str | None, cause: str | None,
                        raised_here: bool = False) -> None:
@@ -912,8 +928,8 @@ class _Decider:
                 self._abort(child)
         run.fanout = None
         run.status = "running"
-        self._history(f"{state.type}StateFailed")
-        self._state_failed(run, state, error or errors.BRANCH_FAILED, cause, raised_here=raised_here)
+        self._state_failed(run, state, error, cause, raised_here=raised_here,
+                           failed_event=f"{state.type}StateFailed")
 
     def _fanout_done(self, run: Run, state: State) -> None:
         fanout = run.fanout
@@ -956,7 +972,13 @@ def _json_type(value: Any) -> str:
 
 
 def _string_field(field_name: str, path: str, data: Any, scope: Scope) -> Any:
-    return read_path_field(field_name, path, data, scope)
+    """ErrorPath / CausePath: "must select a field that contains a string value" (AWS, Fail state)."""
+    value = read_path_field(field_name, path, data, scope)
+    if not isinstance(value, str):
+        raise errors.StatesError(
+            errors.RUNTIME, f"The {field_name} '{path}' must reference a string, not {to_json(value)}"
+        )
+    return value
 
 
 def _error_details(error: str | None, cause: str | None) -> dict[str, Any]:

@@ -54,6 +54,50 @@ def _is_definite(node: jp.JSONPath) -> bool:
     return False
 
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-$@]+$")
+_PARSER_KEYWORDS = frozenset({"where", "wherenot"})
+
+
+def _quote_dotted_names(path: str) -> str:
+    """Rewrite `.name` as `['name']` where jsonpath-ng's lexer would refuse a name Jayway accepts
+    (its keywords `where`/`wherenot`, non-ASCII letters, ...); brackets and filters are left alone."""
+    out: list[str] = []
+    i, depth, quote = 0, 0, ""
+    while i < len(path):
+        ch = path[i]
+        if quote:
+            out.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            out.append(ch)
+        elif ch in "[(":
+            depth += 1
+            out.append(ch)
+        elif ch in ")]":
+            depth -= 1
+            out.append(ch)
+        elif ch == "." and depth == 0:
+            dots = "." if not path.startswith("..", i) else ".."
+            j = i + len(dots)
+            k = j
+            while k < len(path) and path[k] not in ".[":
+                k += 1
+            name = path[j:k]
+            if name and name != "*" and (not _SAFE_NAME.match(name) or name in _PARSER_KEYWORDS):
+                escaped = name.replace("'", "\\'")
+                out.append(("..['" if dots == ".." else "['") + escaped + "']")
+            else:
+                out.append(dots + name)
+            i = k
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 @lru_cache(maxsize=4096)
 def _compile(body: str) -> _Compiled:
     """Compile a path that starts with `$` (the prefix `$$` or `$var` already stripped to `$`)."""
@@ -62,7 +106,7 @@ def _compile(body: str) -> _Compiled:
     if body == "$":
         return _Compiled(jp.Root(), True, True)
     try:
-        expr = _parse(body)
+        expr = _parse(_quote_dotted_names(body))
     except Exception as exc:  # jsonpath-ng raises plain Exception subclasses from its lexer/parser
         raise PathSyntaxError(f"invalid JSONPath {body!r}: {exc}") from None
     if not isinstance(expr, (jp.Root, jp.Child, jp.Descendants, jp.Where, Filter)) and not _starts_at_root(expr):

@@ -33,8 +33,13 @@ class StepDefinition:
     takes_input: bool
 
 
-def step(name: str | None = None) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    """Mark an async function as a step named `name` (default: the function's name)."""
+def step(name: str | Callable[..., Awaitable[Any]] | None = None) -> Any:
+    """Mark an async function as a step named `name` (default: the function's name).
+
+    Works as `@step("name")`, `@step()` and bare `@step`.
+    """
+    if callable(name):
+        return step(None)(name)
 
     def mark(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         if not inspect.iscoroutinefunction(function):

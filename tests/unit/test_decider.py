@@ -89,6 +89,10 @@ def task_map(**fields: Any) -> dict[str, Any]:
     return map_state(branch(("T", task_state())), **fields)
 
 
+def cancelled_ids(decision: Any) -> list[str]:
+    return [e.task_id for e in decision.effects if isinstance(e, CancelTask)]
+
+
 def relative(epoch: float) -> float:
     return round(epoch - T0_EPOCH, 6)
 
@@ -960,7 +964,7 @@ class TestTimeouts:
         assert h.status is None
         decisions = h.advance(0.001)
         assert h.status == "FAILED" and h.finished.error == errors.TIMEOUT  # type: ignore[union-attr]
-        assert CancelTask(task_id=task.task_id) in decisions[0].effects
+        assert cancelled_ids(decisions[0]) == [task.task_id]
         assert h.history_types[-2:] == ["TaskTimedOut", "ExecutionFailed"]
 
     def test_result_after_timeout_is_ignored(self) -> None:
@@ -1045,7 +1049,7 @@ class TestTimeouts:
         assert h.status is None
         decisions = h.advance(0.1)
         assert h.status == "TIMED_OUT"
-        assert CancelTask(task_id=task.task_id) in decisions[-1].effects
+        assert cancelled_ids(decisions[-1]) == [task.task_id]
         assert h.history_types[-1] == "ExecutionTimedOut"
         assert h.succeed(task, "late").effects == []
 
@@ -1249,3 +1253,60 @@ class TestPurityAndPersistence:
         decision = h.start()
         (timer,) = [e for e in decision.effects if isinstance(e, StartTimer)]
         assert timer.fire_at == T0_EPOCH + 12
+
+
+class TestRegressions:
+    """Behaviours found wrong in review and fixed; each cites where AWS says so."""
+
+    @pytest.mark.parametrize(
+        ("fields", "status"),
+        [
+            ({"ToleratedFailureCount": 5, "ToleratedFailurePercentage": 10}, "FAILED"),
+            ({"ToleratedFailureCount": 1, "ToleratedFailurePercentage": 90}, "FAILED"),
+            ({"ToleratedFailureCount": 2, "ToleratedFailurePercentage": 50}, "SUCCEEDED"),
+        ],
+    )
+    def test_exceeding_either_threshold_fails_the_map(self, fields: dict[str, Any], status: str) -> None:
+        """[guide] "Tolerated failure threshold for Distributed Map state": "If you specify both
+        values, the workflow fails when it exceeds either value"."""
+        h = run(single(task_map(**fields), "M"), [1, 2, 3, 4],
+                lambda t: Err("Bad") if t.parameters in (1, 3) else Ok(t.parameters))
+        assert h.status == status
+        if status == "FAILED":
+            assert h.finished is not None and h.finished.error == errors.EXCEED_TOLERATED_FAILURE_THRESHOLD
+
+    @pytest.mark.parametrize("value", [5, {"x": 1}, None, ["a"]])
+    def test_error_path_must_select_a_string(self, value: Any) -> None:
+        """[guide] Fail state: "the reference path must select a field that contains a string value"."""
+        h = run(single({"Type": "Fail", "ErrorPath": "$.e"}, "F"), {"e": value})
+        assert h.status == "FAILED"
+        assert h.finished is not None and h.finished.error == errors.RUNTIME
+        assert "ErrorPath" in (h.finished.cause or "")
+
+    def test_input_over_the_payload_limit_is_refused_before_the_task_runs(self) -> None:
+        """[guide] States.DataLimitExceeded is raised "when, after Parameters processing, the input
+        of a state is larger than the payload size quota"."""
+        h = Harness(single(task_state(Parameters={"big.$": "$.s"}), "T"), max_payload_bytes=100)
+        h.start({"s": "x" * 200})
+        assert h.pending() == []
+        assert h.status == "FAILED"
+        assert h.finished is not None and h.finished.error == errors.DATA_LIMIT_EXCEEDED
+
+    def test_fail_without_error_inside_a_map_keeps_error_null(self) -> None:
+        """[recorded] scenarios_map/test_map_state_catch_empty_fail: error and cause stay null."""
+        h = run(single(map_state(branch(("F", {"Type": "Fail"}))), "M"), [1])
+        assert h.status == "FAILED"
+        assert h.finished is not None and h.finished.error is None and h.finished.cause is None
+
+    def test_map_state_failed_is_written_once_after_the_retries(self) -> None:
+        """[recorded] scenarios_map/test_map_state_retry: one MapStateFailed, when the state fails."""
+        h = run(single(task_map(Retry=[{"ErrorEquals": ["E"], "MaxAttempts": 2}]), "M"), [1], {"T": Err("E")})
+        assert h.status == "FAILED"
+        assert h.history_types.count("MapStateFailed") == 1
+        assert h.history_types.count("MapStateStarted") == 3
+
+    @pytest.mark.parametrize("key", ["where", "wherenot", "é", "naïve"])
+    def test_field_names_jayway_accepts(self, key: str) -> None:
+        """[guide] "Paths": dot notation takes any member name JsonPath's shorthand allows."""
+        h = run(single(pass_state(Parameters={"v.$": f"$.{key}"}, End=True), "P"), {key: 7})
+        assert h.output == {"v": 7}

@@ -253,3 +253,17 @@ class TestInvokeStep:
         assert invoke(keep, payload) == 2
         assert payload == {"id": 1, "items": ["a"]}
         assert seen[0] is not seen[1]
+
+
+def test_bare_decorator_registers_the_step_under_its_function_name() -> None:
+    import types
+
+    from steps.sdk import collect_steps, step
+
+    @step
+    async def summarise(payload: Any) -> Any:
+        return payload
+
+    module = types.ModuleType("m")
+    module.summarise = summarise  # type: ignore[attr-defined]
+    assert list(collect_steps(module)) == ["summarise"]

@@ -1,0 +1,1 @@
+"""The Kafka shell of the orchestrator: topics, consumers, producers, timers and metrics."""
