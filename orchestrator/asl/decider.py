@@ -45,6 +45,7 @@ from orchestrator.asl.execution import (
     HistoryEvent,
     PendingTask,
     PendingTimer,
+    RedriveExecution,
     Run,
     RunTask,
     StartExecution,
@@ -123,6 +124,10 @@ class _Decider:
     # ------------------------------------------------------------ entry point
 
     def apply(self, event: Event) -> Decision:
+        if isinstance(event, RedriveExecution):
+            self._redrive()
+            self._drain()
+            return Decision(self.s, self.effects, self.inspection)
         if self.s.status is not ExecutionStatus.RUNNING and not isinstance(event, StartExecution):
             return Decision(self.s, [])  # late events for a finished execution are ignored
         if isinstance(event, StartExecution):
@@ -236,6 +241,11 @@ class _Decider:
 
     def _finish(self, status: ExecutionStatus, output: Any = None, error: str | None = None,
                 cause: str | None = None) -> None:
+        root = self.s.runs.get(ROOT)
+        if status is not ExecutionStatus.SUCCEEDED and root is not None and root.current is not None:
+            self.s.redrive_point = {"state": root.current, "input": root.raw_input, "variables": root.variables}
+        else:
+            self.s.redrive_point = None
         self.s.status = status
         self.s.output, self.s.error, self.s.cause = output, error, cause
         for task_id, pending in self.s.tasks.items():
@@ -252,6 +262,22 @@ class _Decider:
         else:
             self._history("ExecutionAborted", _error_details(error, cause))
         self.effects.append(ExecutionFinished(status=status, output=output, error=error, cause=cause))
+
+    def _redrive(self) -> None:
+        """RedriveExecution: only an execution that did not succeed, and knows where it stopped."""
+        point = self.s.redrive_point
+        if self.s.status in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED) or point is None:
+            return
+        self.s.status = ExecutionStatus.RUNNING
+        self.s.output = self.s.error = self.s.cause = None
+        self.s.redrive_count += 1
+        self.s.redrive_point = None
+        self._history("ExecutionRedriven", {"redriveCount": self.s.redrive_count})
+        if self.machine.timeout_seconds:
+            self._set_timer("execution_timeout", self.now + self.machine.timeout_seconds, None)
+        root = Run(id=ROOT, variables=point.get("variables") or {})
+        self.s.runs[ROOT] = root
+        self._enter(root, point["state"], point["input"])
 
     def _stop(self, event: StopExecution) -> None:
         self._finish(ExecutionStatus.ABORTED, error=event.error, cause=event.cause)

@@ -57,8 +57,14 @@ class StopExecution(BaseModel):
     cause: str | None = None
 
 
+class RedriveExecution(BaseModel):
+    """Restart a FAILED / TIMED_OUT / ABORTED execution from the state where it stopped."""
+
+    kind: Literal["redrive"] = "redrive"
+
+
 Event = Annotated[
-    StartExecution | TaskSucceeded | TaskFailed | TaskHeartbeat | TimerFired | StopExecution,
+    StartExecution | TaskSucceeded | TaskFailed | TaskHeartbeat | TimerFired | StopExecution | RedriveExecution,
     Field(discriminator="kind"),
 ]
 
@@ -210,3 +216,6 @@ class ExecutionState(BaseModel):
     tasks: dict[str, PendingTask] = Field(default_factory=dict)
     timers: dict[str, PendingTimer] = Field(default_factory=dict)
     redrive_count: int = 0
+    # Where a failed, timed-out or aborted execution stopped: the root run's state, its input and
+    # variables. Redrive re-enters that state; the states before it keep their results.
+    redrive_point: dict[str, Any] | None = None

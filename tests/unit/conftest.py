@@ -25,6 +25,7 @@ from orchestrator.asl.execution import (
     ExecutionFinished,
     ExecutionState,
     HistoryEvent,
+    RedriveExecution,
     RunTask,
     StartExecution,
     StartTimer,
@@ -178,6 +179,8 @@ class Harness:
         if self.roundtrip:
             self.state = ExecutionState.model_validate_json(self.state.model_dump_json())
         before = self.state.model_dump(mode="json") if self.check_immutable else None
+        if isinstance(event, RedriveExecution):
+            self.finished = None  # a redriven execution finishes once more
         decision = decide(self.machine, self.state, event, self.env())
         if before is not None:
             assert self.state.model_dump(mode="json") == before, "decide mutated the state passed in"

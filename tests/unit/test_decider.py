@@ -1310,3 +1310,34 @@ class TestRegressions:
         """[guide] "Paths": dot notation takes any member name JsonPath's shorthand allows."""
         h = run(single(pass_state(Parameters={"v.$": f"$.{key}"}, End=True), "P"), {key: 7})
         assert h.output == {"v": 7}
+
+
+class TestRedrive:
+    """[guide] "Redriving executions": a redriven execution restarts from the unsuccessful state,
+    keeps the results of the states before it, and counts redrives."""
+
+    def test_redrive_restarts_from_the_failed_state(self) -> None:
+        from orchestrator.asl.execution import RedriveExecution
+
+        definition = {"StartAt": "A", "States": {
+            "A": task_state(ResultPath="$.a", Next="B"), "B": task_state(ResultPath="$.b", End=True)}}
+        h = Harness(definition)
+        h.start({})
+        h.succeed(h.only_task("A"), 1)
+        h.fail(h.only_task("B"), "Boom")
+        assert h.status == "FAILED"
+        h.send(RedriveExecution())
+        assert [t.state_name for t in h.pending()] == ["B"]  # A is not run again
+        h.succeed(h.only_task("B"), 2)
+        assert h.status == "SUCCEEDED"
+        assert h.output == {"a": 1, "b": 2}
+        assert "ExecutionRedriven" in h.history_types
+        assert h.state.redrive_count == 1
+
+    def test_a_succeeded_execution_is_not_redriven(self) -> None:
+        from orchestrator.asl.execution import RedriveExecution
+
+        h = run(single(pass_state(End=True), "P"), {"x": 1})
+        decision = h.send(RedriveExecution())
+        assert decision.effects == []
+        assert h.status == "SUCCEEDED"
