@@ -1340,4 +1340,4 @@ class TestRedrive:
         h = run(single(pass_state(End=True), "P"), {"x": 1})
         decision = h.send(RedriveExecution())
         assert decision.effects == []
-        assert h.status == "SUCCEEDED"
+        assert decision.state.status.value == "SUCCEEDED"

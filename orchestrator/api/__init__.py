@@ -1,0 +1,2 @@
+"""What serves executions to people and programs: the read model (a projection of the history and
+events topics into SQLite) and, later, the HTTP API and pages built on it."""
