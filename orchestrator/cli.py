@@ -156,6 +156,33 @@ def test_state_command(
     sys.exit(0 if report["status"] in ("SUCCEEDED", "CAUGHT_ERROR") else 1)
 
 
+@main.command("orchestrator")
+@click.option("--instance-id", help="Stable id of this instance (names its transactional producer).")
+@click.option("--metrics-port", type=int, help="Serve /metrics on this port (default 9400; 0 = off).")
+@click.option("--bootstrap", help="Kafka bootstrap servers (default: BATON_KAFKA_BOOTSTRAP or 127.0.0.1:9092).")
+@click.option("--topic-prefix", help="Topic name prefix (default: BATON_TOPIC_PREFIX or baton).")
+def orchestrator_command(instance_id: str | None, metrics_port: int | None, bootstrap: str | None,
+                         topic_prefix: str | None) -> None:
+    """Run the orchestrator service until SIGINT/SIGTERM."""
+    from orchestrator.runtime.main import serve
+    from orchestrator.settings import KafkaSettings, OrchestratorSettings
+
+    kafka = KafkaSettings()
+    if bootstrap:
+        kafka = kafka.model_copy(update={"kafka_bootstrap": bootstrap})
+    if topic_prefix:
+        kafka = kafka.model_copy(update={"topic_prefix": topic_prefix})
+    settings = OrchestratorSettings()
+    if instance_id:
+        settings = settings.model_copy(update={"instance_id": instance_id})
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": metrics_port or None})
+    try:
+        asyncio.run(serve(kafka, settings))
+    except OSError as exc:
+        fail(f"cannot reach Kafka at {kafka.kafka_bootstrap}: {exc}")
+
+
 def load_step_modules(names: tuple[str, ...]) -> Any:
     from steps.sdk import load_steps
 

@@ -40,3 +40,19 @@ class KafkaSettings(BaseSettings):
                 self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
             )
         return options
+
+
+class OrchestratorSettings(BaseSettings):
+    """The orchestrator service. Env: BATON_GROUP_ID, BATON_INSTANCE_ID, BATON_TOKEN_SECRET, ..."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+
+    group_id: str = "baton-orchestrator"
+    # Stable across restarts of the same instance: it names the transactional producer, so a
+    # restarted instance fences its crashed predecessor and aborts its open transaction.
+    instance_id: str = "orchestrator-1"
+    token_secret: SecretStr = SecretStr("baton-development-secret-change-me")
+    max_batch: int = Field(default=500, ge=1)  # events per Kafka transaction at most
+    metrics_port: int | None = 9400
+    max_payload_bytes: int = 256 * 1024
+    transaction_timeout_ms: int = 15_000

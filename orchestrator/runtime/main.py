@@ -1,0 +1,25 @@
+"""Run the orchestrator as a process: metrics endpoint, signal handling, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+
+from orchestrator.runtime.metrics import OrchestratorMetrics
+from orchestrator.runtime.service import Orchestrator
+from orchestrator.settings import KafkaSettings, OrchestratorSettings
+
+
+async def serve(kafka: KafkaSettings, settings: OrchestratorSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    metrics = OrchestratorMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await Orchestrator(kafka, settings, metrics).run(stop)

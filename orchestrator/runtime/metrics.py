@@ -1,0 +1,34 @@
+"""The orchestrator's Prometheus metrics (names shared with infra/grafana's dashboard)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class OrchestratorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.started = Counter("baton_executions_started", "Executions started", registry=r)
+        self.finished = Counter("baton_executions_finished", "Executions finished", ["status"], registry=r)
+        self.transitions = Counter("baton_state_transitions", "States entered", registry=r)
+        self.open = Gauge("baton_open_executions", "Executions running on this instance", registry=r)
+        self.dlq = Counter("baton_dlq", "Events sent to the dead-letter topic", ["reason"], registry=r)
+        self.ignored = Counter("baton_ignored_events", "Events recognised and ignored", ["reason"], registry=r)
+        self.retries = Counter("baton_retries", "Task/Parallel/Map retries scheduled", registry=r)
+        self.batch_seconds = Histogram(
+            "baton_batch_seconds", "Time to decide and commit one batch of events", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.batch_events = Histogram(
+            "baton_batch_events", "Events per transaction", registry=r, buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+        )
+        self.lag = Gauge("baton_consumer_lag", "Records not yet consumed", ["topic", "partition"], registry=r)
+        self.step_seconds = Histogram(
+            "baton_step_duration_seconds", "Task duration, command to result", ["service", "model"], registry=r,
+        )
+        self.review_wait = Histogram(
+            "baton_review_wait_seconds", "Time a human review task waited", registry=r,
+            buckets=(1, 10, 60, 300, 900, 3600, 14400, 86400),
+        )
+        self.restore_seconds = Gauge("baton_restore_seconds", "Time of the last state restore", registry=r)

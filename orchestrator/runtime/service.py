@@ -1,0 +1,455 @@
+"""The orchestrator service: consume -> decide -> produce, exactly once, over Kafka transactions.
+
+One consumer group reads the start, step-result and review-decision topics, which are
+co-partitioned by execution id, so one instance owns an execution across all of them. For each
+batch of records the service loads the executions' states, calls the decider, and in ONE Kafka
+transaction writes the new states (compacted state topic), the step commands, the history
+records, any terminal status, the dead letters, and the consumed offsets. Consumers read
+committed, so a crash at any point neither loses nor doubles a transition: the aborted
+transaction is replayed from the last committed offsets against the last committed states.
+
+Timers (Wait, TimeoutSeconds, HeartbeatSeconds, retry back-off) live in the execution state; the
+service keeps them in a heap, re-armed from the states on restore, and fires them inside the same
+kind of transaction. The service never interprets ASL: `decide` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from pydantic import ValidationError
+
+from orchestrator.asl.decider import Decision, Environment, decide, new_execution
+from orchestrator.asl.errors import DefinitionError
+from orchestrator.asl.execution import (
+    Event,
+    ExecutionState,
+    HistoryEvent,
+    RedriveExecution,
+    StartExecution,
+    StartTimer,
+    StopExecution,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskSucceeded,
+    TimerFired,
+)
+from orchestrator.asl.model import StateMachine, parse_definition
+from orchestrator.runtime.metrics import OrchestratorMetrics
+from orchestrator.runtime.tokens import InvalidToken, TokenSigner
+from orchestrator.runtime.translate import (
+    Outgoing,
+    dead_letter,
+    effects_to_records,
+    snapshot_record,
+    status_event,
+)
+from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from schemas.base import decode, encode
+from schemas.executions import ExecutionSnapshot, parse_request
+from schemas.executions import RedriveExecution as RedriveRequest
+from schemas.executions import StartExecution as StartRequest
+from schemas.review import ReviewDecision
+from schemas.steps import StepResult
+
+log = logging.getLogger("baton.orchestrator")
+
+
+class Rejected(Exception):
+    """An input event that cannot be applied: it goes to the dead-letter topic with this reason."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass
+class Execution:
+    """One execution owned by this instance."""
+
+    machine_name: str
+    definition: dict[str, Any]
+    machine: StateMachine
+    state: ExecutionState
+    partition: int
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: Orchestrator) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.owner.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.owner.on_assigned(set(assigned))
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: OrchestratorSettings,
+        metrics: OrchestratorMetrics | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.topics = kafka.topics
+        self.metrics = metrics or OrchestratorMetrics()
+        self.signer = TokenSigner(settings.token_secret.get_secret_value().encode())
+        self.executions: dict[str, Execution] = {}
+        self.owned: set[int] = set()  # partition numbers of the input topics this instance owns
+        self.timers: list[tuple[float, str, str]] = []  # (fire_at, execution_id, timer_id)
+        self._machines: dict[str, StateMachine] = {}  # definition hash -> parsed machine
+        self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.ready = asyncio.Event()  # set once partitions are assigned and restored
+        self.last_restore_seconds = 0.0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; then finish the batch in flight and leave the group cleanly."""
+        options = self.kafka.client_options()
+        self._producer = AIOKafkaProducer(
+            **options,
+            transactional_id=f"{self.settings.group_id}-{self.settings.instance_id}",
+            enable_idempotence=True,
+            transaction_timeout_ms=self.settings.transaction_timeout_ms,
+            linger_ms=2,
+        )
+        self._consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self.settings.group_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await self._producer.start()
+        try:
+            self._consumer.subscribe(self.topics.orchestrator_inputs, listener=_Rebalance(self))
+            await self._consumer.start()
+            try:
+                await self._serve(stop)
+            finally:
+                async with self._lock:
+                    await self._consumer.stop()
+        finally:
+            await self._producer.stop()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        while not stop.is_set():
+            timeout_ms = self._poll_timeout_ms()
+            batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.max_batch)
+            async with self._lock:
+                due = self._due_timers(time.time())
+                records = [r for rs in batch.values() for r in rs]
+                if records or due:
+                    await self._process(records, due)
+
+    def _poll_timeout_ms(self) -> int:
+        if not self.timers:
+            return 500
+        return max(0, min(500, int((self.timers[0][0] - time.time()) * 1000) + 1))
+
+    # ------------------------------------------------------------ rebalancing and restore
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Waiting for the lock lets the batch in flight commit before the partitions move.
+        async with self._lock:
+            pass
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in assigned}
+        async with self._lock:
+            for execution_id in [e for e, x in self.executions.items() if x.partition not in partitions]:
+                del self.executions[execution_id]
+            new = partitions - self.owned
+            self.owned = partitions
+            started = time.perf_counter()
+            if new:
+                await self._restore(new)
+            self.last_restore_seconds = time.perf_counter() - started
+            self.metrics.restore_seconds.set(self.last_restore_seconds)
+            self._rebuild_timers()
+            self.metrics.open.set(sum(1 for x in self.executions.values() if x.state.status.value == "RUNNING"))
+        log.info("assigned partitions %s: %d executions (restored in %.2fs)",
+                 sorted(partitions), len(self.executions), self.last_restore_seconds)
+        self.ready.set()
+
+    async def _restore(self, partitions: set[int]) -> None:
+        """Read the compacted state topic's partitions to their end (committed records only)."""
+        consumer = AIOKafkaConsumer(**self.kafka.client_options(), isolation_level="read_committed",
+                                    enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self.topics.state, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            remaining = {tp for tp in tps if end[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._load_snapshot(record)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+
+    def _load_snapshot(self, record: ConsumerRecord) -> None:
+        key = (record.key or b"").decode()
+        if record.value is None:
+            self.executions.pop(key, None)
+            return
+        try:
+            snapshot = decode(ExecutionSnapshot, record.value)
+            state = ExecutionState.model_validate(snapshot.state)
+            machine = self._machine(snapshot.definition)
+        except (ValueError, DefinitionError) as exc:
+            log.error("unreadable snapshot for %s at %s:%d: %s", key, record.topic, record.offset, exc)
+            return
+        self.executions[state.execution_id] = Execution(
+            snapshot.state_machine, snapshot.definition, machine, state, record.partition
+        )
+
+    def _rebuild_timers(self) -> None:
+        self.timers = [
+            (timer.fire_at, execution_id, timer_id)
+            for execution_id, execution in self.executions.items()
+            for timer_id, timer in execution.state.timers.items()
+        ]
+        heapq.heapify(self.timers)
+
+    def _due_timers(self, now: float) -> list[tuple[float, str, str]]:
+        due: list[tuple[float, str, str]] = []
+        while self.timers and self.timers[0][0] <= now and len(due) < self.settings.max_batch:
+            due.append(heapq.heappop(self.timers))
+        return due
+
+    # ------------------------------------------------------------ one transaction per batch
+
+    async def _process(self, records: list[ConsumerRecord], due: list[tuple[float, str, str]]) -> None:
+        assert self._producer is not None and self._consumer is not None
+        started = time.perf_counter()
+        staged: dict[str, Execution] = {}
+        out: list[Outgoing] = []
+        offsets: dict[TopicPartition, int] = {}
+        new_timers: list[tuple[float, str, str]] = []
+        for record in records:
+            offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            try:
+                self._handle(record, staged, out, new_timers)
+            except Rejected as exc:
+                self.metrics.dlq.labels(exc.reason).inc()
+                log.warning("dead letter from %s:%d@%d: %s", record.topic, record.partition, record.offset, exc)
+                out.append(dead_letter(self.topics, str(exc), topic=record.topic, partition=record.partition,
+                                       offset=record.offset, key=record.key, value=record.value))
+            except Exception as exc:  # a bug must not stop the partition: dead-letter it, go on
+                log.exception("failed to process %s:%d@%d", record.topic, record.partition, record.offset)
+                self.metrics.dlq.labels("internal_error").inc()
+                out.append(dead_letter(self.topics, f"internal_error: {type(exc).__name__}: {exc}",
+                                       topic=record.topic, partition=record.partition, offset=record.offset,
+                                       key=record.key, value=record.value))
+        for fire_at, execution_id, timer_id in due:
+            execution = staged.get(execution_id) or self.executions.get(execution_id)
+            if execution is None or timer_id not in execution.state.timers:
+                continue  # stale: the timer was cancelled or already fired
+            seed = _seed(timer_id.encode(), execution_id.encode())
+            self._apply(execution_id, execution, TimerFired(timer_id=timer_id), fire_at, seed, staged, out, new_timers)
+        for execution_id, execution in staged.items():
+            out.append(snapshot_record(self.topics, execution.state, execution.definition, execution.machine_name,
+                                       execution.partition))
+        async with self._producer.transaction():
+            futures = [
+                await self._producer.send(o.topic, value=o.value, key=o.key, partition=o.partition) for o in out
+            ]
+            if offsets:
+                await self._producer.send_offsets_to_transaction(offsets, self.settings.group_id)
+            await asyncio.gather(*futures)
+        # Committed: only now does the in-memory view move on.
+        self.executions.update(staged)
+        for timer in new_timers:
+            heapq.heappush(self.timers, timer)
+        self.metrics.open.set(sum(1 for x in self.executions.values() if x.state.status.value == "RUNNING"))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_events.observe(len(records) + len(due))
+        self._update_lag()
+
+    def _update_lag(self) -> None:
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = self._consumer._fetcher._subscriptions.assignment[tp].position  # noqa: SLF001
+            except (AttributeError, KeyError):
+                continue
+            if position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    # ------------------------------------------------------------ input events
+
+    def _handle(self, record: ConsumerRecord, staged: dict[str, Execution], out: list[Outgoing],
+                new_timers: list[tuple[float, str, str]]) -> None:
+        key = (record.key or b"").decode(errors="replace")
+        seed = _seed(record.topic.encode(), str(record.partition).encode(), str(record.offset).encode())
+        at = record.timestamp / 1000.0 if record.timestamp else time.time()
+        if record.topic == self.topics.start:
+            self._handle_request(record, key, at, seed, staged, out, new_timers)
+            return
+        if record.topic == self.topics.results:
+            result = self._parse(StepResult, record)
+            execution = self._owned(result.execution_id, key, staged)
+            event: Event
+            if result.kind == "progress":
+                return  # informational; the history records outcomes only
+            if result.task_id not in execution.state.tasks:
+                self.metrics.ignored.labels("stale_or_duplicate_result").inc()
+                log.info("ignored %s result for %s: task no longer awaited", result.kind, result.task_id)
+                return
+            if result.kind == "succeeded":
+                event = TaskSucceeded(task_id=result.task_id, output=result.output)
+            elif result.kind == "failed":
+                event = TaskFailed(task_id=result.task_id, error=result.error or "States.TaskFailed",
+                                   cause=result.cause)
+            else:
+                event = TaskHeartbeat(task_id=result.task_id)
+            self._apply(result.execution_id, execution, event, at, seed, staged, out, new_timers)
+            return
+        if record.topic == self.topics.review_decisions:
+            decision = self._parse(ReviewDecision, record)
+            try:
+                execution_id, task_id = self.signer.verify(decision.task_token)
+            except InvalidToken as exc:
+                raise Rejected("invalid_task_token", str(exc)) from None
+            if execution_id != decision.execution_id:
+                raise Rejected("invalid_task_token", "the token names another execution")
+            execution = self._owned(execution_id, key, staged)
+            if task_id not in execution.state.tasks:
+                self.metrics.ignored.labels("stale_or_duplicate_decision").inc()
+                return
+            if decision.outcome == "success":
+                event = TaskSucceeded(task_id=task_id, output=decision.output)
+            elif decision.outcome == "failure":
+                event = TaskFailed(task_id=task_id, error=decision.error or "States.TaskFailed", cause=decision.cause)
+            else:
+                event = TaskHeartbeat(task_id=task_id)
+            self._apply(execution_id, execution, event, at, seed, staged, out, new_timers)
+            return
+        raise Rejected("unexpected_topic", record.topic)
+
+    def _parse(self, model: Any, record: ConsumerRecord) -> Any:
+        try:
+            return decode(model, record.value)
+        except (ValidationError, ValueError) as exc:
+            raise Rejected("unparseable", _short(exc)) from None
+
+    def _owned(self, execution_id: str, key: str, staged: dict[str, Execution]) -> Execution:
+        if key and key != execution_id:
+            raise Rejected("key_mismatch", f"record key {key!r} is not the execution id {execution_id!r}")
+        execution = staged.get(execution_id) or self.executions.get(execution_id)
+        if execution is None:
+            raise Rejected("unknown_execution", execution_id)
+        return execution
+
+    def _handle_request(self, record: ConsumerRecord, key: str, at: float, seed: int,
+                        staged: dict[str, Execution], out: list[Outgoing],
+                        new_timers: list[tuple[float, str, str]]) -> None:
+        try:
+            request = parse_request(record.value)
+        except (ValidationError, ValueError) as exc:
+            raise Rejected("unparseable", _short(exc)) from None
+        if key and key != request.execution_id:
+            raise Rejected("key_mismatch", f"record key {key!r} is not the execution id {request.execution_id!r}")
+        existing = staged.get(request.execution_id) or self.executions.get(request.execution_id)
+        if isinstance(request, StartRequest):
+            if existing is not None:
+                self.metrics.ignored.labels("duplicate_start").inc()
+                return  # idempotent start by execution name
+            if request.definition is None:
+                raise Rejected("unknown_state_machine", f"{request.state_machine!r} (no definition given)")
+            try:
+                machine = self._machine(request.definition)
+            except DefinitionError as exc:
+                raise Rejected("invalid_definition", "; ".join(str(p) for p in exc.problems)) from None
+            state = new_execution(
+                execution_id=request.execution_id, name=request.name,
+                state_machine_id=f"arn:baton:states:local:stateMachine:{request.state_machine}",
+                state_machine_name=request.state_machine,
+            )
+            execution = Execution(request.state_machine, request.definition, machine, state, record.partition)
+            self.metrics.started.inc()
+            self._apply(request.execution_id, execution, StartExecution(input=request.input), at, seed,
+                        staged, out, new_timers)
+            running = staged[request.execution_id].state
+            if running.status.value == "RUNNING":  # (a one-Pass machine may already have finished)
+                out.append(Outgoing(self.topics.events, request.execution_id.encode(),
+                                    encode(status_event(running, request.state_machine))))
+            return
+        if existing is None:
+            raise Rejected("unknown_execution", request.execution_id)
+        event: Event = RedriveExecution() if isinstance(request, RedriveRequest) else StopExecution(
+            error=request.error, cause=request.cause)
+        self._apply(request.execution_id, existing, event, at, seed, staged, out, new_timers)
+
+    # ------------------------------------------------------------ the decider
+
+    def _apply(self, execution_id: str, execution: Execution, event: Event, at: float, seed: int,
+               staged: dict[str, Execution], out: list[Outgoing], new_timers: list[tuple[float, str, str]]) -> None:
+        env = Environment(
+            now=datetime.fromtimestamp(at, timezone.utc),
+            seed=seed,
+            task_token=lambda task_id: self.signer.sign(execution_id, task_id),
+            max_payload_bytes=self.settings.max_payload_bytes,
+        )
+        decision: Decision = decide(execution.machine, execution.state, event, env)
+        staged[execution_id] = Execution(execution.machine_name, execution.definition, execution.machine,
+                                         decision.state, execution.partition)
+        out.extend(effects_to_records(self.topics, decision.state, decision.effects,
+                                      machine_name=execution.machine_name))
+        for effect in decision.effects:
+            if isinstance(effect, StartTimer):
+                new_timers.append((effect.fire_at, execution_id, effect.timer_id))
+            elif isinstance(effect, HistoryEvent):
+                if effect.type.endswith("StateEntered"):
+                    self.metrics.transitions.inc()
+                elif effect.type.startswith("Execution") and effect.type != "ExecutionStarted":
+                    if effect.type != "ExecutionRedriven":
+                        self.metrics.finished.labels(decision.state.status.value).inc()
+        if isinstance(event, TimerFired) and execution.state.timers.get(event.timer_id) is not None:
+            if execution.state.timers[event.timer_id].purpose == "retry":
+                self.metrics.retries.inc()
+
+    def _machine(self, definition: dict[str, Any]) -> StateMachine:
+        digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+        machine = self._machines.get(digest)
+        if machine is None:
+            machine = self._machines[digest] = parse_definition(definition)
+        return machine
+
+
+def _seed(*parts: bytes) -> int:
+    """Randomness derived from the event's identity: replaying the event decides the same."""
+    return int.from_bytes(hashlib.sha256(b"\0".join(parts)).digest()[:8], "big")
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", " ")
+    return text[:500]
