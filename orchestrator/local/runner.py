@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from orchestrator.asl import resources
 from orchestrator.asl.decider import Environment, decide, new_execution
 from orchestrator.asl.execution import (
     Event,
@@ -34,6 +33,7 @@ from orchestrator.asl.execution import (
 )
 from orchestrator.asl.model import StateMachine
 from orchestrator.local.mock_config import MockedResponse
+from steps.sdk.resolve import resolve_call, shape_result
 from steps.sdk.step import StepDefinition, StepError, invoke_step
 
 
@@ -81,71 +81,27 @@ class TaskResolver:
         return await self._run_step(command)
 
     async def _run_step(self, command: RunTask) -> TaskSucceeded | TaskFailed:
-        resource = resources.parse_resource(command.resource)
-        wrap_lambda = resource.service == "lambda" and resource.action == "invoke"
-        payload = command.parameters
-        if wrap_lambda:
-            params = command.parameters if isinstance(command.parameters, dict) else {}
-            name = resources.lambda_function_name(str(params.get("FunctionName", "")))
-            payload = _lambda_payload(params.get("Payload"))
-        else:
-            name = resource.function_name or ""
-        definition = self.steps.get(name)
+        call = resolve_call(command.resource, command.parameters)
+        definition = self.steps.get(call.name)
         if definition is None:
-            if resource.service == "lambda" and self.mocks is None:
+            if call.lambda_resource and self.mocks is None:
                 # As AWS answers an invocation of a function that does not exist.
                 return TaskFailed(
                     task_id=command.task_id,
                     error="Lambda.ResourceNotFoundException",
-                    cause=f"Function not found: {name}",
+                    cause=f"Function not found: {call.name}",
                 )
-            remedy = f"a step named {name or '...'!r} (--steps MODULE)"
+            remedy = f"a step named {call.name or '...'!r} (--steps MODULE)"
             if self.mocks is not None:
                 remedy = f"a mocked response in the mock config's test case, or {remedy}"
             raise LocalRunError(
                 f"state {command.state_name!r}: nothing answers resource {command.resource!r}; add {remedy}"
             )
         try:
-            result = await invoke_step(definition, payload)
+            result = await invoke_step(definition, call.payload)
         except StepError as exc:
             return TaskFailed(task_id=command.task_id, error=exc.error, cause=exc.cause)
-        if wrap_lambda:
-            result = _lambda_invoke_output(result)
-        return TaskSucceeded(task_id=command.task_id, output=result)
-
-
-def _lambda_payload(payload: Any) -> Any:
-    """Lambda receives the Payload's bytes: a string is sent as is and read back as JSON."""
-    if payload is None:
-        return {}
-    if isinstance(payload, str):
-        try:
-            return json.loads(payload)
-        except ValueError:
-            return payload
-    return payload
-
-
-def _lambda_invoke_output(result: Any) -> dict[str, Any]:
-    """The response shape of the `arn:aws:states:::lambda:invoke` integration."""
-    body = json.dumps(result)
-    headers = {
-        "Connection": "keep-alive",
-        "Content-Length": str(len(body)),
-        "Content-Type": "application/json",
-        "X-Amz-Executed-Version": "$LATEST",
-    }
-    return {
-        "ExecutedVersion": "$LATEST",
-        "Payload": result,
-        "SdkHttpMetadata": {
-            "AllHttpHeaders": {k: [v] for k, v in headers.items()},
-            "HttpHeaders": headers,
-            "HttpStatusCode": 200,
-        },
-        "SdkResponseMetadata": {"RequestId": str(uuid.uuid4())},
-        "StatusCode": 200,
-    }
+        return TaskSucceeded(task_id=command.task_id, output=shape_result(call, result))
 
 
 async def run_execution(
