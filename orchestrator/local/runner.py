@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import random
 import time
 import uuid

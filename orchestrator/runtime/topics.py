@@ -121,6 +121,12 @@ async def _provision(admin: Any, settings: KafkaSettings, specs: list[TopicSpec]
     listed = set(await admin.list_topics())
     present = [spec for spec in specs if spec.name in listed]
     missing = [spec for spec in specs if spec.name not in listed]
+    # A broker's metadata lags the controller by a moment, so a topic created just now (by
+    # another provisioner) may not be listed yet. A dry run at the controller finds those, and
+    # topics it would refuse (e.g. too many replicas), before anything is created.
+    _, unlisted = await _create(admin, settings, missing, validate_only=True)
+    present += unlisted
+    missing = [spec for spec in missing if spec not in unlisted]
     # Check before creating anything, so a refused run leaves the cluster as it found it.
     await _check_existing(admin, settings, present)
     created, raced = await _create(admin, settings, missing)
@@ -129,15 +135,16 @@ async def _provision(admin: Any, settings: KafkaSettings, specs: list[TopicSpec]
                            existing=[spec.name for spec in specs if spec.name not in created])
 
 
-async def _create(admin: Any, settings: KafkaSettings,
-                  missing: list[TopicSpec]) -> tuple[list[str], list[TopicSpec]]:
-    """Create ``missing``; return (created names, specs someone else created meanwhile)."""
+async def _create(admin: Any, settings: KafkaSettings, missing: list[TopicSpec], *,
+                  validate_only: bool = False) -> tuple[list[str], list[TopicSpec]]:
+    """Create ``missing`` (or only ask the controller whether it would); return (names created or
+    creatable, specs of topics that exist already: someone else created them meanwhile)."""
     if not missing:
         return [], []
     response = await admin.create_topics(
         [NewTopic(spec.name, spec.partitions, settings.replication_factor,
                   topic_configs=spec.configs) for spec in missing],
-        timeout_ms=_REQUEST_TIMEOUT_MS)
+        timeout_ms=_REQUEST_TIMEOUT_MS, validate_only=validate_only)
     by_name = {spec.name: spec for spec in missing}
     created: list[str] = []
     raced: list[TopicSpec] = []
@@ -153,10 +160,11 @@ async def _create(admin: Any, settings: KafkaSettings,
             failures.setdefault(reason, []).append(name)
     if failures:
         reasons = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in failures.items())
-        done = f" (created meanwhile: {', '.join(created)})" if created else ""
+        done = f" (created meanwhile: {', '.join(created)})" if created and not validate_only else ""
         raise TopicProvisioningError(f"cannot create topics {reasons}{done}")
     order = {spec.name: i for i, spec in enumerate(missing)}
     created.sort(key=order.__getitem__)
+    raced.sort(key=lambda spec: order[spec.name])
     return created, raced
 
 
