@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -51,7 +52,31 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """Commands of the Kafka side are imported only when used, so `baton execute` starts fast."""
+
+    lazy = {
+        **{name: f"orchestrator.control_cli:{name}" for name in
+           ("start", "describe", "history", "stop", "redrive")},
+        "list": "orchestrator.control_cli:list_executions",
+        "kafka": "orchestrator.kafka_cli:kafka",
+        "asyncapi": "orchestrator.kafka_cli:asyncapi",
+        "step": "steps.cli:step",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup)
 def main() -> None:
     """Baton: Amazon States Language workflows for generative AI, on Apache Kafka."""
 

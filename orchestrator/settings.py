@@ -47,12 +47,13 @@ class OrchestratorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
 
-    group_id: str = "baton-orchestrator"
+    group_id: str | None = None  # default: "<topic prefix>-orchestrator"
     # Stable across restarts of the same instance: it names the transactional producer, so a
     # restarted instance fences its crashed predecessor and aborts its open transaction.
     instance_id: str = "orchestrator-1"
     token_secret: SecretStr = SecretStr("baton-development-secret-change-me")
     max_batch: int = Field(default=500, ge=1)  # events per Kafka transaction at most
     metrics_port: int | None = 9400
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     max_payload_bytes: int = 256 * 1024
     transaction_timeout_ms: int = 15_000

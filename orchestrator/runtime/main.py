@@ -17,7 +17,7 @@ async def serve(kafka: KafkaSettings, settings: OrchestratorSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = OrchestratorMetrics()
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

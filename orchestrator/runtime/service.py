@@ -28,6 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from pydantic import ValidationError
 
 from orchestrator.asl.decider import Decision, Environment, decide, new_execution
@@ -113,6 +114,8 @@ class Orchestrator:
         self.timers: list[tuple[float, str, str]] = []  # (fire_at, execution_id, timer_id)
         self._machines: dict[str, StateMachine] = {}  # definition hash -> parsed machine
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
+        # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
+        self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
@@ -125,15 +128,18 @@ class Orchestrator:
         options = self.kafka.client_options()
         self._producer = AIOKafkaProducer(
             **options,
-            transactional_id=f"{self.settings.group_id}-{self.settings.instance_id}",
+            transactional_id=f"{self.group_id}-{self.settings.instance_id}",
             enable_idempotence=True,
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
             linger_ms=2,
         )
         self._consumer = AIOKafkaConsumer(
             **options,
-            group_id=self.settings.group_id,
+            group_id=self.group_id,
             isolation_level="read_committed",
+            # Range assignment gives one member the same partition numbers of every input topic
+            # (they have equal partition counts): co-partitioning, so one instance owns an execution.
+            partition_assignment_strategy=(RangePartitionAssignor,),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
@@ -173,7 +179,12 @@ class Orchestrator:
             pass
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        partitions = {tp.partition for tp in assigned}
+        by_topic: dict[str, set[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, set()).add(tp.partition)
+        partitions = by_topic.get(self.topics.start, set())
+        if any(p != partitions for p in by_topic.values()):
+            log.error("input topics are not co-partitioned for this member: %s", by_topic)
         async with self._lock:
             for execution_id in [e for e, x in self.executions.items() if x.partition not in partitions]:
                 del self.executions[execution_id]
@@ -280,7 +291,7 @@ class Orchestrator:
                 await self._producer.send(o.topic, value=o.value, key=o.key, partition=o.partition) for o in out
             ]
             if offsets:
-                await self._producer.send_offsets_to_transaction(offsets, self.settings.group_id)
+                await self._producer.send_offsets_to_transaction(offsets, self.group_id)
             await asyncio.gather(*futures)
         # Committed: only now does the in-memory view move on.
         self.executions.update(staged)

@@ -104,11 +104,12 @@ async def provision_topics(settings: KafkaSettings,
     try:
         try:
             await admin.start()
-        except KafkaError as exc:
+        except (KafkaError, OSError) as exc:
             raise TopicProvisioningError(
                 f"cannot reach Kafka at {settings.kafka_bootstrap}: {_describe(exc)}") from exc
         return await _provision(admin, settings, specs)
-    except KafkaError as exc:
+    # OSError includes TimeoutError, which aiokafka's admin raises when a node is not ready in time.
+    except (KafkaError, OSError) as exc:
         raise TopicProvisioningError(
             f"Kafka at {settings.kafka_bootstrap} failed a request: {_describe(exc)}") from exc
     finally:

@@ -1,0 +1,442 @@
+"""`baton start | describe | history | stop | list | redrive`: the running system, from a terminal.
+
+Requests go to the start topic, keyed by the execution id, through an idempotent producer.
+Answers come from the read model (`orchestrator.api.readmodel`), caught up from Kafka before each
+read, so executions of every orchestrator instance are visible. `start --wait` follows the events
+topic instead, from its end as of just before the start is published, so the answer cannot be
+missed. Every failure is one line on stderr and a non-zero exit.
+
+The commands are registered in `orchestrator.cli` (`main.add_command`); they import that module
+lazily, so either module can be imported first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from orchestrator.api.readmodel import (
+    DEFAULT_PATH,
+    TERMINAL_STATUSES,
+    AmbiguousExecution,
+    ExecutionView,
+    ReadModel,
+    ReadModelError,
+    default_path,
+    kafka_errors,
+    topic_partitions,
+)
+from orchestrator.settings import KafkaSettings
+from schemas.base import Envelope, decode, encode
+from schemas.executions import (
+    ExecutionStatus,
+    RedriveExecution,
+    StartExecution,
+    StopExecution,
+    execution_id_for,
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
+_DEFINITION_SUFFIXES = {".json", ".yaml", ".yml", ".asl"}
+_NAME_MAX = 80  # Step Functions' limit on execution names
+_NAME_SYMBOLS = '<>{}[]?*"#%\\^|~`$&,;:/'  # Step Functions' rule; ":" would also split the id
+_DETAILS_WIDTH = 100
+
+
+class CommandError(Exception):
+    """A failure met while talking to Kafka that the user can act on (one line)."""
+
+
+# ------------------------------------------------------------ shared with `baton` (orchestrator.cli)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit, exactly as the other `baton` commands fail."""
+    from orchestrator.cli import fail as cli_fail  # lazily: orchestrator.cli imports this module
+
+    cli_fail(message, code)
+
+
+def parse_json_arg(value: str, what: str) -> Any:
+    """A JSON value given inline or as @file (one-line error otherwise)."""
+    from orchestrator.cli import parse_json_arg as cli_parse_json_arg
+
+    return cli_parse_json_arg(value, what)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# ------------------------------------------------------------ options
+
+
+def kafka_options(command: F) -> F:
+    """--bootstrap and --topic-prefix, defaulting to KafkaSettings (BATON_* environment)."""
+    command = click.option("--topic-prefix", help="Topic name prefix (default: BATON_TOPIC_PREFIX or baton).")(command)
+    command = click.option("--bootstrap", help="Kafka bootstrap servers (default: BATON_KAFKA_BOOTSTRAP or "
+                                               "127.0.0.1:9092).")(command)
+    return command
+
+
+def json_option(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
+
+
+def read_model_options(command: F) -> F:
+    """Where the read model lives and how long to catch it up before answering."""
+    command = click.option("--catch-up-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                           show_default=True, help="Seconds to read Kafka before answering.")(command)
+    command = click.option("--db", envvar="BATON_READMODEL_PATH",
+                           help=f"The read model's SQLite file (env BATON_READMODEL_PATH; default {DEFAULT_PATH}, "
+                                "or .baton/readmodel.PREFIX.sqlite for another topic prefix).")(command)
+    return command
+
+
+def kafka_settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
+    """The environment's settings with the command-line overrides applied."""
+    try:
+        settings = KafkaSettings()
+    except ValidationError as exc:
+        fail(f"invalid BATON_* environment: {str(exc).splitlines()[0]}")
+    overrides = {"kafka_bootstrap": bootstrap, "topic_prefix": topic_prefix}
+    return settings.model_copy(update={key: value for key, value in overrides.items() if value is not None})
+
+
+def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
+    """Run the Kafka side of a command; any failure becomes one line and exit 2."""
+    # aiokafka logs each failed connection attempt; the one-line error below says it better.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        with kafka_errors(settings):
+            return asyncio.run(work)
+    except (ReadModelError, CommandError) as exc:
+        fail(str(exc))
+    except sqlite3.Error as exc:
+        fail(f"read model database: {exc}")
+
+
+# ------------------------------------------------------------ Kafka
+
+
+@asynccontextmanager
+async def _producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    # Idempotent: a retried send after a lost acknowledgement does not duplicate the request.
+    producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
+    try:
+        await producer.start()
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def _consumer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaConsumer]:
+    consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    try:
+        await consumer.start()
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def publish(settings: KafkaSettings, request: Envelope) -> None:
+    """Send a start, stop or redrive request to the start topic, keyed by its execution id."""
+    # Checked first: a send to a missing topic would wait for its metadata until a timeout.
+    await topic_partitions(settings, [settings.topics.start])
+    async with _producer(settings) as producer:
+        await producer.send_and_wait(settings.topics.start, encode(request), key=request.execution_id.encode())
+
+
+async def start_and_wait(settings: KafkaSettings, request: StartExecution, timeout: float,
+                         on_published: Callable[[], None] = lambda: None) -> ExecutionStatus:
+    """Publish `request`, then return the execution's terminal status from the events topic."""
+    async with _consumer(settings) as consumer:
+        topic = settings.topics.events
+        partitions = [TopicPartition(topic, p) for p in (await topic_partitions(settings, [topic]))[topic]]
+        consumer.assign(partitions)
+        # Fix the positions at the end (read_committed: the last stable offsets) before
+        # publishing, so a status written right after the start is read, not skipped.
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)
+        await publish(settings, request)
+        on_published()
+        try:
+            async with asyncio.timeout(timeout):
+                return await _terminal_status(consumer, request.execution_id)
+        except TimeoutError:
+            raise CommandError(f"{request.execution_id} did not end within {timeout:g}s; it may still be running "
+                               f"(see `baton describe {request.name}`)") from None
+
+
+async def _terminal_status(consumer: AIOKafkaConsumer, execution_id: str) -> ExecutionStatus:
+    while True:
+        batches = await consumer.getmany(timeout_ms=1000)
+        for messages in batches.values():
+            for message in messages:
+                try:
+                    status = decode(ExecutionStatus, message.value)
+                except ValueError:
+                    continue  # not ours to judge: the orchestrator dead-letters bad events
+                if status.execution_id == execution_id and status.status in TERMINAL_STATUSES:
+                    return status
+
+
+# ------------------------------------------------------------ the definition and the read model
+
+
+def _start_target(target: str) -> tuple[str, dict[str, Any] | None]:
+    """(state machine, inline definition) for `start FILE|NAME`."""
+    path = Path(target)
+    if path.is_file():
+        return path.stem, _load_definition(target)
+    if path.suffix.lower() in _DEFINITION_SUFFIXES or os.sep in target:
+        fail(f"no such file: {target}")
+    return target, None  # a registered state machine, resolved by the orchestrator
+
+
+def _load_definition(path: str) -> dict[str, Any]:
+    """The file's definition, validated here so an invalid one never reaches Kafka."""
+    from orchestrator.asl.errors import DefinitionError
+    from orchestrator.asl.model import load_document, parse_definition
+    from orchestrator.cli import read_text
+
+    try:
+        document = load_document(read_text(path))
+        parse_definition(document)
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(f"{path}: {problem}", err=True)
+        fail(f"{path}: invalid definition ({len(exc.problems)} problem(s)); nothing was started")
+    except ValueError as exc:
+        fail(f"{path}: {exc}")
+    assert isinstance(document, dict)  # parse_definition refuses anything else
+    return document
+
+
+def _check_name(name: str) -> None:
+    bad = "".join(sorted({c for c in name if c.isspace() or c in _NAME_SYMBOLS}))
+    if not name or len(name) > _NAME_MAX or bad:
+        found = f" (found {bad!r})" if bad else ""
+        fail(f"--name must be 1 to {_NAME_MAX} characters, without whitespace or any of {_NAME_SYMBOLS}{found}")
+
+
+def caught_up(db: str | None, settings: KafkaSettings, timeout: float) -> ReadModel:
+    """The read model, after reading the history and events topics up to their current end."""
+    path = db if db is not None else default_path(settings.topic_prefix)
+    try:
+        model = ReadModel(path)
+    except (sqlite3.Error, OSError) as exc:
+        fail(f"cannot open the read model {path}: {exc}")
+    run(model.catch_up(settings, timeout), settings)
+    return model
+
+
+def resolve(model: ReadModel, execution: str, settings: KafkaSettings) -> ExecutionView:
+    """The execution with this id, or the only one with this name; one-line error otherwise."""
+    try:
+        view = model.describe(execution)
+    except AmbiguousExecution as exc:
+        fail(str(exc))
+    if view is None:
+        fail(f"no execution {execution!r} in {settings.topics.history} at {settings.kafka_bootstrap}")
+    return view
+
+
+# ------------------------------------------------------------ printing
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _shorten(text: str, width: int = _DETAILS_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)]
+    for line in [headers, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def print_execution(view: ExecutionView) -> None:
+    fields: list[tuple[str, str]] = [
+        ("Execution", view.execution_id), ("State machine", view.state_machine), ("Name", view.name),
+        ("Status", view.status), ("Started", view.start_time or "-"), ("Stopped", view.stop_time or "-"),
+    ]
+    if view.redrive_count:
+        fields.append(("Redrives", str(view.redrive_count)))
+    fields.append(("Input", _compact(view.input)))
+    if view.status == "SUCCEEDED" or view.output is not None:
+        fields.append(("Output", _compact(view.output)))
+    fields += [(label, value) for label, value in (("Error", view.error), ("Cause", view.cause)) if value]
+    width = max(len(label) for label, _ in fields)
+    for label, value in fields:
+        click.echo(f"{label.ljust(width)}  {value}")
+
+
+def _event_details(event: dict[str, Any]) -> str:
+    details = {key: value for key, value in event.items()
+               if key not in ("id", "previousEventId", "timestamp", "type")}
+    if len(details) == 1:
+        details = next(iter(details.values()))  # just the <type>EventDetails object
+    return _shorten(_compact(details)) if details else ""
+
+
+# ------------------------------------------------------------ commands
+
+
+@click.command()
+@click.argument("target", metavar="FILE|NAME")
+@click.option("--input", "input_", default="{}", show_default=True, help="Execution input: JSON text or @file.")
+@click.option("--name", help="The execution name (default: a UUID); the same name starts it once.")
+@click.option("--wait", is_flag=True, help="Wait for the end and print status, output, error and cause.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="With --wait: seconds to wait for the end.")
+@json_option
+@kafka_options
+def start(target: str, input_: str, name: str | None, wait: bool, timeout: float, as_json: bool,
+          bootstrap: str | None, topic_prefix: str | None) -> None:
+    """Start an execution of a definition FILE (validated here and sent inline) or of a
+    registered state machine NAME; print its execution id."""
+    state_machine, definition = _start_target(target)
+    execution_input = parse_json_arg(input_, "--input")
+    name = name if name is not None else str(uuid.uuid4())
+    _check_name(name)
+    settings = kafka_settings(bootstrap, topic_prefix)
+    request = StartExecution(execution_id=execution_id_for(state_machine, name), state_machine=state_machine,
+                             definition=definition, name=name, input=execution_input)
+    if not wait:
+        run(publish(settings, request), settings)
+        if as_json:
+            print_json({"execution_id": request.execution_id, "state_machine": state_machine, "name": name})
+        else:
+            click.echo(request.execution_id)
+        return
+
+    def announce() -> None:
+        if not as_json:
+            click.echo(f"started {request.execution_id}; waiting for it to end", err=True)
+
+    status = run(start_and_wait(settings, request, timeout, announce), settings)
+    result = {"status": status.status, "output": status.output, "error": status.error, "cause": status.cause}
+    print_json({"execution_id": request.execution_id, **result} if as_json else result)
+    raise SystemExit(0 if status.status == "SUCCEEDED" else 1)
+
+
+@click.command()
+@click.argument("execution")
+@json_option
+@read_model_options
+@kafka_options
+def describe(execution: str, as_json: bool, db: str | None, catch_up_timeout: float, bootstrap: str | None,
+             topic_prefix: str | None) -> None:
+    """Show an execution (by id, or by name when unique): status, input, output, error, times."""
+    settings = kafka_settings(bootstrap, topic_prefix)
+    view = resolve(caught_up(db, settings, catch_up_timeout), execution, settings)
+    if as_json:
+        print_json(view.model_dump(mode="json"))
+    else:
+        print_execution(view)
+
+
+@click.command()
+@click.argument("execution")
+@json_option
+@read_model_options
+@kafka_options
+def history(execution: str, as_json: bool, db: str | None, catch_up_timeout: float, bootstrap: str | None,
+            topic_prefix: str | None) -> None:
+    """List an execution's history events (by id, or by name when unique), oldest first."""
+    settings = kafka_settings(bootstrap, topic_prefix)
+    model = caught_up(db, settings, catch_up_timeout)
+    events = model.history(resolve(model, execution, settings).execution_id)
+    if as_json:
+        print_json(events)
+        return
+    print_table(["ID", "TIMESTAMP", "TYPE", "DETAILS"],
+                [[str(e.get("id")), str(e.get("timestamp", "")), str(e.get("type")), _event_details(e)]
+                 for e in events])
+
+
+@click.command("list")
+@click.option("--status", type=click.Choice(["RUNNING", *sorted(TERMINAL_STATUSES)], case_sensitive=False),
+              help="Only executions with this status.")
+@click.option("--state-machine", help="Only executions of this state machine.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@read_model_options
+@kafka_options
+def list_executions(status: str | None, state_machine: str | None, limit: int, as_json: bool, db: str | None,
+                    catch_up_timeout: float, bootstrap: str | None, topic_prefix: str | None) -> None:
+    """List executions, most recently started first."""
+    settings = kafka_settings(bootstrap, topic_prefix)
+    model = caught_up(db, settings, catch_up_timeout)
+    views = model.list(status=status.upper() if status else None, state_machine=state_machine, limit=limit)
+    if as_json:
+        print_json([view.model_dump(mode="json") for view in views])
+        return
+    print_table(["STATUS", "STARTED", "STOPPED", "STATE MACHINE", "NAME"],
+                [[v.status, v.start_time or "-", v.stop_time or "-", v.state_machine, v.name] for v in views])
+
+
+@click.command()
+@click.argument("execution")
+@click.option("--error", help="The error name to record (Step Functions' StopExecution error).")
+@click.option("--cause", help="A longer explanation to record.")
+@json_option
+@read_model_options
+@kafka_options
+def stop(execution: str, error: str | None, cause: str | None, as_json: bool, db: str | None, catch_up_timeout: float,
+         bootstrap: str | None, topic_prefix: str | None) -> None:
+    """Ask the orchestrator to abort a running execution (by id, or by name when unique)."""
+    settings = kafka_settings(bootstrap, topic_prefix)
+    view = resolve(caught_up(db, settings, catch_up_timeout), execution, settings)
+    if view.status in TERMINAL_STATUSES:
+        fail(f"{view.execution_id} has already ended ({view.status}); nothing to stop")
+    _request(StopExecution(execution_id=view.execution_id, error=error, cause=cause), settings, as_json)
+
+
+@click.command()
+@click.argument("execution")
+@json_option
+@read_model_options
+@kafka_options
+def redrive(execution: str, as_json: bool, db: str | None, catch_up_timeout: float, bootstrap: str | None,
+            topic_prefix: str | None) -> None:
+    """Restart a FAILED, TIMED_OUT or ABORTED execution from the states that did not succeed."""
+    settings = kafka_settings(bootstrap, topic_prefix)
+    view = resolve(caught_up(db, settings, catch_up_timeout), execution, settings)
+    if view.status not in REDRIVABLE:
+        fail(f"only {', '.join(REDRIVABLE)} executions can be redriven; {view.execution_id} is {view.status}")
+    _request(RedriveExecution(execution_id=view.execution_id), settings, as_json)
+
+
+def _request(request: StopExecution | RedriveExecution, settings: KafkaSettings, as_json: bool) -> None:
+    run(publish(settings, request), settings)
+    if as_json:
+        print_json({"execution_id": request.execution_id, "requested": request.kind})
+    else:
+        click.echo(f"{request.kind} requested for {request.execution_id}")
+
+
+COMMANDS: tuple[click.Command, ...] = (start, describe, history, stop, list_executions, redrive)
+"""Everything to register on the `baton` group: `for c in COMMANDS: main.add_command(c)`."""

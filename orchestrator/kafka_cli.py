@@ -1,0 +1,156 @@
+"""`baton kafka ...` (a local broker, topic provisioning) and `baton asyncapi` (the topic contracts).
+
+Registered on the `baton` group by orchestrator/cli.py. Errors print one line on stderr and exit
+non-zero; nothing here shows a traceback for a problem a user can fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+
+from orchestrator.runtime.topics import DEFAULT_SERVICES, TopicProvisioningError, provision_topics, topic_specs
+from orchestrator.settings import KafkaSettings
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(**overrides: Any) -> KafkaSettings:
+    """Settings from the environment (BATON_*), with the options given on the command line on top."""
+    try:
+        return KafkaSettings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        _fail(f"invalid Kafka settings: {problems}", 2)
+
+
+def _quiet_aiokafka() -> None:
+    # Without logging configured, Python prints aiokafka's warnings (e.g. every failed connection
+    # attempt) on stderr; the command reports the outcome itself in one line.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+
+
+@click.group()
+def kafka() -> None:
+    """A local single-node Kafka broker (no Docker) and Baton's topics."""
+
+
+@kafka.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Client port (default: BATON_KAFKA_PORT or 9092).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=90.0, show_default=True,
+              help="Seconds to wait for the broker to be ready.")
+def up(port: int | None, timeout: float) -> None:
+    """Start a local broker, or reuse one already answering; print its bootstrap address.
+
+    Only the address goes to stdout, so `export BATON_KAFKA_BOOTSTRAP=$(baton kafka up)` works.
+    """
+    from infra.local_kafka import LocalKafkaError, default_paths, ensure_up
+
+    try:
+        broker = ensure_up(port, timeout)
+    except LocalKafkaError as exc:
+        _fail(f"{exc} (broker logs: {default_paths().logs})")
+    except OSError as exc:  # e.g. infra/kafka/pom.xml missing: `up` needs a checkout, not a wheel
+        _fail(f"cannot start a local Kafka: {exc}")
+    how = f"started, pid {broker.pid}" if broker.started_here else "reused a running broker"
+    click.echo(f"Kafka ready ({how})", err=True)
+    click.echo(broker.bootstrap)
+
+
+@kafka.command()
+def down() -> None:
+    """Stop the local broker that `baton kafka up` started (never one it did not start)."""
+    from infra.local_kafka import LocalKafkaError
+    from infra.local_kafka import down as stop_broker
+
+    try:
+        click.echo(stop_broker())
+    except LocalKafkaError as exc:
+        _fail(str(exc))
+
+
+@kafka.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Client port (default: BATON_KAFKA_PORT or 9092).")
+def status(port: int | None) -> None:
+    """Whether a local broker answers; exit 3 when none does."""
+    from infra.local_kafka import status as broker_status
+
+    is_up, line = broker_status(port)
+    click.echo(line)
+    sys.exit(0 if is_up else 3)  # LSB's "program is not running", as in infra.local_kafka
+
+
+@kafka.command()
+@click.option("--bootstrap", help="Kafka bootstrap servers (default: BATON_KAFKA_BOOTSTRAP or 127.0.0.1:9092).")
+@click.option("--prefix", help="Topic name prefix (default: BATON_TOPIC_PREFIX or baton).")
+@click.option("--partitions", type=click.IntRange(min=1), default=None,
+              help="Partitions per topic (default: BATON_PARTITIONS or 3).")
+@click.option("--replication-factor", type=click.IntRange(min=1), default=None,
+              help="Replicas per partition (default: BATON_REPLICATION_FACTOR or 1).")
+@click.option("--service", "services", multiple=True,
+              help="A step service to create a command topic for (repeatable; default: "
+                   f"{', '.join(DEFAULT_SERVICES)}).")
+def topics(bootstrap: str | None, prefix: str | None, partitions: int | None,
+           replication_factor: int | None, services: tuple[str, ...]) -> None:
+    """Create Baton's topics that do not exist yet; check the ones that do."""
+    settings = _settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions,
+                         replication_factor=replication_factor)
+    _quiet_aiokafka()
+    wanted = services or DEFAULT_SERVICES
+    try:
+        specs = {spec.name: spec for spec in topic_specs(settings, wanted)}
+        report = asyncio.run(provision_topics(settings, wanted))
+    except TopicProvisioningError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    for name, spec in specs.items():
+        shape = f"{spec.partitions} partitions" + (", compacted" if spec.compacted else "")
+        click.echo(f"created  {name} ({shape})" if name in report.created else f"exists   {name}")
+    click.echo(f"{len(report.created)} created, {len(report.existing)} already existed "
+               f"on {settings.kafka_bootstrap}")
+
+
+@click.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the document to FILE instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["json", "yaml"]), default="json", show_default=True)
+@click.option("--prefix", help="Topic name prefix (default: BATON_TOPIC_PREFIX or baton).")
+@click.option("--bootstrap", help="The server address shown in the document (default: BATON_KAFKA_BOOTSTRAP).")
+@click.option("--service", "services", multiple=True,
+              help="A step service whose command topic to include (repeatable; default: "
+                   f"{', '.join(DEFAULT_SERVICES)}).")
+def asyncapi(output: str | None, fmt: str, prefix: str | None, bootstrap: str | None,
+             services: tuple[str, ...]) -> None:
+    """Print the AsyncAPI 3.0 document of Baton's topics and events."""
+    from schemas.asyncapi import asyncapi_document
+
+    settings = _settings(topic_prefix=prefix, kafka_bootstrap=bootstrap)
+    document = asyncapi_document(settings.topics, services=services or DEFAULT_SERVICES,
+                                 bootstrap=settings.kafka_bootstrap)
+    if fmt == "yaml":
+        import yaml
+
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}")
+    click.echo(f"wrote {output} ({len(document['channels'])} topics)", err=True)

@@ -1,0 +1,93 @@
+"""`baton step ...`: run a step service until SIGINT/SIGTERM. Thin: options in, service out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from aiokafka.errors import KafkaError
+
+from orchestrator.settings import KafkaSettings
+from steps.service import StepService, StepServiceError, serve
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
+    """Environment (BATON_*) first, then the options given on the command line."""
+    overrides: dict[str, Any] = {}
+    if bootstrap:
+        overrides["kafka_bootstrap"] = bootstrap
+    if topic_prefix:
+        overrides["topic_prefix"] = topic_prefix
+    return KafkaSettings(**overrides)
+
+
+async def _run(service: StepService, metrics_port: int | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await serve(service, stop, metrics_port)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def run_service(service: StepService, metrics_port: int | None) -> None:
+    """Run a step service in the foreground; exit with a one-line error if it cannot start."""
+    try:
+        asyncio.run(_run(service, metrics_port))
+    except StepServiceError as exc:
+        _fail(str(exc))
+    except (OSError, KafkaError) as exc:  # the metrics port is taken, Kafka cannot be reached, ...
+        _fail(f"step service {service.service!r}: {exc}")
+
+
+def _common(function: Any) -> Any:
+    for option in reversed([
+        click.option("--bootstrap", help="Kafka bootstrap servers (default: $BATON_KAFKA_BOOTSTRAP)."),
+        click.option("--topic-prefix", help="Topic name prefix (default: $BATON_TOPIC_PREFIX or 'baton')."),
+        click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port."),
+        click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True,
+                     help="Tasks run at once by this instance."),
+    ]):
+        function = option(function)
+    return function
+
+
+@click.group()
+def step() -> None:
+    """Run a step service (each is deployed and scaled on its own)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@step.command()
+@click.option("--module", "modules", multiple=True, required=True,
+              help="A Python module of @step functions (repeatable).")
+@_common
+def fn(modules: tuple[str, ...], bootstrap: str | None, topic_prefix: str | None,
+       metrics_port: int | None, concurrency: int) -> None:
+    """The fn service: answer baton:fn:NAME and Lambda resources with the modules' @step functions."""
+    from steps.fn.service import fn_service
+
+    sys.path.insert(0, str(Path.cwd()))  # modules of the project the command runs in
+    try:
+        service = fn_service(list(modules), settings=_settings(bootstrap, topic_prefix),
+                             max_concurrency=concurrency)
+    except ImportError as exc:
+        _fail(f"cannot import steps module: {exc}")
+    except StepServiceError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # user code failing at import time
+        _fail(f"steps module failed to import: {type(exc).__name__}: {exc}")
+    run_service(service, metrics_port)

@@ -1,0 +1,583 @@
+"""The base of every step service: consume step commands, run a handler, publish step results.
+
+A `StepService` is a FastStream Kafka subscriber on `Topics.commands(service)` (consumer group
+`<prefix>-step-<service>`, e.g. `baton-step-fn`) that answers each `StepCommand` with a
+`StepResult` on `Topics.results`, keyed by execution id. What it guarantees:
+
+- At-least-once: a command's offset is committed only after its result is published. Commands
+  run concurrently (a slow task must not hold up its partition, and a cancel must reach it), so
+  offsets are committed per partition up to the oldest command still in flight.
+- Idempotency: `task_id` is the key. A duplicate of a finished task re-publishes the remembered
+  result (bounded LRU) instead of running again; a duplicate of a running task is dropped.
+- Bad input never stops the service: a message that is not a `StepCommand` goes to the DLQ with
+  the reason and the original bytes, and the partition moves on.
+- Heartbeats every `heartbeat_seconds / 2` while a task runs; `TimeoutSeconds` bounds the run.
+- Integration patterns: request-response (publish the output), `.sync` (the handler returns
+  `Pending` and the service polls `handler.poll(job_id)` until the job finishes) and
+  `.waitForTaskToken` (the handler hands the token on; the result arrives later with the token,
+  so only a failure to hand it on is published here).
+- `kind="cancel"` cancels the task if it runs here (best effort).
+
+Run one with `async with StepService(...)`, `serve(...)` (adds `/metrics`), or `.app()` for FastStream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import ssl
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from faststream import FastStream
+from faststream.kafka import KafkaBroker, Topic
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from orchestrator.settings import KafkaSettings
+from schemas.base import decode, encode
+from schemas.dlq import DeadLetter
+from schemas.steps import StepCommand, StepResult
+from steps.sdk.step import StepError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024  # ASL's payload limit
+
+
+class StepServiceError(Exception):
+    """The service cannot start (missing topics, bad security settings); the message says why."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A `.sync` job that was started and has not finished: poll it after `poll_after_seconds`."""
+
+    job_id: str
+    poll_after_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """A task's output plus metadata to record with the result (usage, model, ...)."""
+
+    value: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class StepHandler(ABC):
+    """What a step service does with a command. Implement `run`; `poll` for `.sync` jobs."""
+
+    @abstractmethod
+    async def run(self, command: StepCommand) -> Any:
+        """The task's output (JSON-ready, or a `StepOutput`), or a `Pending` job to poll.
+
+        Raise `StepError(error, cause)` for an ASL error; any other exception fails the task
+        with its class name as the error.
+        """
+
+    async def poll(self, job_id: str) -> Any:
+        """A `.sync` job's output once it has finished, `Pending` while it runs; raise if it failed."""
+        raise StepError("States.Runtime", f"{type(self).__name__} returned Pending but does not poll jobs")
+
+    async def cancel(self, job_id: str) -> None:
+        """Stop a `.sync` job whose task was cancelled or timed out (best effort; default: nothing)."""
+
+
+class _FunctionHandler(StepHandler):
+    def __init__(self, function: Callable[[StepCommand], Awaitable[Any]]) -> None:
+        self._function = function
+
+    async def run(self, command: StepCommand) -> Any:
+        return await self._function(command)
+
+
+Handler = StepHandler | Callable[[StepCommand], Awaitable[Any]]
+
+
+class StepMetrics:
+    """The service's Prometheus metrics (FastStream's middleware adds per-message ones)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.commands = Counter("baton_step_commands", "Step commands received, by kind.",
+                                ["service", "kind"], registry=registry)
+        self.results = Counter(
+            "baton_step_results",
+            "Tasks finished, by outcome (succeeded, failed, handed_off, cancelled, duplicate).",
+            ["service", "outcome"], registry=registry)
+        self.duration = Histogram(
+            "baton_step_duration_seconds", "Time from a command's start to its outcome.",
+            ["service", "outcome"], registry=registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
+        self.running = Gauge("baton_step_running", "Tasks running now.", ["service"], registry=registry)
+        self.dead_letters = Counter("baton_dlq_messages", "Messages sent to the dead-letter topic.",
+                                    ["source"], registry=registry)
+
+
+class _Offsets:
+    """Per partition: offsets in flight, and the next offset that is safe to commit.
+
+    Records of a partition arrive in offset order, so every accepted offset below the oldest one
+    still in flight is finished: that oldest offset is the commit point.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight: defaultdict[TopicPartition, set[int]] = defaultdict(set)
+        self._next: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+
+    def start(self, tp: TopicPartition, offset: int) -> None:
+        self._in_flight[tp].add(offset)
+        self._next[tp] = max(self._next.get(tp, 0), offset + 1)
+
+    def finish(self, tp: TopicPartition, offset: int) -> None:
+        self._in_flight[tp].discard(offset)
+
+    def committable(self) -> dict[TopicPartition, int]:
+        ready: dict[TopicPartition, int] = {}
+        for tp, next_offset in self._next.items():
+            flying = self._in_flight[tp]
+            mark = min(flying) if flying else next_offset
+            if mark > self._committed.get(tp, -1):
+                ready[tp] = mark
+        return ready
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        self._committed.update(offsets)
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        """A revoked partition's new owner starts from the committed offset; drop our view of it."""
+        for tp in partitions:
+            self._in_flight.pop(tp, None)
+            self._next.pop(tp, None)
+            self._committed.pop(tp, None)
+
+
+@dataclass(frozen=True)
+class _Published:
+    key: bytes
+    value: bytes
+
+
+class _Recent:
+    """LRU of finished task ids -> the published result (None: nothing to re-publish).
+
+    Bounded in entries and in bytes, since one result may be as large as the payload limit.
+    """
+
+    def __init__(self, max_items: int, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[str, _Published | None] = OrderedDict()
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._items
+
+    def get(self, task_id: str) -> _Published | None:
+        self._items.move_to_end(task_id)
+        return self._items[task_id]
+
+    def put(self, task_id: str, published: _Published | None) -> None:
+        self._discard(task_id)
+        self._items[task_id] = published
+        self._bytes += len(published.value) if published else 0
+        while len(self._items) > self._max_items or self._bytes > self._max_bytes:
+            self._discard(next(iter(self._items)))
+
+    def _discard(self, task_id: str) -> None:
+        old = self._items.pop(task_id, None)
+        self._bytes -= len(old.value) if old else 0
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: StepService) -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._service._commit()  # last chance to commit what finished here
+        self._service._offsets.forget(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+
+def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
+    """FastStream's security object for Baton's Kafka settings (TLS and/or SASL)."""
+    tls = settings.kafka_security_protocol.upper() in ("SSL", "SASL_SSL")
+    context = ssl.create_default_context() if tls else None
+    mechanism = (settings.kafka_sasl_mechanism or "").upper()
+    if not mechanism:
+        return BaseSecurity(ssl_context=context) if tls else None
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    if mechanism not in kinds:
+        raise StepServiceError(f"unsupported SASL mechanism {mechanism!r}; use one of {', '.join(kinds)}")
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    return kinds[mechanism](settings.kafka_sasl_username or "", password, ssl_context=context, use_ssl=tls)
+
+
+class StepService:
+    """A step service: `async with StepService("fn", handler, settings=...):` runs it."""
+
+    def __init__(
+        self,
+        service: str,
+        handler: Handler,
+        *,
+        settings: KafkaSettings | None = None,
+        registry: CollectorRegistry | None = None,
+        max_concurrency: int = 32,
+        remember: int = 10_000,  # finished task ids kept for duplicates (also bounded to 64 MiB)
+        drain_seconds: float = 10.0,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    ) -> None:
+        self.service = service
+        self.handler = handler if isinstance(handler, StepHandler) else _FunctionHandler(handler)
+        self.settings = settings or KafkaSettings()
+        self.topics = self.settings.topics
+        # A registry per service, so several services (or tests) can share a process.
+        self.registry = registry or CollectorRegistry()
+        self.metrics = StepMetrics(self.registry)
+        # Group ids are cluster-wide: the prefix keeps deployments sharing a cluster apart.
+        self.group_id = f"{self.settings.topic_prefix}-step-{service}"
+        self._drain_seconds = drain_seconds
+        self._max_output_bytes = max_output_bytes
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._offsets = _Offsets()
+        self._recent = _Recent(remember)
+        self._cancelled = _Recent(remember)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._draining = False
+        self._commit_wanted = asyncio.Event()
+        self._commit_lock = asyncio.Lock()  # commits of a partition never overtake one another
+        self._committer: asyncio.Task[None] | None = None
+        self.broker = KafkaBroker(
+            self.settings.kafka_bootstrap,
+            security=broker_security(self.settings),
+            client_id=self.group_id,
+            acks="all",
+            enable_idempotence=True,  # producer retries never duplicate a result
+            middlewares=[KafkaPrometheusMiddleware(registry=self.registry, app_name=self.group_id)],
+        )
+        self.subscriber = self.broker.subscriber(
+            # Topics are provisioned by infra, never created by a service.
+            Topic(self.topics.commands(service), declare=False),
+            group_id=self.group_id,
+            ack_policy=AckPolicy.MANUAL,  # we commit explicit offsets after publishing
+            auto_offset_reset="earliest",  # a new group answers commands that already wait
+            listener=_Rebalance(self),
+        )
+        self.subscriber(self._on_message)
+
+    async def __aenter__(self) -> StepService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                       tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect, check the topics exist, and start consuming."""
+        try:
+            await self._prepare()
+            await self.broker.start()
+        except BaseException:
+            await self.broker.stop()
+            raise
+        await self._begin()
+
+    async def stop(self) -> None:
+        """Stop taking commands, let running tasks finish (up to `drain_seconds`), commit, close.
+
+        Tasks still running after that are cancelled and their offsets stay uncommitted, so the
+        commands are redelivered to the next owner of the partition. Calling it again does nothing.
+        """
+        if not self._draining:
+            await self._drain()
+            await self.broker.stop()
+
+    def app(self) -> FastStream:
+        """The service as a FastStream app, for `faststream run` (and `faststream docs` AsyncAPI)."""
+        return FastStream(self.broker, on_startup=[self._prepare], after_startup=[self._begin],
+                          on_shutdown=[self._drain])
+
+    async def _prepare(self) -> None:
+        await self._check_topics(await self.broker.connect())
+
+    async def _begin(self) -> None:
+        self._committer = asyncio.create_task(self._commit_loop())
+        log.info("step service %r consuming %s as group %s", self.service,
+                 self.topics.commands(self.service), self.group_id)
+
+    async def _drain(self) -> None:
+        self._draining = True
+        running = list(self._running.values())
+        if running:
+            _, late = await asyncio.wait(running, timeout=self._drain_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._committer is not None:
+            self._committer.cancel()
+            await asyncio.gather(self._committer, return_exceptions=True)
+        await self._commit()
+        await self.broker.stop()
+
+    async def _check_topics(self, new_consumer: Callable[[], AIOKafkaConsumer]) -> None:
+        # Before subscribing: a consumer would wait on a missing topic's metadata, logging errors.
+        probe = new_consumer()
+        await probe.start()
+        try:
+            existing = await probe.topics()
+        finally:
+            await probe.stop()
+        needed = [self.topics.commands(self.service), self.topics.results, self.topics.dlq]
+        missing = [name for name in needed if name not in existing]
+        if missing:
+            raise StepServiceError(
+                f"step service {self.service!r}: topic(s) {', '.join(missing)} do not exist on "
+                f"{self.settings.kafka_bootstrap}; provision them first (see infra/)")
+
+    # --- consuming -------------------------------------------------------------------------------
+
+    async def _on_message(self, message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert isinstance(record, ConsumerRecord)  # a single-message subscriber
+        if self._draining:
+            return  # not tracked, so not committed: redelivered after the restart
+        tp = TopicPartition(record.topic, record.partition)
+        # Tracked until done: if a publish below fails, the commit point stays before this record.
+        self._offsets.start(tp, record.offset)
+        try:
+            command = decode(StepCommand, record.value)
+        except ValueError as exc:
+            await self._dead_letter(record, f"not a StepCommand: {exc}")
+            self._done(tp, record.offset)
+            return
+        self.metrics.commands.labels(self.service, command.kind).inc()
+        if command.kind == "cancel":
+            self._cancel(command.task_id)
+            self._done(tp, record.offset)
+            return
+        if command.task_id in self._recent or command.task_id in self._running \
+                or command.task_id in self._cancelled:
+            await self._answer_duplicate(command)
+            self._done(tp, record.offset)
+            return
+        await self._slots.acquire()
+        if self._draining:
+            self._slots.release()
+            return
+        task = asyncio.create_task(self._execute(command, tp, record.offset),
+                                   name=f"{self.service}:{command.task_id}")
+        self._running[command.task_id] = task
+        # A callback, not `finally`: a task cancelled before it first runs never enters its body.
+        task.add_done_callback(lambda done: self._task_ended(done, command.task_id, tp, record.offset))
+
+    def _task_ended(self, task: asyncio.Task[None], task_id: str, tp: TopicPartition, offset: int) -> None:
+        self._running.pop(task_id, None)
+        self._slots.release()
+        if task.cancelled() and task_id in self._cancelled:
+            self._done(tp, offset)  # cancelled on request: nothing left to do for it
+        # Cancelled at shutdown: the offset stays uncommitted and the command is redelivered.
+
+    async def _answer_duplicate(self, command: StepCommand) -> None:
+        self.metrics.results.labels(self.service, "duplicate").inc()
+        if command.task_id in self._recent:
+            remembered = self._recent.get(command.task_id)
+            if remembered is not None:
+                await self._send(self.topics.results, remembered.value, remembered.key)
+        # A running duplicate publishes when it finishes; a cancelled one never runs again.
+
+    def _cancel(self, task_id: str) -> None:
+        self._cancelled.put(task_id, None)
+        task = self._running.get(task_id)
+        if task is not None:
+            task.cancel()
+
+    def _done(self, tp: TopicPartition, offset: int) -> None:
+        self._offsets.finish(tp, offset)
+        self._commit_wanted.set()
+
+    # --- running a task --------------------------------------------------------------------------
+
+    async def _execute(self, command: StepCommand, tp: TopicPartition, offset: int) -> None:
+        started = time.monotonic()
+        self.metrics.running.labels(self.service).inc()
+        outcome = "cancelled"
+        try:
+            result = await self._outcome(command, started)
+            published: _Published | None = None
+            if result is not None:
+                result, value = self._encoded(result)
+                published = _Published(result.execution_id.encode(), value)
+                await self._send(self.topics.results, published.value, published.key)
+            outcome = "handed_off" if result is None else result.kind
+            self._recent.put(command.task_id, published)
+            self._done(tp, offset)
+        except Exception:  # publishing failed: leave the offset uncommitted (redelivered later)
+            log.exception("step %s: could not publish the result of task %s", self.service, command.task_id)
+            outcome = "unpublished"
+        finally:
+            self.metrics.running.labels(self.service).dec()
+            self.metrics.results.labels(self.service, outcome).inc()
+            self.metrics.duration.labels(self.service, outcome).observe(time.monotonic() - started)
+
+    async def _outcome(self, command: StepCommand, started: float) -> StepResult | None:
+        """Run the handler (and poll a `.sync` job) to a result; None when a callback took over."""
+        heartbeat = self._start_heartbeat(command)
+        deadline = asyncio.timeout(command.timeout_seconds)
+        job: str | None = None
+        try:
+            async with deadline:
+                output = await self.handler.run(command)
+                while isinstance(output, Pending):
+                    job = output.job_id
+                    await asyncio.sleep(output.poll_after_seconds)
+                    output = await self.handler.poll(output.job_id)
+                job = None
+        except asyncio.CancelledError:
+            await self._cancel_job(job)
+            raise
+        except StepError as exc:
+            return self._failed(command, exc.error, exc.cause, started)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                return self._failed(command, type(exc).__name__, str(exc), started)
+            await self._cancel_job(job)
+            return self._failed(command, "States.Timeout",
+                                f"task did not finish within {command.timeout_seconds} seconds", started)
+        except Exception as exc:  # a handler bug is a task failure, never a crash
+            return self._failed(command, type(exc).__name__, str(exc), started)
+        finally:
+            if heartbeat is not None:
+                # Awaited, so no beat is sent after the final result (same key, so same order).
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+        if command.task_token is not None and command.resource.endswith(".waitForTaskToken"):
+            return None  # the result comes later, with the task token
+        metadata: dict[str, Any] = {}
+        if isinstance(output, StepOutput):
+            output, metadata = output.value, dict(output.metadata)
+        metadata.setdefault("duration_ms", _elapsed_ms(started))
+        return StepResult(execution_id=command.execution_id, kind="succeeded", task_id=command.task_id,
+                          output=output, metadata=metadata)
+
+    def _failed(self, command: StepCommand, error: str, cause: str | None, started: float) -> StepResult:
+        return StepResult(execution_id=command.execution_id, kind="failed", task_id=command.task_id,
+                          error=error, cause=cause, metadata={"duration_ms": _elapsed_ms(started)})
+
+    def _encoded(self, result: StepResult) -> tuple[StepResult, bytes]:
+        """The result as published; one too big (or not JSON) fails the task, as ASL's limit does."""
+        try:
+            value = encode(result)
+        except Exception as exc:  # output that is not JSON-serialisable
+            failed = result.model_copy(update={"kind": "failed", "output": None, "error": "States.Runtime",
+                                               "cause": f"the task output is not JSON: {exc}"})
+            return failed, encode(failed)
+        if len(value) <= self._max_output_bytes:
+            return result, value
+        failed = result.model_copy(update={
+            "kind": "failed", "output": None, "error": "States.DataLimitExceeded",
+            "cause": f"the task result is {len(value)} bytes, over the limit of {self._max_output_bytes} bytes"})
+        return failed, encode(failed)
+
+    async def _cancel_job(self, job: str | None) -> None:
+        if job is None:
+            return
+        try:
+            await asyncio.wait_for(self.handler.cancel(job), timeout=5)
+        except Exception:  # best effort: the job may already be gone
+            log.warning("step %s: could not cancel job %s", self.service, job, exc_info=True)
+
+    def _start_heartbeat(self, command: StepCommand) -> asyncio.Task[None] | None:
+        if not command.heartbeat_seconds or command.heartbeat_seconds <= 0:
+            return None
+        return asyncio.create_task(self._heartbeat(command, command.heartbeat_seconds / 2))
+
+    async def _heartbeat(self, command: StepCommand, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            beat = StepResult(execution_id=command.execution_id, kind="heartbeat", task_id=command.task_id)
+            try:
+                await self._send(self.topics.results, encode(beat), command.execution_id.encode())
+            except KafkaError:  # a missed beat is survivable; the next one may get through
+                log.warning("step %s: heartbeat of task %s not published", self.service, command.task_id)
+
+    # --- producing and committing ----------------------------------------------------------------
+
+    async def _send(self, topic: str, value: bytes, key: bytes | None) -> None:
+        await self.broker.publish(value, topic, key=key)
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> None:
+        key: bytes | None = record.key
+        letter = DeadLetter(
+            execution_id=_text_or_empty(key), reason=reason, source_topic=record.topic,
+            partition=record.partition, offset=record.offset,
+            key_b64=base64.b64encode(key).decode() if key is not None else None,
+            value_b64=base64.b64encode(record.value).decode() if record.value is not None else None)
+        await self._send(self.topics.dlq, encode(letter), key)
+        self.metrics.dead_letters.labels(f"step-{self.service}").inc()
+        log.warning("step %s: %s[%d]@%d sent to the DLQ: %s", self.service, record.topic,
+                    record.partition, record.offset, reason[:200])
+
+    async def _commit_loop(self) -> None:
+        # Commits are coalesced: many tasks finishing at once cost one commit request.
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        async with self._commit_lock:
+            consumer = self.subscriber.consumer
+            if consumer is None:
+                return
+            assigned = consumer.assignment()
+            offsets = {tp: mark for tp, mark in self._offsets.committable().items() if tp in assigned}
+            if not offsets:
+                return
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # e.g. a rebalance in progress: the next commit catches up
+                log.warning("step %s: offset commit failed: %s", self.service, exc)
+                return
+            self._offsets.committed(offsets)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
+
+
+def _text_or_empty(key: bytes | None) -> str:
+    try:
+        return key.decode() if key is not None else ""
+    except UnicodeDecodeError:
+        return ""
+
+
+async def serve(service: StepService, stop: asyncio.Event, metrics_port: int | None = None,
+                metrics_host: str = "0.0.0.0") -> None:
+    """Run a step service until `stop` is set, with `/metrics` on `metrics_port` (if given)."""
+    server = start_http_server(metrics_port, metrics_host, registry=service.registry)[0] \
+        if metrics_port is not None else None
+    try:
+        async with service:
+            await stop.wait()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
