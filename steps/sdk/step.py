@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel
 
@@ -31,6 +31,17 @@ class StepDefinition:
     function: Callable[..., Awaitable[Any]]
     input_model: type[BaseModel] | None
     takes_input: bool
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+@overload
+def step(name: F) -> F: ...
+
+
+@overload
+def step(name: str | None = None) -> Callable[[F], F]: ...
 
 
 def step(name: str | Callable[..., Awaitable[Any]] | None = None) -> Any:
