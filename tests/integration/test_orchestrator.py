@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -204,5 +205,61 @@ def test_duplicate_results_and_starts_are_ignored(kafka: KafkaSettings) -> None:
             ignored = orchestrator.metrics.ignored
             assert ignored.labels("duplicate_start")._value.get() == 1
             assert ignored.labels("stale_or_duplicate_result")._value.get() >= 1
+
+    asyncio.run(scenario())
+
+
+def test_stop_and_redrive(kafka: KafkaSettings) -> None:
+    """StopExecution aborts a waiting execution; RedriveExecution restarts a failed one from the
+    failed state (the states before it are not run again)."""
+    waiting = {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 600, "End": True}}}
+    flaky_once = {"StartAt": "First", "States": {
+        "First": task("add", Parameters={"a": 1, "b": 2}, ResultPath="$.first", Next="Second"),
+        "Second": task("flaky", Parameters={"retry.$": "$.retry"}, ResultPath="$.second", End=True)}}
+
+    async def scenario() -> None:
+        from schemas.executions import RedriveExecution, StopExecution
+
+        async with running(kafka), RuntimeClient(kafka) as client:
+            parked = await client.start(waiting, {})
+            failing = await client.start(flaky_once, {"retry": 0})
+            await asyncio.sleep(1.0)
+            await client.publish(kafka.topics.start, encode(StopExecution(
+                execution_id=parked, error="Operator.Stop", cause="no longer needed")), parked.encode())
+            outcomes = await client.wait([parked, failing], timeout=30)
+            assert outcomes[parked].status == "ABORTED" and outcomes[parked].error == "Operator.Stop"
+            assert outcomes[failing].status == "FAILED" and outcomes[failing].error == "Model.Throttled"
+            client.outcomes.clear()
+            await client.publish(kafka.topics.start, encode(RedriveExecution(execution_id=parked)), parked.encode())
+            # The failed state reads $.retry: redrive it with the same input, so it fails again,
+            # but only after re-running "Second", never "First".
+            await client.publish(kafka.topics.start, encode(RedriveExecution(execution_id=failing)),
+                                 failing.encode())
+            again = await client.wait([failing], timeout=30)
+            assert again[failing].status == "FAILED" and again[failing].redrive_count == 1
+            histories = await client.history()
+            parked_types = [e["type"] for e in histories[parked]]
+            assert parked_types[-3:] == ["ExecutionAborted", "ExecutionRedriven", "WaitStateEntered"]
+            history = histories[failing]
+            types = [e["type"] for e in history]
+            assert "ExecutionRedriven" in types
+            entered = [e["taskStateEnteredEventDetails"]["name"] for e in history if e["type"] == "TaskStateEntered"]
+            assert entered == ["First", "Second", "Second"]
+
+    asyncio.run(scenario())
+
+
+def test_metrics_are_served(kafka: KafkaSettings) -> None:
+    """The orchestrator's Prometheus metrics count what happened."""
+    async def scenario() -> None:
+        async with running(kafka) as orchestrator, RuntimeClient(kafka) as client:
+            execution_id = await client.start(SEQUENCE, {})
+            await client.wait([execution_id], timeout=30)
+            from prometheus_client import generate_latest
+
+            text = generate_latest(orchestrator.metrics.registry).decode()
+            assert re.search(r"^baton_executions_started_total(\{[^}]*\})? 1\.0$", text, re.M), text
+            assert re.search(r'^baton_executions_finished_total\{[^}]*status="SUCCEEDED"[^}]*\} 1\.0$', text, re.M)
+            assert re.search(r"^baton_state_transitions_total(\{[^}]*\})? 3\.0$", text, re.M)
 
     asyncio.run(scenario())
