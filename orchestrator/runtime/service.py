@@ -300,19 +300,15 @@ class Orchestrator:
         self.metrics.open.set(sum(1 for x in self.executions.values() if x.state.status.value == "RUNNING"))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_events.observe(len(records) + len(due))
-        self._update_lag()
+        await self._update_lag()
 
-    def _update_lag(self) -> None:
+    async def _update_lag(self) -> None:
+        """Consumer lag per input partition: the high watermark minus our position."""
         assert self._consumer is not None
         for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:
-                position = self._consumer._fetcher._subscriptions.assignment[tp].position  # noqa: SLF001
-            except (AttributeError, KeyError):
-                continue
-            if position is not None:
+            if highwater is not None:
+                position = await self._consumer.position(tp)
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     # ------------------------------------------------------------ input events
