@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -38,6 +38,7 @@ from orchestrator.api.readmodel import (
     kafka_errors,
     topic_partitions,
 )
+from orchestrator.cli import fail, parse_json_arg, print_json
 from orchestrator.settings import KafkaSettings
 from schemas.base import Envelope, decode, encode
 from schemas.executions import (
@@ -60,27 +61,6 @@ _DETAILS_WIDTH = 100
 
 class CommandError(Exception):
     """A failure met while talking to Kafka that the user can act on (one line)."""
-
-
-# ------------------------------------------------------------ shared with `baton` (orchestrator.cli)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and a non-zero exit, exactly as the other `baton` commands fail."""
-    from orchestrator.cli import fail as cli_fail  # lazily: orchestrator.cli imports this module
-
-    cli_fail(message, code)
-
-
-def parse_json_arg(value: str, what: str) -> Any:
-    """A JSON value given inline or as @file (one-line error otherwise)."""
-    from orchestrator.cli import parse_json_arg as cli_parse_json_arg
-
-    return cli_parse_json_arg(value, what)
-
-
-def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 # ------------------------------------------------------------ options
