@@ -91,3 +91,47 @@ def fn(modules: tuple[str, ...], bootstrap: str | None, topic_prefix: str | None
     except Exception as exc:  # user code failing at import time
         _fail(f"steps module failed to import: {type(exc).__name__}: {exc}")
     run_service(service, metrics_port)
+
+
+@step.command()
+@click.option("--connections", "connections", default=None, metavar="PATH",
+              help="YAML/JSON file of named connections (default: $BATON_HTTP_CONNECTIONS).")
+@_common
+def http(connections: str | None, bootstrap: str | None, topic_prefix: str | None,
+         metrics_port: int | None, concurrency: int) -> None:
+    """The http service: answer baton:http and arn:aws:states:::http:invoke Tasks (HTTP Task)."""
+    from pydantic import ValidationError
+
+    from steps.http import ConnectionConfigError, HttpSettings, http_service
+
+    try:
+        http_settings = HttpSettings()
+        if connections:
+            http_settings = http_settings.model_copy(update={"connections": connections})
+        service = http_service(http_settings=http_settings, settings=_settings(bootstrap, topic_prefix),
+                               max_concurrency=concurrency)
+    except ConnectionConfigError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:  # a BATON_HTTP_* setting of the wrong type (values not repeated)
+        _fail("; ".join(f"BATON_HTTP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                        for e in exc.errors(include_input=False, include_url=False)))
+    run_service(service, metrics_port)
+
+
+@step.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="The LLM config file: providers, model routes, prices, prompt stores "
+                   "(default: $BATON_LLM_CONFIG_FILE; `baton model up` writes .baton/model/llm.yaml).")
+@_common
+def llm(config_file: str | None, bootstrap: str | None, topic_prefix: str | None,
+        metrics_port: int | None, concurrency: int) -> None:
+    """The llm service: answer baton:llm and bedrock:invokeModel Tasks with the configured providers."""
+    from steps.llm.config import ConfigError, load_settings
+    from steps.llm.service import llm_service
+
+    try:
+        service = llm_service(load_settings(config_file), kafka=_settings(bootstrap, topic_prefix),
+                              max_concurrency=concurrency)
+    except (ConfigError, StepServiceError) as exc:
+        _fail(str(exc))
+    run_service(service, metrics_port)
