@@ -62,6 +62,13 @@ class _LazyGroup(click.Group):
         "kafka": "orchestrator.kafka_cli:kafka",
         "asyncapi": "orchestrator.kafka_cli:asyncapi",
         "step": "steps.cli:step",
+        "review": "orchestrator.review_cli:review",
+        "kb": "orchestrator.kb_cli:kb",
+        "model": "orchestrator.model_cli:model",
+        "stream": "steps.llm.cli:stream",
+        **{name: f"orchestrator.registry_cli:{attribute}" for name, attribute in
+           (("deploy", "deploy"), ("versions", "versions"), ("alias", "alias"), ("state-machines", "state_machines"),
+            ("state-machine", "state_machine"), ("delete-version", "delete_version"))},
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -151,6 +158,7 @@ def execute(
 @click.option("--result", help="The task's result (JSON text or @file), for a Task state.")
 @click.option("--error", help="Make the task fail with this error name.")
 @click.option("--cause", help="The cause that goes with --error.")
+@click.option("--variables", help="Workflow variables the state sees (a JSON object, or @file).")
 @click.option("--mock-config", help="A MockConfigFile answering tasks not given by --result/--error.")
 @click.option("--test-case", help="The test case of the mock config to use.")
 @click.option("--state-machine", help="The state machine's name in the mock config.")
@@ -158,6 +166,7 @@ def execute(
 def test_state_command(
     file: str, state_name: str, input_: str, result: str | None, error: str | None, cause: str | None,
     mock_config: str | None, test_case: str | None, state_machine: str | None, steps_modules: tuple[str, ...],
+    variables: str | None = None,
 ) -> None:
     """Run one state with a given input; show the data after each processing stage."""
     from orchestrator.local.runner import LocalRunError, TaskResolver
@@ -173,8 +182,11 @@ def test_state_command(
     resolver = TaskResolver(steps=load_step_modules(steps_modules),
                             mocks=load_mocks(mock_config, test_case, state_machine))
     try:
+        initial = parse_json_arg(variables, "--variables") if variables is not None else None
+        if initial is not None and not isinstance(initial, dict):
+            fail("--variables must be a JSON object")
         report = asyncio.run(run_test_state(machine, state_name, parse_json_arg(input_, "--input"),
-                                        given=given, resolver=resolver))
+                                            given=given, resolver=resolver, variables=initial))
     except LocalRunError as exc:
         fail(str(exc))
     print_json(report)

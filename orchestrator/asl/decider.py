@@ -19,7 +19,7 @@ import copy
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -61,6 +61,9 @@ from orchestrator.asl.retry import find_catcher, next_retry
 from orchestrator.asl.timestamps import format_timestamp, parse_timestamp
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+# All the variables one run can see, at most (AWS developer guide, "Passing data between states
+# with variables", variable size limits: 256 KiB per variable and per Assign, 10 MiB in total).
+DEFAULT_MAX_VARIABLES_BYTES = 10 * 1024 * 1024
 ROOT = "r"
 
 # Errors raised by the interpreter itself get AWS's "where" prefix on their cause.
@@ -75,10 +78,14 @@ class Environment:
     now: datetime
     seed: int = 0
     task_token: Callable[[str], str] = field(default=lambda task_id: task_id)
+    # The payload quota; also the limit of one variable and of one state's Assign.
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
     role_arn: str = "arn:baton:iam::local:role/baton"
     # TestState: stop when the first state of the root run is left, and record each stage's data.
     single_state: bool = False
+    # The workflow variables the root run starts with (TestState's `variables`); read at the start.
+    variables: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -235,13 +242,16 @@ class _Decider:
         self._history("ExecutionStarted", {"input": event.input, "roleArn": self.env.role_arn})
         if self.machine.timeout_seconds:
             self._set_timer("execution_timeout", self.now + self.machine.timeout_seconds, None)
-        root = Run(id=ROOT)
+        root = Run(id=ROOT, variables=copy.deepcopy(dict(self.env.variables)))
         self.s.runs[ROOT] = root
         self._enter(root, self.machine.start_at, event.input)
 
     def _finish(self, status: ExecutionStatus, output: Any = None, error: str | None = None,
                 cause: str | None = None) -> None:
         root = self.s.runs.get(ROOT)
+        if self.env.single_state and root is not None and root.variables:
+            # TestState's inspectionData.variables: the variables after the state.
+            self.inspection["variables"] = copy.deepcopy(root.variables)
         if status is not ExecutionStatus.SUCCEEDED and root is not None and root.current is not None:
             self.s.redrive_point = {"state": root.current, "input": root.raw_input, "variables": root.variables}
         else:
@@ -315,20 +325,85 @@ class _Decider:
         except errors.StatesError as exc:
             self._state_failed(run, state, exc.error, exc.cause, raised_here=True)
 
-    def _exit(self, run: Run, state: State, output: Any) -> None:
-        self._check_size(state, output)
-        self._history(f"{state.type}StateExited", {"name": state.name, "output": output})
+    def _exit(self, run: Run, state: State, output: Any, assigned: dict[str, Any]) -> None:
+        self._leave(run, state, output, assigned)
         if state.end or state.type == "Succeed":
             self._run_succeeded(run, output)
         else:
             assert state.next is not None
             self._enter(run, state.next, output)
 
+    def _leave(self, run: Run, state: State, output: Any, assigned: dict[str, Any]) -> None:
+        """Check the output, apply the state's assignments and write its `<Type>StateExited` event.
+
+        Assignments take effect only here, when the state is left: every expression of the state
+        (Output, ResultPath, OutputPath and the other assignments) saw the variables from before
+        it (AWS developer guide, "Passing data between states with variables", evaluation order).
+        Like AWS's history, the event lists the assigned variables, each value JSON-encoded
+        (StateExitedEventDetails.assignedVariables), when there are any.
+        """
+        self._check_size(state, output)
+        self._assign(run, state, assigned)
+        details: dict[str, Any] = {"name": state.name, "output": output}
+        if assigned:
+            details["assignedVariables"] = {name: to_json(value) for name, value in assigned.items()}
+            details["assignedVariablesDetails"] = {"truncated": False}
+        self._history(f"{state.type}StateExited", details)
+
+    def _assign(self, run: Run, state: State, assigned: dict[str, Any]) -> None:
+        """Apply one state's assignments, within AWS's rules on scope and size.
+
+        A Parallel branch or Map iteration reads the variables of the scopes around it but cannot
+        assign them (AWS developer guide, "Passing data between states with variables", variable
+        scope). This is enforced when it happens, against the variables the outer scope has then,
+        as LocalStack's interpreter does: AWS accepted a definition whose branch and whose
+        Parallel's Catcher assign the same name (conformance case PARALLEL_CATCH_ERROR_VARIABLE_SAMPLING).
+        Sizes (same guide, variable size limits): one variable, and one state's assignments
+        together, within the payload quota (256 KiB by default); all the variables a run sees
+        within 10 MiB by default.
+        """
+        if not assigned:
+            return
+        parent = self.s.runs.get(run.parent) if run.parent is not None else None
+        outer = sorted(set(assigned) & set(parent.variables)) if parent is not None else []
+        if outer:
+            raise errors.StatesError(
+                errors.RUNTIME,
+                f"The state '{state.name}' cannot assign the variable '{outer[0]}': it belongs to an outer "
+                "scope, which a Parallel branch or Map iteration can read but not assign.",
+            )
+        limit = self.env.max_payload_bytes
+        total = 0
+        for name, value in assigned.items():
+            size = len(to_json(value).encode())
+            total += size
+            if size > limit:
+                raise errors.StatesError(
+                    errors.DATA_LIMIT_EXCEEDED,
+                    f"The state/task '{state.name}' assigned the variable '{name}' a value of {size} bytes, "
+                    f"exceeding the maximum number of bytes service limit ({limit}) for one variable.",
+                )
+        if total > limit:
+            raise errors.StatesError(
+                errors.DATA_LIMIT_EXCEEDED,
+                f"The state/task '{state.name}' assigned {total} bytes of variables, exceeding the maximum "
+                f"number of bytes service limit ({limit}) for the variables assigned by one state.",
+            )
+        merged = {**run.variables, **assigned}
+        size = len(to_json(merged).encode())
+        if size > self.env.max_variables_bytes:
+            raise errors.StatesError(
+                errors.DATA_LIMIT_EXCEEDED,
+                f"The state/task '{state.name}' brought the variables of the execution to {size} bytes, "
+                f"exceeding the maximum number of bytes service limit ({self.env.max_variables_bytes}) "
+                "for all variables.",
+            )
+        run.variables.update(copy.deepcopy(assigned))
+
     @staticmethod
     def _assignments(template: Any, value: Any, scope: Scope) -> dict[str, Any]:
-        """Assign (JSONPath flavour), evaluated but not yet applied: the state's own paths
-        (ResultPath, OutputPath) still see the variables from before it (AWS "Variables" guide:
-        assignments take effect when the state is left)."""
+        """Assign (JSONPath flavour), evaluated but not yet applied: `$` is the state's result (or
+        its effective input, for Choice and Wait; the error output, in a Catcher)."""
         if template is ABSENT or template is None:
             return {}
         assigned: dict[str, Any] = resolve_template(template, value, scope)
@@ -352,27 +427,26 @@ class _Decider:
         return value
 
     def _finish_jsonata(self, run: Run, scope: Scope, output_template: Any, assign_template: Any,
-                        default: Any, **states: Any) -> Any:
-        """JSONata Assign and Output: both see the variables as they were before this state."""
-        assigned = (self._jsonata(run, scope, assign_template, "Assign", **states)
-                    if assign_template is not ABSENT else None)
+                        default: Any, **states: Any) -> tuple[Any, dict[str, Any]]:
+        """JSONata Output and Assign, evaluated (Assign first, as AWS reports its errors first) but
+        not applied: both see the variables as they were before this state."""
+        assigned: dict[str, Any] = {}
+        if assign_template is not ABSENT and assign_template is not None:
+            assigned = self._jsonata(run, scope, assign_template, "Assign", **states)
         output = (self._jsonata(run, scope, output_template, "Output", **states)
                   if output_template is not ABSENT else default)
-        if assigned:
-            run.variables.update(assigned)
-        return output
+        return output, assigned
 
     def _passthrough_output(self, run: Run, state: State, scope: Scope, effective: Any,
-                            rule: dict[str, Any] | None = None) -> Any:
-        """Output of a state without a result (Choice, Wait, Succeed, JSONata Pass)."""
+                            rule: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Output and assignments of a state without a result (Choice, Wait, Succeed, JSONata Pass)."""
         source = rule if rule is not None else state.raw
         if state.is_jsonata:
             return self._finish_jsonata(run, scope, source.get("Output", ABSENT), source.get("Assign", ABSENT),
                                         run.raw_input)
         assigned = self._assignments(source.get("Assign", ABSENT), effective, scope)
         output = select(state.get("OutputPath"), effective, scope)
-        run.variables.update(assigned)
-        return output
+        return output, assigned
 
     def _task_input(self, run: Run, state: State, scope: Scope) -> Any:
         """InputPath then Parameters (JSONPath), or Arguments (JSONata): what the task/branches get."""
@@ -393,7 +467,7 @@ class _Decider:
     def _run_pass(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
         if state.is_jsonata:
-            self._exit(run, state, self._passthrough_output(run, state, scope, run.raw_input))
+            self._exit(run, state, *self._passthrough_output(run, state, scope, run.raw_input))
             return
         effective = select(state.get("InputPath"), run.raw_input, scope)
         self._inspect(run, "afterInputPath", effective)
@@ -402,26 +476,26 @@ class _Decider:
             self._inspect(run, "afterParameters", effective)
         result = copy.deepcopy(state.get("Result")) if state.has("Result") else effective
         self._inspect(run, "result", result)
-        output = self._result_to_output(run, state, result, scope)
-        self._exit(run, state, output)
+        self._exit(run, state, *self._result_to_output(run, state, result, scope))
 
-    def _result_to_output(self, run: Run, state: State, result: Any, scope: Scope) -> Any:
+    def _result_to_output(self, run: Run, state: State, result: Any, scope: Scope) -> tuple[Any, dict[str, Any]]:
+        """The output and the assignments of a state with a result (Pass, Task, Parallel, Map)."""
         if state.is_jsonata:
-            output = self._finish_jsonata(run, scope, state.get("Output"), state.get("Assign"), result, result=result)
+            output, assigned = self._finish_jsonata(run, scope, state.get("Output"), state.get("Assign"), result,
+                                                    result=result)
             self._inspect(run, "output", output)
-            return output
+            return output, assigned
         assigned = self._assignments(state.get("Assign"), result, scope)
         merged = merge_result(state.get("ResultPath"), run.raw_input, result)
         self._inspect(run, "afterResultPath", merged)
         output = select(state.get("OutputPath"), merged, scope)
         self._inspect(run, "output", output)
-        run.variables.update(assigned)
-        return output
+        return output, assigned
 
     def _run_succeed(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
         effective = run.raw_input if state.is_jsonata else select(state.get("InputPath"), run.raw_input, scope)
-        self._exit(run, state, self._passthrough_output(run, state, scope, effective))
+        self._exit(run, state, *self._passthrough_output(run, state, scope, effective))
 
     def _run_fail(self, run: Run, state: State) -> None:
         scope = self._scope(run, state)
@@ -454,9 +528,8 @@ class _Decider:
             target = state.get("Default", None)
             if target is None:
                 raise errors.StatesError(errors.NO_CHOICE_MATCHED, "No Matches!")
-        output = self._passthrough_output(run, state, scope, effective, matched)
-        self._check_size(state, output)
-        self._history("ChoiceStateExited", {"name": state.name, "output": output})
+        output, assigned = self._passthrough_output(run, state, scope, effective, matched)
+        self._leave(run, state, output, assigned)
         self._enter(run, target, output)
 
     def _rule_matches(self, run: Run, state: State, scope: Scope, rule: dict[str, Any], effective: Any) -> bool:
@@ -477,13 +550,18 @@ class _Decider:
         scope = self._scope(run, state)
         effective = run.raw_input if state.is_jsonata else select(state.get("InputPath"), run.raw_input, scope)
         fire_at = self._wait_until(run, state, effective, scope)
-        output = self._passthrough_output(run, state, scope, effective)
-        run.effective_input = output
         if fire_at <= self.now:
-            self._exit(run, state, output)
+            self._leave_wait(run, state)
             return
         run.status = "waiting"
         run.timer_id = self._set_timer("wait", fire_at, run.id)
+
+    def _leave_wait(self, run: Run, state: State) -> None:
+        """A Wait's Output/OutputPath and Assign are evaluated when the wait is over, as the state is
+        left; nothing else runs in this run meanwhile, so they see what they would have seen at entry."""
+        scope = self._scope(run, state)
+        effective = run.raw_input if state.is_jsonata else select(state.get("InputPath"), run.raw_input, scope)
+        self._exit(run, state, *self._passthrough_output(run, state, scope, effective))
 
     def _wait_until(self, run: Run, state: State, effective: Any, scope: Scope) -> float:
         if state.has("Seconds"):
@@ -624,7 +702,7 @@ class _Decider:
             if state.has("ResultSelector") and not state.is_jsonata:
                 result = resolve_template(state.get("ResultSelector"), result, scope)
                 self._inspect(run, "afterResultSelector", result)
-            self._exit(run, state, self._result_to_output(run, state, result, scope))
+            self._exit(run, state, *self._result_to_output(run, state, result, scope))
         except errors.StatesError as exc:
             self._state_failed(run, state, exc.error, exc.cause, raised_here=True)
 
@@ -662,7 +740,7 @@ class _Decider:
             run.timer_id = None
             run.status = "running"
             try:
-                self._exit(run, state, run.effective_input)
+                self._leave_wait(run, state)
             except errors.StatesError as exc:
                 self._state_failed(run, state, exc.error, exc.cause, raised_here=True)
         elif timer.purpose == "retry":
@@ -714,17 +792,15 @@ class _Decider:
                     scope = self._scope(run, state)
                     failure = error_output(name, cause)
                     if state.is_jsonata:
-                        output = self._finish_jsonata(run, scope, catcher.output, catcher.assign, failure,
-                                                      errorOutput=failure)
+                        output, assigned = self._finish_jsonata(run, scope, catcher.output, catcher.assign, failure,
+                                                                errorOutput=failure)
                     else:
                         assigned = self._assignments(catcher.assign, failure, scope)
                         output = merge_result(catcher.result_path, run.raw_input, failure)
-                        run.variables.update(assigned)
-                    self._check_size(state, output)
+                    self._leave(run, state, output, assigned)
                 except errors.StatesError as exc:
                     self._run_failed(run, exc.error, self._where(run, state, exc.error, exc.cause))
                     return
-                self._history(f"{state.type}StateExited", {"name": state.name, "output": output})
                 self._enter(run, catcher.next, output)
                 return
         self._run_failed(run, error, cause)

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from jsonata import Functions, JException, Jsonata
+from jsonata.parser import Parser
 from jsonata.utils import Utils
 
 from orchestrator.asl.errors import QUERY_EVALUATION_ERROR, StatesError
@@ -67,6 +68,35 @@ def check(value: str) -> None:
         _compile(_inner(value))
     except Exception as exc:  # the port raises JException, and on some inputs plain errors
         raise JsonataSyntaxError(_describe(exc)) from exc
+
+
+def states_members(value: str) -> frozenset[str]:
+    """The members of `$states` that a `{% %}` expression reads by name: `{'result'}` for
+    `{% $states.result.Payload %}`. Validation uses it to refuse `$states.result` and
+    `$states.errorOutput` where Step Functions does not provide them.
+
+    Only direct paths count (`$states.result`, not a string `'$states.result'`, nor a variable
+    bound to `$states`). Raises `JsonataSyntaxError` if the expression does not parse.
+    """
+    check(value)
+    members: set[str] = set()
+    pending: list[Any] = [_compile(_inner(value)).ast]
+    seen: set[int] = set()
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (list, tuple)):
+            pending.extend(node)
+            continue
+        if not isinstance(node, Parser.Symbol) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        steps = node.steps if node.type == "path" else None
+        if steps and len(steps) > 1 and steps[0].type == "variable" and steps[0].value == "states" \
+                and steps[1].type == "name" and isinstance(steps[1].value, str):
+            members.add(steps[1].value)
+        # Every child node hangs off some attribute; the parser instance itself is not a child.
+        pending.extend(child for key, child in vars(node).items() if key != "_outer_instance")
+    return frozenset(members)
 
 
 def evaluate(

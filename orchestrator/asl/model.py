@@ -137,9 +137,11 @@ def _machine(raw: dict[str, Any], inherited_language: str) -> StateMachine:
 
 def _state(name: str, raw: dict[str, Any], machine_language: str) -> State:
     language = raw.get("QueryLanguage", machine_language)
-    branches = tuple(_machine(b, language) for b in raw.get("Branches", ()))
+    # A nested scope takes the machine's language, not its Parallel/Map state's: a state's own
+    # QueryLanguage covers that state only (as measured on AWS; validate.py agrees).
+    branches = tuple(_machine(b, machine_language) for b in raw.get("Branches", ()))
     processor_raw = raw.get("ItemProcessor", raw.get("Iterator"))
-    processor = _machine(processor_raw, language) if isinstance(processor_raw, dict) else None
+    processor = _machine(processor_raw, machine_language) if isinstance(processor_raw, dict) else None
     return State(
         name=name,
         type=raw["Type"],

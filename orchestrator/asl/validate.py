@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from orchestrator.asl import choice, errors, intrinsics, jsonpath
+from orchestrator.asl import choice, errors, intrinsics, jsonata, jsonpath
 from orchestrator.asl.errors import Problem
 
 JSONPATH: Final = "JSONPath"
@@ -107,6 +107,25 @@ EXCLUSIVE_PAIRS: Final = (
     ("ItemSelector", "Parameters"),  # in a Map, Parameters is the deprecated name of ItemSelector
 )
 WAIT_DURATIONS: Final = ("Seconds", "SecondsPath", "Timestamp", "TimestampPath")
+
+# Fields of a JSONata state whose strings are evaluated when they are `{% %}` expressions: at any
+# depth in these (a malformed `{%` / `%}` string is refused, as AWS's "Transforming data with
+# JSONata" says an improperly opened or closed expression is a validation error) ...
+JSONATA_TEMPLATES: Final = (
+    "Arguments", "Output", "Assign", "Items", "ItemSelector", "Credentials", "ItemReader", "ItemBatcher",
+    "ResultWriter", "Error", "Cause",
+)
+# ... and these scalars, whose own check already refuses a string that is not an expression.
+JSONATA_SCALARS: Final = (
+    "TimeoutSeconds", "HeartbeatSeconds", "Seconds", "Timestamp", "MaxConcurrency", "ToleratedFailureCount",
+    "ToleratedFailurePercentage",
+)
+# `$states.result` exists in the Output and Assign of the states that have a result, and
+# `$states.errorOutput` in a Catcher's Output and Assign (AWS developer guide, "Passing data between
+# states with variables", reserved variable $states: using them elsewhere "will be caught at
+# creation, update, or validation of the state machine").
+RESULT_STATES: Final = frozenset({"Task", "Parallel", "Map"})
+RESULT_FIELDS: Final = frozenset({"Output", "Assign"})
 
 RETRIER_FIELDS: Final = frozenset({
     "ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment",
@@ -634,6 +653,70 @@ class _Validator:
         type_check = _TYPE_CHECKS.get(kind)
         if type_check is not None:
             type_check(self, scope, name, state, path, language)
+        if language == JSONATA:
+            self.jsonata_expressions(state, path, kind)
+
+    # -- JSONata expressions ------------------------------------------------------------------
+
+    def jsonata_expressions(self, state: dict[str, Any], path: str, kind: str) -> None:
+        """Every `{% %}` expression of a JSONata state parses and reads only the `$states` members
+        its field provides; a string that opens or closes an expression but not both is refused."""
+        for key in JSONATA_TEMPLATES:
+            if key in state:
+                members = {"result"} if kind in RESULT_STATES and key in RESULT_FIELDS else set()
+                self.jsonata_template(state[key], child(path, key), frozenset(members))
+        for key in JSONATA_SCALARS:
+            if is_jsonata(state.get(key)):
+                self.jsonata_expression(state[key], child(path, key), frozenset())
+        rules = state.get("Choices") if kind == "Choice" else None
+        for index, rule in enumerate(rules if isinstance(rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            rule_path = item(child(path, "Choices"), index)
+            if is_jsonata(rule.get("Condition")):
+                self.jsonata_expression(rule["Condition"], child(rule_path, "Condition"), frozenset())
+            for key in ("Assign", "Output"):
+                if key in rule:
+                    self.jsonata_template(rule[key], child(rule_path, key), frozenset())
+        catchers = state.get("Catch")
+        for index, catcher in enumerate(catchers if isinstance(catchers, list) else []):
+            if not isinstance(catcher, dict):
+                continue
+            for key in ("Assign", "Output"):
+                if key in catcher:
+                    self.jsonata_template(catcher[key], child(item(child(path, "Catch"), index), key),
+                                          frozenset({"errorOutput"}))
+
+    def jsonata_template(self, value: Any, path: str, available: frozenset[str]) -> None:
+        """The `{% %}` strings of a JSON value at any depth (object keys are never evaluated)."""
+        if isinstance(value, dict):
+            for key, member in value.items():
+                self.jsonata_template(member, child(path, key), available)
+        elif isinstance(value, list):
+            for index, element in enumerate(value):
+                self.jsonata_template(element, item(path, index), available)
+        elif is_jsonata(value):
+            self.jsonata_expression(value, path, available)
+        elif isinstance(value, str) and (value.startswith("{%") or value.endswith("%}")):
+            self.report(path, (
+                f"{value!r} is not a JSONata expression: an expression must start with '{{%' and end with '%}}' "
+                "(no spaces outside them); to keep it as a literal string, do not open or close it with them"
+            ))
+
+    def jsonata_expression(self, value: str, path: str, available: frozenset[str]) -> None:
+        """One `{% %}` string: it parses, and reads `$states.result`/`errorOutput` only where `available`."""
+        try:
+            members = jsonata.states_members(value)
+        except jsonata.JsonataSyntaxError as exc:
+            self.report(path, f"the JSONata expression '{value[2:-2].strip()}' does not parse: {exc}")
+            return
+        if "result" in members and "result" not in available:
+            self.report(path, (
+                "$states.result is not available here: only the Output and Assign of a Task, Parallel or Map "
+                "state can read the result"
+            ))
+        if "errorOutput" in members and "errorOutput" not in available:
+            self.report(path, "$states.errorOutput is not available here: only a Catcher's Output and Assign can read it")
 
     def state_language(self, state: dict[str, Any], path: str) -> str:
         """The state's query language; a JSONata machine cannot contain JSONPath states."""
@@ -884,3 +967,4 @@ def validate(definition: Any) -> list[Problem]:
     validator = _Validator()
     validator.top_level(definition)
     return validator.problems
+

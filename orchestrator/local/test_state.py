@@ -1,13 +1,16 @@
 """TestState: run one state on its own with a given input, and show the data after each stage.
 
 Like AWS's TestState API at the DEBUG inspection level: afterInputPath, afterParameters, result,
-afterResultSelector, afterResultPath, output, the next state or the error, and whether a Retry
-or Catch applied. The decider runs the state (Environment.single_state); for a Task the result
-is the one given, or the error given, or else what the mock config / steps answer.
+afterResultSelector, afterResultPath (JSONPath) or afterArguments, result (JSONata), the output,
+the next state or the error, and whether a Retry or Catch applied. As in AWS's API, the state may
+start with workflow variables (`variables`), and `inspectionData.variables` shows the variables
+after the state, when there are any. The decider runs the state (Environment.single_state); for
+a Task the result is the one given, or the error given, or else what the mock config / steps answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -56,8 +59,12 @@ async def run_test_state(
     *,
     given: GivenOutcome,
     resolver: TaskResolver,
+    variables: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run one state; return {"status", "nextState"?, "output"?, "error"?, "cause"?, "inspectionData"}."""
+    """Run one state; return {"status", "nextState"?, "output"?, "error"?, "cause"?, "inspectionData"}.
+
+    `variables` are the workflow variables the state sees (the TestState API's `variables`).
+    """
     found = find_state(machine, state_name)
     if found is None:
         raise LocalRunError(f"no state named {state_name!r} in the definition")
@@ -72,7 +79,7 @@ async def run_test_state(
     timers: list[str] = []
     while events or timers:
         event = events.pop(0) if events else TimerFired(timer_id=timers.pop(0))
-        env = Environment(now=datetime.now(timezone.utc), single_state=True)
+        env = Environment(now=datetime.now(timezone.utc), single_state=True, variables=variables or {})
         decision = decide(single, execution, event, env)
         execution = decision.state
         inspection.update(decision.inspection)
@@ -95,7 +102,8 @@ async def _answer(command: RunTask, given: GivenOutcome, resolver: TaskResolver,
 
 
 def _report(state: State, finished: ExecutionFinished, inspection: dict[str, Any]) -> dict[str, Any]:
-    stages = ["afterInputPath", "afterParameters", "result", "afterResultSelector", "afterResultPath"]
+    stages = ["afterInputPath", "afterParameters", "afterArguments", "result", "afterResultSelector",
+              "afterResultPath", "variables"]
     data = {k: inspection[k] for k in stages if k in inspection}
     report: dict[str, Any] = {"state": state.name, "type": state.type}
     if "retry" in inspection:

@@ -515,3 +515,12 @@ def test_a_mistake_gives_one_clear_line_and_a_non_zero_exit(
     assert "Traceback" not in result.stderr
     assert result.stderr.endswith("\n") and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(fill(message)), result.stderr
+
+
+def test_test_state_takes_variables_and_shows_them_after_the_state(tmp_path: Path) -> None:
+    definition = tmp_path / "vars.json"
+    definition.write_text(json.dumps({"StartAt": "P", "QueryLanguage": "JSONata", "States": {
+        "P": {"Type": "Pass", "Output": "{% $x + 1 %}", "Assign": {"y": "{% $x * 2 %}"}, "End": True}}}))
+    report = baton("test-state", str(definition), "--state", "P", "--variables", '{"x": 4}').json()
+    assert report["output"] == 5
+    assert report["inspectionData"]["variables"] == {"x": 4, "y": 8}

@@ -461,3 +461,30 @@ def test_parsed_expressions_are_cached() -> None:
     before = jsonata._compile.cache_info().hits
     assert ev("1 + 41") == 42
     assert jsonata._compile.cache_info().hits == before + 1
+
+
+# --- $states members an expression reads (validation uses them) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "members"),
+    [
+        ("$states.result.Payload", {"result"}),
+        ("$states.input.a & $f($states.errorOutput)", {"input", "errorOutput"}),
+        ("{'a': $states.result}", {"result"}),
+        ("$states.input[$.x = $states.result]", {"input", "result"}),
+        ("function($v) { $states.context.Task.Token }(1)", {"context"}),
+        ("$x ? $states.result : $states.errorOutput.Cause", {"result", "errorOutput"}),
+        ("'$states.result'", set()),  # a string literal is not a reference
+        ("($s := $states; $s.result)", set()),  # only direct paths count
+        ("$states", set()),
+        ("$statesX.result", set()),
+    ],
+)
+def test_states_members(expression: str, members: set[str]) -> None:
+    assert jsonata.states_members("{% " + expression + " %}") == members
+
+
+def test_states_members_of_an_expression_that_does_not_parse() -> None:
+    with pytest.raises(JsonataSyntaxError, match="S0203"):
+        jsonata.states_members("{% $states.input[ %}")

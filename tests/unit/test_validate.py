@@ -1270,3 +1270,157 @@ def test_every_fault_is_reported() -> None:
         "$.States.B",
         "$.States.C",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# JSONata expressions: they parse, are delimited, and read $states only where it is provided
+# ---------------------------------------------------------------------------------------------
+
+NOT_AN_EXPRESSION = (
+    "is not a JSONata expression: an expression must start with '{%' and end with '%}' (no spaces outside them); "
+    "to keep it as a literal string, do not open or close it with them"
+)
+RESULT_NOT_HERE = (
+    "$states.result is not available here: only the Output and Assign of a Task, Parallel or Map state can read the result"
+)
+ERROR_OUTPUT_NOT_HERE = "$states.errorOutput is not available here: only a Catcher's Output and Assign can read it"
+
+
+def jsonata_single(state: dict[str, Any]) -> dict[str, Any]:
+    return single(state, QueryLanguage="JSONata")
+
+
+@pytest.mark.parametrize(
+    ("state", "path", "message"),
+    [
+        ({"Type": "Pass", "Output": {"a": [1, "{% $x + %}"]}, "End": True}, "$.States.A.Output.a[1]",
+         "the JSONata expression '$x +' does not parse: S0207: Unexpected end of expression"),
+        ({**TASK, "Arguments": {"q": "{% $states.input[ %}"}}, "$.States.A.Arguments.q",
+         """the JSONata expression '$states.input[' does not parse: S0203: Expected "]" before end of expression"""),
+        ({"Type": "Pass", "Assign": {"v": "{% 1 +* 2 %}"}, "End": True}, "$.States.A.Assign.v", None),
+        ({**TASK, "TimeoutSeconds": "{% $t + %}"}, "$.States.A.TimeoutSeconds", None),
+        ({"Type": "Wait", "Seconds": "{% ) %}", "End": True}, "$.States.A.Seconds", None),
+        ({"Type": "Fail", "Error": "{% 'a' & %}"}, "$.States.A.Error", None),
+        ({"Type": "Map", "ItemProcessor": MAP_PROCESSOR, "Items": "{% [1, %}", "End": True}, "$.States.A.Items", None),
+    ],
+)
+def test_jsonata_expressions_must_parse(state: dict[str, Any], path: str, message: str | None) -> None:
+    """Expressions are parsed when the definition is validated, and the fault has its JSON path."""
+    problems = validate(jsonata_single(state))
+    assert [p.path for p in problems] == [path]
+    if message is not None:
+        assert problems[0].message == message
+    else:
+        assert "does not parse: S0" in problems[0].message
+
+
+def test_a_condition_expression_must_parse() -> None:
+    definition = choice_machine({"Condition": "{% $states.input.x = %}", "Next": "B"}, QueryLanguage="JSONata")
+    assert [p.path for p in validate(definition)] == ["$.States.A.Choices[0].Condition"]
+
+
+def test_a_catcher_expression_must_parse() -> None:
+    catcher = {"ErrorEquals": ["States.ALL"], "Output": {"e": "{% $states.errorOutput. %}"}, "Next": "H"}
+    definition = machine({"A": {**TASK, "Catch": [catcher]}, "H": END}, QueryLanguage="JSONata")
+    assert [p.path for p in validate(definition)] == ["$.States.A.Catch[0].Output.e"]
+
+
+@pytest.mark.parametrize("value", ["{% $states.input", "$states.input %}", "{%%"])
+def test_a_half_delimited_expression_is_refused(value: str) -> None:
+    """AWS guide, "Transforming data with JSONata": an expression starts with `{%` with no leading
+    spaces and ends with `%}` with no trailing spaces; improperly opening or closing it is a
+    validation error."""
+    assert validate(jsonata_single({"Type": "Pass", "Output": {"x": value}, "End": True})) == problem(
+        "$.States.A.Output.x", f"{value!r} {NOT_AN_EXPRESSION}"
+    )
+
+
+def test_strings_that_only_contain_delimiters_are_literals() -> None:
+    """[recorded] jsonata/test_output_test_base_cases_BASE_LITERALS: AWS accepted and copied
+    " {% states.input %} " (spaces outside the delimiters) as a literal string."""
+    output = {"a": " {% states.input %} ", "b": "100 % sure", "c": "a {% b %} c"}
+    assert validate(jsonata_single({"Type": "Pass", "Output": output, "End": True})) == []
+
+
+def test_jsonpath_states_do_not_parse_jsonata() -> None:
+    """In a JSONPath state `{% ... %}` is an ordinary string ([recorded] variables_assign
+    BASE_CONSTANT_LITERALS assigns "{% $varname.varfield %}" as a string)."""
+    state = {"Type": "Pass", "Parameters": {"a": "{% not jsonata", "b": "{% 1 + %}"}, "Assign": {"c": "{% ( %}"}, "End": True}
+    assert validate(single(state)) == []
+
+
+@pytest.mark.parametrize("kind", ["Task", "Parallel", "Map"])
+@pytest.mark.parametrize("field", ["Output", "Assign"])
+def test_result_is_available_in_output_and_assign_of_states_with_a_result(kind: str, field: str) -> None:
+    """AWS guide, "Passing data between states with variables" ($states): result in Task,
+    Parallel and Map states, in Output and Assign."""
+    bodies: dict[str, dict[str, Any]] = {
+        "Task": {**TASK},
+        "Parallel": {"Type": "Parallel", "Branches": [{"StartAt": "B", "States": {"B": END}}], "End": True},
+        "Map": {"Type": "Map", "ItemProcessor": MAP_PROCESSOR, "End": True},
+    }
+    state = {**bodies[kind], field: {"r": "{% $states.result %}"}}
+    assert validate(jsonata_single(state)) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "path"),
+    [
+        ({**TASK, "Arguments": {"r": "{% $states.result %}"}}, "$.States.A.Arguments.r"),
+        ({"Type": "Pass", "Output": "{% $states.result %}", "End": True}, "$.States.A.Output"),
+        ({"Type": "Wait", "Seconds": 1, "Assign": {"r": "{% $states.result.x %}"}, "End": True}, "$.States.A.Assign.r"),
+        ({"Type": "Map", "ItemProcessor": MAP_PROCESSOR, "Items": "{% $states.result %}", "End": True}, "$.States.A.Items"),
+        ({"Type": "Map", "ItemProcessor": MAP_PROCESSOR, "ItemSelector": {"r": "{% $states.result %}"}, "End": True},
+         "$.States.A.ItemSelector.r"),
+        ({**TASK, "TimeoutSeconds": "{% $states.result.t %}"}, "$.States.A.TimeoutSeconds"),
+        ({"Type": "Succeed", "Output": "{% $states.result %}"}, "$.States.A.Output"),
+    ],
+)
+def test_result_is_refused_elsewhere(state: dict[str, Any], path: str) -> None:
+    """AWS guide: accessing $states.result "in fields and states where they are not accessible
+    will be caught at creation, update, or validation of the state machine"."""
+    assert validate(jsonata_single(state)) == problem(path, RESULT_NOT_HERE)
+
+
+def test_result_is_refused_in_a_choice_rule() -> None:
+    rule = {"Condition": "{% $states.result = 1 %}", "Assign": {"r": "{% $states.result %}"}, "Next": "B"}
+    assert validate(choice_machine(rule, QueryLanguage="JSONata")) == [
+        Problem("$.States.A.Choices[0].Condition", RESULT_NOT_HERE),
+        Problem("$.States.A.Choices[0].Assign.r", RESULT_NOT_HERE),
+    ]
+
+
+def test_error_output_only_in_a_catcher() -> None:
+    catcher = {"ErrorEquals": ["States.ALL"], "Next": "H",
+               "Output": {"e": "{% $states.errorOutput %}"}, "Assign": {"e": "{% $states.errorOutput.Cause %}"}}
+    definition = machine({"A": {**TASK, "Catch": [catcher]}, "H": END}, QueryLanguage="JSONata")
+    assert validate(definition) == []
+    definition["States"]["A"]["Output"] = {"e": "{% $states.errorOutput %}"}
+    assert validate(definition) == problem("$.States.A.Output.e", ERROR_OUTPUT_NOT_HERE)
+
+
+def test_a_catcher_cannot_read_the_result() -> None:
+    catcher = {"ErrorEquals": ["States.ALL"], "Next": "H", "Output": "{% $states.result %}"}
+    definition = machine({"A": {**TASK, "Catch": [catcher]}, "H": END}, QueryLanguage="JSONata")
+    assert validate(definition) == problem("$.States.A.Catch[0].Output", RESULT_NOT_HERE)
+
+
+def test_a_result_inside_a_string_literal_is_not_a_reference() -> None:
+    assert validate(jsonata_single({**TASK, "Arguments": "{% 'see $states.result' %}"})) == []
+
+
+def test_jsonata_faults_in_nested_scopes_have_nested_paths() -> None:
+    branch = {"StartAt": "B", "States": {"B": {"Type": "Pass", "Output": "{% $states.result %}", "End": True}}}
+    definition = single({"Type": "Parallel", "Branches": [branch], "End": True}, QueryLanguage="JSONata")
+    assert validate(definition) == problem("$.States.A.Branches[0].States.B.Output", RESULT_NOT_HERE)
+
+
+def test_a_variable_may_share_its_name_with_an_outer_scope_variable() -> None:
+    """[recorded] error_handling/..._PARALLEL_CATCH_ERROR_VARIABLE_SAMPLING: AWS ran a definition
+    whose branch and whose Parallel's Catcher both assign `inputVar`; the rule that an inner scope
+    cannot assign an outer variable is enforced when it happens (see test_variables), not here."""
+    branch = {"StartAt": "B", "States": {"B": {**TASK, "Assign": {"inputVar": "{% $states.input %}"}}}}
+    catcher = {"ErrorEquals": ["States.ALL"], "Assign": {"inputVar": "{% $states.input %}"}, "Next": "H"}
+    definition = machine({"A": {"Type": "Parallel", "Branches": [branch], "Catch": [catcher], "End": True}, "H": END},
+                         QueryLanguage="JSONata")
+    assert validate(definition) == []
