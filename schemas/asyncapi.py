@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from schemas.base import SCHEMA_VERSION
 from schemas.dlq import DeadLetter
 from schemas.executions import ExecutionRequest, ExecutionStatus, ExecutionSnapshot, HistoryRecord
+from schemas.registry import StateMachineRecord
 from schemas.review import ReviewDecision, ReviewRequest
 from schemas.steps import StepCommand, StepResult
 from schemas.streams import StreamChunk
@@ -30,10 +31,6 @@ from schemas.topics import Topics
 ASYNCAPI_VERSION = "3.0.0"
 DEFAULT_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review")
 EXECUTION_KEY = "The execution id (UTF-8): every topic is keyed by it, so an execution's events keep their order."
-
-# The state machine registry has no event model in schemas/ yet: its records are documented as a
-# JSON object until one exists (then put the model here; the rest of the document follows).
-StateMachineRecord: Any = dict[str, Any]
 
 Direction = Literal["receive", "send"]
 

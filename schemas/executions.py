@@ -14,7 +14,9 @@ class StartExecution(Envelope):
     """Start an execution. Publishing it twice with the same execution id starts it once."""
 
     kind: Literal["start"] = "start"
-    state_machine: str  # a registered name (NAME, NAME:VERSION, NAME:ALIAS) or a label for `definition`
+    # A registered state machine (NAME: its draft, NAME:VERSION, NAME:ALIAS, or a stateMachine ARN
+    # with the same qualifier), or a label for an inline `definition`.
+    state_machine: str
     definition: dict[str, Any] | None = None  # inline ASL, for development
     name: str
     input: Any = Field(default_factory=dict)
@@ -55,9 +57,12 @@ class ExecutionSnapshot(Envelope):
     """The compacted state topic's record: everything needed to resume an execution."""
 
     state_machine: str
-    definition: dict[str, Any]
+    definition: dict[str, Any]  # the pinned definition: a restore, redrive or takeover runs exactly this
     state: dict[str, Any]  # orchestrator.asl.execution.ExecutionState, as JSON
     offsets_applied: int = 0  # transitions applied so far (for operators)
+    version: int | None = None  # the registry version run (None: the draft, or an inline definition)
+    alias: str | None = None  # the alias the start named, if any
+    definition_hash: str | None = None  # sha256 of the definition's canonical JSON
 
 
 class HistoryRecord(Envelope):
@@ -65,6 +70,9 @@ class HistoryRecord(Envelope):
 
     state_machine: str
     event: dict[str, Any]  # {"id", "previousEventId", "timestamp", "type", "<type>EventDetails"}
+    version: int | None = None  # as in ExecutionSnapshot: what the execution is pinned to
+    alias: str | None = None
+    definition_hash: str | None = None
 
 
 class ExecutionStatus(Envelope):
@@ -80,3 +88,6 @@ class ExecutionStatus(Envelope):
     start_time: datetime | None = None
     stop_time: datetime | None = None
     redrive_count: int = 0
+    version: int | None = None  # as in ExecutionSnapshot: what the execution is pinned to
+    alias: str | None = None
+    definition_hash: str | None = None

@@ -129,9 +129,46 @@ def llm(config_file: str | None, bootstrap: str | None, topic_prefix: str | None
     from steps.llm.config import ConfigError, load_settings
     from steps.llm.service import llm_service
 
+    # One INFO line per provider request is noise at LLM volumes (and a URL may carry a key).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         service = llm_service(load_settings(config_file), kafka=_settings(bootstrap, topic_prefix),
                               max_concurrency=concurrency)
     except (ConfigError, StepServiceError) as exc:
         _fail(str(exc))
     run_service(service, metrics_port)
+
+
+@step.command()
+@_common
+def review(bootstrap: str | None, topic_prefix: str | None, metrics_port: int | None, concurrency: int) -> None:
+    """The review service: publish baton:review.waitForTaskToken requests for reviewers (`baton review`)."""
+    from steps.review.service import review_service
+
+    run_service(review_service(settings=_settings(bootstrap, topic_prefix), max_concurrency=concurrency),
+                metrics_port)
+
+
+@step.command()
+@click.option("--kb-dir", default=None, help="Where knowledge bases live (default: $BATON_KB_DIR or .baton/kb).")
+@click.option("--embeddings-url", default=None,
+              help="OpenAI-compatible embeddings API root (default: $BATON_EMBEDDINGS_BASE_URL).")
+@_common
+def retrieval(kb_dir: str | None, embeddings_url: str | None, bootstrap: str | None, topic_prefix: str | None,
+              metrics_port: int | None, concurrency: int) -> None:
+    """The retrieval service: answer baton:retrieve with passages of a knowledge base (`baton kb add`)."""
+    from pydantic import ValidationError
+
+    from steps.retrieval.service import retrieval_service
+    from steps.retrieval.settings import EmbeddingsSettings, KnowledgeBaseSettings
+
+    try:
+        embeddings, knowledge = EmbeddingsSettings(), KnowledgeBaseSettings()
+    except ValidationError as exc:
+        _fail(f"invalid BATON_EMBEDDINGS_* / BATON_KB_* environment: {str(exc).splitlines()[0]}")
+    if embeddings_url:
+        embeddings = embeddings.model_copy(update={"base_url": embeddings_url})
+    if kb_dir:
+        knowledge = knowledge.model_copy(update={"dir": Path(kb_dir)})
+    run_service(retrieval_service(embeddings, knowledge, settings=_settings(bootstrap, topic_prefix),
+                                  max_concurrency=concurrency), metrics_port)

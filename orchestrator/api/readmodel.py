@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from pydantic import BaseModel
+from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
 from orchestrator.asl.timestamps import format_timestamp
 from orchestrator.settings import KafkaSettings
@@ -50,6 +50,8 @@ _TERMINAL_EVENTS = {
     "ExecutionAborted": "ABORTED",
 }
 _START_FACTS = ("input", "start_time")
+# Columns added after the first release: files created before get them with ALTER TABLE.
+_ADDED_COLUMNS = {"version": "INTEGER", "alias": "TEXT", "definition_hash": "TEXT"}
 _MAX_POLL_RECORDS = 500
 _CATCH_UP_POLL_MS = 200
 
@@ -69,7 +71,10 @@ CREATE TABLE IF NOT EXISTS executions (
     cause         TEXT,
     start_time    TEXT,             -- 2024-06-01T12:00:00.123Z: sorts chronologically as text
     stop_time     TEXT,
-    redrive_count INTEGER NOT NULL DEFAULT 0
+    redrive_count INTEGER NOT NULL DEFAULT 0,
+    version       INTEGER,          -- the registry version run (NULL: a draft or inline definition)
+    alias         TEXT,             -- the alias the start named
+    definition_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_by_name ON executions (name);
 CREATE INDEX IF NOT EXISTS executions_by_start ON executions (start_time);
@@ -133,6 +138,19 @@ class ExecutionView(BaseModel):
     start_time: str | None = None
     stop_time: str | None = None
     redrive_count: int = 0
+    version: int | None = None  # the state machine version it runs (None: a draft or inline definition)
+    alias: str | None = None  # the alias its start named
+    definition_hash: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_set_pins(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The registry's fields appear only when set: an execution of an inline definition reads
+        exactly as before they existed."""
+        data: dict[str, Any] = handler(self)
+        for field in _ADDED_COLUMNS:
+            if data.get(field) is None:
+                data.pop(field, None)
+        return data
 
     @property
     def phase(self) -> tuple[int, int]:
@@ -194,8 +212,16 @@ def decode_record(kind: TopicKind, value: bytes | None) -> Projected:
     return record
 
 
-def execution_name(execution_id: str, state_machine: str) -> str:
-    """The execution name inside an id made by `execution_id_for` (the last segment otherwise)."""
+def execution_name(execution_id: str, state_machine: str, qualifiers: Iterable[str] = ()) -> str:
+    """The execution name inside an id made by `execution_id_for` (the last segment otherwise).
+
+    `qualifiers` are the alias and version an execution of a registered state machine ran, since
+    a start naming NAME:ALIAS or NAME:VERSION has an id made from that reference.
+    """
+    for qualifier in qualifiers:
+        prefix = execution_id_for(f"{state_machine}:{qualifier}", "")
+        if execution_id.startswith(prefix):
+            return execution_id[len(prefix):]
     prefix = execution_id_for(state_machine, "")
     if execution_id.startswith(prefix):
         return execution_id[len(prefix):]
@@ -259,6 +285,14 @@ class ReadModel:
         # simply read again from Kafka.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        with self._lock:
+            present = {row["name"] for row in self._db.execute("PRAGMA table_info(executions)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE executions ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -317,8 +351,11 @@ class ReadModel:
         projection is right even when one topic is read ahead of the other."""
         event_type = str(record.event["type"])
         details = record.event.get(event_type[:1].lower() + event_type[1:] + "EventDetails") or {}
+        qualifiers = [str(q) for q in (record.alias, record.version) if q is not None]
         started = ExecutionView(execution_id=record.execution_id, state_machine=record.state_machine,
-                                name=execution_name(record.execution_id, record.state_machine), status="RUNNING")
+                                name=execution_name(record.execution_id, record.state_machine, qualifiers),
+                                status="RUNNING", version=record.version, alias=record.alias,
+                                definition_hash=record.definition_hash)
         if event_type == "ExecutionStarted":
             return started.model_copy(update={"input": details.get("input"), "start_time": timestamp})
         if event_type != "ExecutionRedriven" and event_type not in _TERMINAL_EVENTS:
@@ -343,10 +380,11 @@ class ReadModel:
             return
         db.execute(
             "INSERT OR REPLACE INTO executions (execution_id, state_machine, name, status, input, output,"
-            " error, cause, start_time, stop_time, redrive_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " error, cause, start_time, stop_time, redrive_count, version, alias, definition_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (merged.execution_id, merged.state_machine, merged.name, merged.status, _json(merged.input),
              _json(merged.output), merged.error, merged.cause, merged.start_time, merged.stop_time,
-             merged.redrive_count),
+             merged.redrive_count, merged.version, merged.alias, merged.definition_hash),
         )
 
     def claim_topics(self, history_topic: str, events_topic: str) -> None:
@@ -490,7 +528,8 @@ def _view_from_status(status: ExecutionStatus) -> ExecutionView:
     return ExecutionView(
         execution_id=status.execution_id, state_machine=status.state_machine, name=status.name,
         status=status.status, input=status.input, output=status.output, error=status.error,
-        cause=status.cause, redrive_count=status.redrive_count,
+        cause=status.cause, redrive_count=status.redrive_count, version=status.version, alias=status.alias,
+        definition_hash=status.definition_hash,
         start_time=format_timestamp(status.start_time) if status.start_time else None,
         stop_time=format_timestamp(status.stop_time) if status.stop_time else None,
     )

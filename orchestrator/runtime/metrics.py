@@ -9,8 +9,22 @@ class OrchestratorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.started = Counter("baton_executions_started", "Executions started", registry=r)
-        self.finished = Counter("baton_executions_finished", "Executions finished", ["status"], registry=r)
+        # Per state machine and version ("draft" for an unpublished definition: the registry's
+        # draft or one sent inline), so a dashboard compares two versions side by side.
+        per_version = ["state_machine", "version"]
+        self.started = Counter("baton_executions_started", "Executions started", per_version, registry=r)
+        self.finished = Counter("baton_executions_finished", "Executions finished", ["status", *per_version],
+                                registry=r)
+        self.execution_seconds = Histogram(
+            "baton_execution_duration_seconds", "Execution duration, start to end", ["status", *per_version],
+            registry=r, buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+        )
+        # From the step results' metadata (`usage.input_tokens`/`output_tokens`, `cost_usd`), so
+        # token use and cost compare per version too (baton_llm_tokens_total is per model).
+        self.execution_tokens = Counter("baton_execution_tokens", "LLM tokens used by executions",
+                                        [*per_version, "direction"], registry=r)
+        self.execution_cost = Counter("baton_execution_cost_usd", "Cost reported by steps, in USD", per_version,
+                                      registry=r)
         self.transitions = Counter("baton_state_transitions", "States entered", registry=r)
         self.open = Gauge("baton_open_executions", "Executions running on this instance", registry=r)
         self.dlq = Counter("baton_dlq", "Events sent to the dead-letter topic", ["reason"], registry=r)

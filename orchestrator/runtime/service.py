@@ -11,14 +11,21 @@ transaction is replayed from the last committed offsets against the last committ
 Timers (Wait, TimeoutSeconds, HeartbeatSeconds, retry back-off) live in the execution state; the
 service keeps them in a heap, re-armed from the states on restore, and fires them inside the same
 kind of transaction. The service never interprets ASL: `decide` does.
+
+A start without an inline definition names a registered state machine (NAME, NAME:VERSION,
+NAME:ALIAS, or a stateMachine ARN); it is resolved against the registry this instance follows in
+memory (`orchestrator.registry.store.RegistryFollower`), or dead-lettered as
+`unknown_state_machine`. The execution is pinned to what it resolved to: the definition itself,
+its version, alias and hash travel in every snapshot, so a restore, redrive or takeover runs the
+same definition whatever the registry says later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import heapq
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -47,10 +54,15 @@ from orchestrator.asl.execution import (
     TimerFired,
 )
 from orchestrator.asl.model import StateMachine, parse_definition
+from orchestrator.asl.timestamps import parse_timestamp
+from orchestrator.registry.errors import RegistryError
+from orchestrator.registry.model import definition_hash
+from orchestrator.registry.store import RegistryFollower
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from orchestrator.runtime.tokens import InvalidToken, TokenSigner
 from orchestrator.runtime.translate import (
     Outgoing,
+    Pin,
     dead_letter,
     effects_to_records,
     snapshot_record,
@@ -65,6 +77,11 @@ from schemas.review import ReviewDecision
 from schemas.steps import StepResult
 
 log = logging.getLogger("baton.orchestrator")
+
+# A start naming a state machine this instance's registry does not know yet waits this long for
+# the registry follower to catch up (a deploy made a moment ago) before it is dead-lettered.
+REGISTRY_SYNC_SECONDS = 2.0
+REGISTRY_READY_SECONDS = 60.0
 
 
 class Rejected(Exception):
@@ -84,6 +101,14 @@ class Execution:
     machine: StateMachine
     state: ExecutionState
     partition: int
+    # Pinned at the start and kept in the snapshot: what a restore, redrive or takeover runs,
+    # whatever the registry's draft and aliases say by then.
+    pin: Pin = Pin()
+
+    @property
+    def version_label(self) -> str:
+        """The `version` metrics label: the version number, or "draft" when unpublished."""
+        return str(self.pin.version) if self.pin.version is not None else "draft"
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -103,11 +128,14 @@ class Orchestrator:
         kafka: KafkaSettings,
         settings: OrchestratorSettings,
         metrics: OrchestratorMetrics | None = None,
+        registry: RegistryFollower | None = None,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
         self.topics = kafka.topics
         self.metrics = metrics or OrchestratorMetrics()
+        # The state machine registry, in memory and followed; started and stopped with `run`.
+        self.registry = registry or RegistryFollower(kafka)
         self.signer = TokenSigner(settings.token_secret.get_secret_value().encode())
         self.executions: dict[str, Execution] = {}
         self.owned: set[int] = set()  # partition numbers of the input topics this instance owns
@@ -125,6 +153,16 @@ class Orchestrator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then finish the batch in flight and leave the group cleanly."""
+        # The registry is read to its end before any start is consumed, so a start naming a
+        # deployed state machine never finds it missing on a fresh instance.
+        await self.registry.start()
+        try:
+            await self.registry.wait_ready(REGISTRY_READY_SECONDS)
+            await self._run(stop)
+        finally:
+            await self.registry.stop()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         options = self.kafka.client_options()
         self._producer = AIOKafkaProducer(
             **options,
@@ -235,8 +273,9 @@ class Orchestrator:
         except (ValueError, DefinitionError) as exc:
             log.error("unreadable snapshot for %s at %s:%d: %s", key, record.topic, record.offset, exc)
             return
+        pin = Pin(snapshot.version, snapshot.alias, snapshot.definition_hash or definition_hash(snapshot.definition))
         self.executions[state.execution_id] = Execution(
-            snapshot.state_machine, snapshot.definition, machine, state, record.partition
+            snapshot.state_machine, snapshot.definition, machine, state, record.partition, pin
         )
 
     def _rebuild_timers(self) -> None:
@@ -262,6 +301,8 @@ class Orchestrator:
         out: list[Outgoing] = []
         offsets: dict[TopicPartition, int] = {}
         new_timers: list[tuple[float, str, str]] = []
+        if self._names_unknown_state_machine(records):
+            await self.registry.sync(REGISTRY_SYNC_SECONDS)
         for record in records:
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
             try:
@@ -285,7 +326,7 @@ class Orchestrator:
             self._apply(execution_id, execution, TimerFired(timer_id=timer_id), fire_at, seed, staged, out, new_timers)
         for execution_id, execution in staged.items():
             out.append(snapshot_record(self.topics, execution.state, execution.definition, execution.machine_name,
-                                       execution.partition))
+                                       execution.partition, execution.pin))
         async with self._producer.transaction():
             futures = [
                 await self._producer.send(o.topic, value=o.value, key=o.key, partition=o.partition) for o in out
@@ -331,6 +372,7 @@ class Orchestrator:
                 self.metrics.ignored.labels("stale_or_duplicate_result").inc()
                 log.info("ignored %s result for %s: task no longer awaited", result.kind, result.task_id)
                 return
+            self._count_usage(execution, result)
             if result.kind == "succeeded":
                 event = TaskSucceeded(task_id=result.task_id, output=result.output)
             elif result.kind == "failed":
@@ -390,25 +432,24 @@ class Orchestrator:
             if existing is not None:
                 self.metrics.ignored.labels("duplicate_start").inc()
                 return  # idempotent start by execution name
-            if request.definition is None:
-                raise Rejected("unknown_state_machine", f"{request.state_machine!r} (no definition given)")
+            machine_name, definition, pin = self._pinned(request)
             try:
-                machine = self._machine(request.definition)
+                machine = self._machine(definition, pin.definition_hash)
             except DefinitionError as exc:
                 raise Rejected("invalid_definition", "; ".join(str(p) for p in exc.problems)) from None
             state = new_execution(
                 execution_id=request.execution_id, name=request.name,
-                state_machine_id=f"arn:baton:states:local:stateMachine:{request.state_machine}",
-                state_machine_name=request.state_machine,
+                state_machine_id=f"arn:baton:states:local:stateMachine:{machine_name}",
+                state_machine_name=machine_name,
             )
-            execution = Execution(request.state_machine, request.definition, machine, state, record.partition)
-            self.metrics.started.inc()
+            execution = Execution(machine_name, definition, machine, state, record.partition, pin)
+            self.metrics.started.labels(machine_name, execution.version_label).inc()
             self._apply(request.execution_id, execution, StartExecution(input=request.input), at, seed,
                         staged, out, new_timers)
             running = staged[request.execution_id].state
             if running.status.value == "RUNNING":  # (a one-Pass machine may already have finished)
                 out.append(Outgoing(self.topics.events, request.execution_id.encode(),
-                                    encode(status_event(running, request.state_machine))))
+                                    encode(status_event(running, machine_name, pin))))
             return
         if existing is None:
             raise Rejected("unknown_execution", request.execution_id)
@@ -427,10 +468,9 @@ class Orchestrator:
             max_payload_bytes=self.settings.max_payload_bytes,
         )
         decision: Decision = decide(execution.machine, execution.state, event, env)
-        staged[execution_id] = Execution(execution.machine_name, execution.definition, execution.machine,
-                                         decision.state, execution.partition)
+        staged[execution_id] = dataclasses.replace(execution, state=decision.state)
         out.extend(effects_to_records(self.topics, decision.state, decision.effects,
-                                      machine_name=execution.machine_name))
+                                      machine_name=execution.machine_name, pin=execution.pin))
         for effect in decision.effects:
             if isinstance(effect, StartTimer):
                 new_timers.append((effect.fire_at, execution_id, effect.timer_id))
@@ -439,17 +479,69 @@ class Orchestrator:
                     self.metrics.transitions.inc()
                 elif effect.type.startswith("Execution") and effect.type != "ExecutionStarted":
                     if effect.type != "ExecutionRedriven":
-                        self.metrics.finished.labels(decision.state.status.value).inc()
+                        self._count_finished(execution, decision.state, at)
         if isinstance(event, TimerFired) and execution.state.timers.get(event.timer_id) is not None:
             if execution.state.timers[event.timer_id].purpose == "retry":
                 self.metrics.retries.inc()
 
-    def _machine(self, definition: dict[str, Any]) -> StateMachine:
-        digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+    def _machine(self, definition: dict[str, Any], digest: str | None = None) -> StateMachine:
+        digest = digest or definition_hash(definition)
         machine = self._machines.get(digest)
         if machine is None:
             machine = self._machines[digest] = parse_definition(definition)
         return machine
+
+    # ------------------------------------------------------------ the state machine registry
+
+    def _pinned(self, request: StartRequest) -> tuple[str, dict[str, Any], Pin]:
+        """(state machine name, definition, pin) of a start: its inline definition, or what the
+        registry resolves its reference to (an alias picks its version from the execution name)."""
+        if request.definition is not None:
+            return request.state_machine, request.definition, Pin(definition_hash=definition_hash(request.definition))
+        try:
+            resolved = self.registry.resolve(request.state_machine, request.name)
+        except RegistryError as exc:
+            raise Rejected("unknown_state_machine", str(exc)) from None
+        return resolved.name, resolved.definition, Pin(resolved.version, resolved.alias, resolved.definition_hash)
+
+    def _names_unknown_state_machine(self, records: list[ConsumerRecord]) -> bool:
+        """Whether a start in the batch names something the registry does not (yet) know."""
+        for record in records:
+            if record.topic != self.topics.start:
+                continue
+            try:
+                request = parse_request(record.value)
+            except ValueError:
+                continue
+            if isinstance(request, StartRequest) and request.definition is None:
+                try:
+                    self.registry.resolve(request.state_machine, request.name)
+                except RegistryError:
+                    return True
+        return False
+
+    def _count_finished(self, execution: Execution, state: ExecutionState, at: float) -> None:
+        labels = (state.status.value, execution.machine_name, execution.version_label)
+        self.metrics.finished.labels(*labels).inc()
+        try:
+            started = parse_timestamp(state.start_time).timestamp()
+        except ValueError:
+            return
+        self.metrics.execution_seconds.labels(*labels).observe(max(0.0, at - started))
+
+    def _count_usage(self, execution: Execution, result: StepResult) -> None:
+        """Token use and cost a step reported, per state machine and version."""
+        labels = (execution.machine_name, execution.version_label)
+        usage = result.metadata.get("usage")
+        if isinstance(usage, dict):
+            for direction, keys in (("input", ("input_tokens", "prompt_tokens")),
+                                    ("output", ("output_tokens", "completion_tokens"))):
+                count = next((usage[k] for k in keys if isinstance(usage.get(k), int | float)), None)
+                if count:
+                    self.metrics.execution_tokens.labels(*labels, direction).inc(count)
+        cost = result.metadata.get("cost_usd")
+        if isinstance(cost, int | float) and cost > 0:
+            self.metrics.execution_cost.labels(*labels).inc(cost)
 
 
 def _seed(*parts: bytes) -> int:

@@ -1,0 +1,58 @@
+"""`baton model up|down|status`: the offline model servers of infra/local_model.py."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group()
+def model() -> None:
+    """A small instruct model served offline over the OpenAI-compatible API (no network needed)."""
+
+
+@model.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port of the first server; the others follow (default: $BATON_MODEL_PORT or 8090).")
+@click.option("--alias", "aliases", multiple=True,
+              help="A model name to serve, one server each (repeatable; default smollm2, smollm2-b).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds to wait for each server to be ready.")
+def up(port: int | None, aliases: tuple[str, ...], timeout: float) -> None:
+    """Start the model servers, or reuse ones already answering; write the LLM service's config.
+
+    Prints `export BATON_LLM_CONFIG_FILE=...` last, so `eval "$(baton model up)"` configures a shell.
+    """
+    from infra.local_model import LocalModelError, ensure_up, write_llm_config
+
+    try:
+        servers = ensure_up(list(aliases) or None, port, timeout)
+    except LocalModelError as exc:
+        click.echo(f"error: {exc}", err=True)
+        if exc.log_tail:
+            click.echo(exc.log_tail, err=True)
+        sys.exit(1)
+    for server in servers:
+        how = (f"started, pid {server.pid}, model loaded in {server.load_seconds:.2f} s"
+               if server.started_here and server.load_seconds is not None else "reused")
+        click.echo(f"{server.alias}: {server.base_url} ({how})", err=True)
+    click.echo(f"export BATON_LLM_CONFIG_FILE={write_llm_config(servers)}")
+
+
+@model.command()
+def down() -> None:
+    """Stop the model servers that `baton model up` started (never others)."""
+    from infra.local_model import down as stop_servers
+
+    click.echo("\n".join(stop_servers()))
+
+
+@model.command()
+def status() -> None:
+    """Which model servers answer; exit 3 when one does not."""
+    from infra.local_model import status as server_status
+
+    all_up, lines = server_status()
+    click.echo("\n".join(lines))
+    sys.exit(0 if all_up else 3)

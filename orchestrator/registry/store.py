@@ -1,0 +1,411 @@
+"""The registry on Kafka: the compacted `statemachines` topic, read by followers, written by writers.
+
+One record per state machine, keyed by its name (`schemas.registry.StateMachineRecord`), so the
+compacted topic keeps exactly the latest state of every state machine and a follower that reads
+it from the beginning ends with what every other follower has: the latest record per name.
+
+Writes are read-modify-write of that record (publish adds version N+1, an alias moves, ...), and
+two concurrent writers of the same name must not lose each other's change: a lost publish would
+hand out the same version number twice for different definitions, breaking immutability. So
+each write runs under a Kafka transaction whose transactional.id is derived from the name:
+
+1. Starting the producer (InitProducerId) fences every other writer of that name: their open
+   transaction is aborted and any later send or commit of theirs fails (ProducerFenced). It also
+   waits until the previous transaction of that id is fully committed or aborted.
+2. Only then the writer reads the name's partition to its high watermark (read_committed), so it
+   sees every committed write of the name, and computes the next record from the latest one.
+3. It writes the record and commits. If another writer fenced it meanwhile, the commit fails,
+   nothing is visible, and the writer starts again at 1 with the new latest record.
+
+So the writes of one name are serialised (a compare-and-set on the log), with no coordinator of
+Baton's own, and writes of different names never wait for each other beyond Kafka's own
+transaction markers. A simpler last-writer-wins scheme was rejected for the reason above. The
+writer also waits until its record is readable (read_committed) before returning, so whatever
+starts after `deploy` returns is resolved against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import InvalidProducerEpoch, InvalidTxnState, KafkaError, ProducerFenced
+from aiokafka.partitioner import DefaultPartitioner
+
+from orchestrator.api.readmodel import topic_partitions
+from orchestrator.registry import model
+from orchestrator.registry.errors import RegistryUnavailable
+from orchestrator.registry.model import Resolved
+from orchestrator.settings import KafkaSettings
+from schemas.base import decode, encode
+from schemas.registry import AliasRoute, StateMachineAlias, StateMachineRecord, StateMachineVersion
+
+log = logging.getLogger("baton.registry")
+
+T = TypeVar("T")
+Change = Callable[[StateMachineRecord | None, datetime], tuple[StateMachineRecord | None, T]]
+
+_FOLLOW_POLL_MS = 100
+_FETCH_WAIT_MS = 100  # the broker answers an idle fetch after this: the follower's worst-case delay
+_WRITE_ATTEMPTS = 6
+_WRITER_TRANSACTION_TIMEOUT_MS = 10_000  # a crashed writer's transaction blocks its partition at most this long
+_partitioner = DefaultPartitioner()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def partition_for(name: str, partitions: Sequence[int]) -> int:
+    """The partition of a state machine's records: Kafka's default partitioner on the name."""
+    ordered = sorted(partitions)
+    partition: int = _partitioner(name.encode(), ordered, ordered)
+    return partition
+
+
+def _decode(message: ConsumerRecord) -> tuple[str, StateMachineRecord | None] | None:
+    """(name, record or None for a tombstone), or None for a record that cannot be read."""
+    name = (message.key or b"").decode(errors="replace")
+    if message.value is None:
+        return name, None
+    try:
+        record = decode(StateMachineRecord, message.value)
+    except ValueError as exc:
+        log.error("registry skips %s[%d]@%d: %s", message.topic, message.partition, message.offset,
+                  str(exc).splitlines()[0])
+        return None
+    if record.name != name:
+        log.error("registry skips %s[%d]@%d: record of %r under key %r", message.topic, message.partition,
+                  message.offset, record.name, name)
+        return None
+    return name, record
+
+
+def _consumer(kafka: KafkaSettings, isolation_level: str = "read_committed") -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False,
+                            isolation_level=isolation_level, auto_offset_reset="earliest",
+                            fetch_max_wait_ms=_FETCH_WAIT_MS)
+
+
+async def _partitions(kafka: KafkaSettings) -> list[int]:
+    topic = kafka.topics.statemachines
+    try:
+        return (await topic_partitions(kafka, [topic]))[topic]
+    except KafkaError as exc:
+        raise RegistryUnavailable(f"cannot read {topic} at {kafka.kafka_bootstrap}: {exc}") from None
+
+
+# ------------------------------------------------------------ reading
+
+
+class RegistryFollower:
+    """The registry in memory, kept current from the topic (read_committed) in the background.
+
+    `start()` reads the topic from the beginning; `ready` is set once it has reached the end
+    offsets of that moment. Afterwards every committed write appears within about
+    `_FETCH_WAIT_MS`. Lookups are plain dict reads, safe from synchronous code on the same loop.
+    """
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.kafka = kafka
+        self.topic = kafka.topics.statemachines
+        self.records: dict[str, StateMachineRecord] = {}
+        self.ready = asyncio.Event()
+        self.last_follow_seconds: float | None = None  # record write time -> applied here
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+        self._positions: dict[TopicPartition, int] = {}
+        self._ready_at: dict[TopicPartition, int] = {}
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RegistryFollower:
+        await self.start()
+        await self.wait_ready()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        consumer = _consumer(self.kafka)
+        await consumer.start()
+        try:
+            self._partitions = [TopicPartition(self.topic, p) for p in await _partitions(self.kafka)]
+            consumer.assign(self._partitions)
+            await consumer.seek_to_beginning(*self._partitions)
+            self._ready_at = await consumer.end_offsets(self._partitions)
+            self._positions = {tp: await consumer.position(tp) for tp in self._partitions}
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._check_ready()
+        self._task = asyncio.create_task(self._follow(), name=f"registry-follower:{self.topic}")
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.ready.wait()
+        except TimeoutError:
+            raise RegistryUnavailable(f"reading {self.topic} at {self.kafka.kafka_bootstrap} did not reach its end "
+                                      f"within {timeout:g}s") from None
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def sync(self, timeout: float = 5.0) -> bool:
+        """Wait until every write committed before this call is applied; False on timeout."""
+        if self._consumer is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                ends = await self._consumer.end_offsets(self._partitions)
+                async with self._changed:
+                    await self._changed.wait_for(lambda: self._reached(ends))
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("registry sync did not finish: %s", exc or type(exc).__name__)
+            return False
+        return True
+
+    def resolve(self, reference: str, execution_name: str) -> Resolved:
+        """What a start naming `reference` runs (see `model.resolve`); RegistryError otherwise."""
+        return model.resolve(self.records, reference, execution_name)
+
+    def _reached(self, ends: Mapping[TopicPartition, int]) -> bool:
+        return all(self._positions.get(tp, 0) >= end for tp, end in ends.items())
+
+    def _check_ready(self) -> None:
+        if not self.ready.is_set() and self._reached(self._ready_at):
+            log.info("registry %s loaded: %d state machine(s)", self.topic, len(self.records))
+            self.ready.set()
+
+    async def _follow(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            try:
+                batch = await consumer.getmany(*self._partitions, timeout_ms=_FOLLOW_POLL_MS)
+                for messages in batch.values():
+                    for message in messages:
+                        self._apply(message)
+                # Positions also move past transaction markers, which return no records.
+                self._positions = {tp: await consumer.position(tp) for tp in self._partitions}
+            except KafkaError as exc:  # the client reconnects by itself; keep following
+                log.warning("registry follower: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._check_ready()
+            async with self._changed:
+                self._changed.notify_all()
+
+    def _apply(self, message: ConsumerRecord) -> None:
+        decoded = _decode(message)
+        if decoded is None:
+            return
+        name, record = decoded
+        if record is None:
+            self.records.pop(name, None)
+        else:
+            self.records[name] = record
+        if message.timestamp:
+            self.last_follow_seconds = max(0.0, time.time() - message.timestamp / 1000.0)
+
+
+async def read_registry(kafka: KafkaSettings, timeout: float = 30.0) -> dict[str, StateMachineRecord]:
+    """Every registered state machine, read from the topic up to its end (for the CLI)."""
+    follower = RegistryFollower(kafka)
+    await follower.start()
+    try:
+        await follower.wait_ready(timeout)
+        return dict(follower.records)
+    finally:
+        await follower.stop()
+
+
+# ------------------------------------------------------------ writing
+
+
+@dataclass(frozen=True)
+class Deployed:
+    record: StateMachineRecord
+    version: StateMachineVersion | None  # the version published with the deploy, if asked
+    changed: bool  # False: the registry already had exactly this (nothing was written)
+
+
+class RegistryWriter:
+    """Deploy, publish, alias and delete: each one serialised per name (see the module doc)."""
+
+    def __init__(self, kafka: KafkaSettings, *, clock: Callable[[], datetime] = _utcnow,
+                 timeout: float = 30.0) -> None:
+        self.kafka = kafka
+        self.topic = kafka.topics.statemachines
+        self.clock = clock
+        self.timeout = timeout
+        _quiet_fenced_producers()
+
+    async def deploy(self, name: str, definition: Any, *, description: str | None = None,
+                     publish: bool = False) -> Deployed:
+        """Store `definition` as the draft of `name` (validated first: InvalidDefinition, and nothing
+        is written), and with `publish` publish it as the next version in the same write."""
+        model.deploy(None, name, definition, now=self.clock())  # refuse before touching Kafka
+
+        def change(current: StateMachineRecord | None, now: datetime) -> tuple[StateMachineRecord | None, Deployed]:
+            record = model.deploy(current, name, definition, now=now, description=description)
+            version = None
+            if publish:
+                record, version = model.publish(record, now=now, description=description)
+            changed = record is not current
+            if changed:  # one write, one revision, though deploy and publish each count one
+                record = record.model_copy(update={"revision": (current.revision if current else 0) + 1})
+            return (record if changed else None), Deployed(record, version, changed)
+
+        return await self._write(name, change)
+
+    async def publish(self, name: str, *, description: str | None = None) -> StateMachineVersion:
+        def change(current: StateMachineRecord | None, now: datetime) -> tuple[StateMachineRecord | None,
+                                                                                 StateMachineVersion]:
+            record = model.require({name: current} if current else {}, name)
+            updated, version = model.publish(record, now=now, description=description)
+            return (None if updated is record else updated), version
+
+        return await self._write(name, change)
+
+    async def set_alias(self, name: str, alias: str, routes: Sequence[AliasRoute], *,
+                        description: str | None = None) -> StateMachineAlias:
+        model.check_alias_name(alias)
+
+        def change(current: StateMachineRecord | None, now: datetime) -> tuple[StateMachineRecord | None,
+                                                                                 StateMachineAlias]:
+            record = model.require({name: current} if current else {}, name)
+            return model.set_alias(record, alias, routes, now=now, description=description)
+
+        return await self._write(name, change)
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        def change(current: StateMachineRecord | None, now: datetime) -> tuple[StateMachineRecord | None, None]:
+            record = model.require({name: current} if current else {}, name)
+            return model.delete_alias(record, alias, now=now), None
+
+        await self._write(name, change)
+
+    async def delete_version(self, name: str, version: int) -> None:
+        def change(current: StateMachineRecord | None, now: datetime) -> tuple[StateMachineRecord | None, None]:
+            record = model.require({name: current} if current else {}, name)
+            return model.delete_version(record, version, now=now), None
+
+        await self._write(name, change)
+
+    async def _write(self, name: str, change: Change[T]) -> T:
+        """Run `change` on the latest record of `name` and write its result, serialised per name.
+
+        `change` returns (next record or None to write nothing, the result to return); a
+        RegistryError it raises is passed on and nothing is written.
+        """
+        model.check_name(name)
+        tp = TopicPartition(self.topic, partition_for(name, await _partitions(self.kafka)))
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            outcome = await self._attempt(name, tp, change)
+            if outcome is not None:
+                return outcome[0]
+            # Fenced by a concurrent writer of the same name: back off a little, then retry on
+            # top of its write.
+            await asyncio.sleep(random.uniform(0.05, 0.2) * attempt)
+        raise RegistryUnavailable(f"could not write {name!r} to {self.topic}: {_WRITE_ATTEMPTS} attempts were "
+                                  "overtaken by concurrent writes of the same state machine; try again")
+
+    async def _attempt(self, name: str, tp: TopicPartition, change: Change[T]) -> tuple[T] | None:
+        """One fenced read-modify-write; None when a concurrent writer fenced this one."""
+        producer = AIOKafkaProducer(
+            **self.kafka.client_options(), transactional_id=f"{self.kafka.topic_prefix}.registry.{name}",
+            enable_idempotence=True, transaction_timeout_ms=_WRITER_TRANSACTION_TIMEOUT_MS,
+            compression_type="gzip",  # definitions are JSON: small on the wire and under max.message.bytes
+        )
+        committed = _consumer(self.kafka)
+        uncommitted = _consumer(self.kafka, "read_uncommitted")
+        try:
+            await _within(self.timeout, producer.start(), "start a transactional producer")  # fences the others
+            await committed.start()
+            await uncommitted.start()
+            current = await _within(self.timeout, self._latest(name, tp, committed, uncommitted),
+                                    f"read {tp.topic}[{tp.partition}]")
+            record, result = change(current, self.clock())
+            if record is None:
+                return (result,)
+            # One write, one revision (an operation may apply several model steps, e.g. deploy+publish).
+            record = record.model_copy(update={"revision": (current.revision if current else 0) + 1})
+            try:
+                async with producer.transaction():
+                    metadata = await producer.send_and_wait(tp.topic, encode(record), key=name.encode(),
+                                                            partition=tp.partition)
+            except (ProducerFenced, InvalidProducerEpoch, InvalidTxnState) as exc:
+                log.info("registry write of %r fenced by a concurrent writer (%s); retrying", name,
+                         type(exc).__name__)
+                return None
+            await _within(self.timeout, self._visible(tp, metadata.offset, committed),
+                          f"see the write in {tp.topic}[{tp.partition}]")
+            return (result,)
+        finally:
+            await asyncio.gather(producer.stop(), committed.stop(), uncommitted.stop(), return_exceptions=True)
+
+    async def _latest(self, name: str, tp: TopicPartition, committed: AIOKafkaConsumer,
+                      uncommitted: AIOKafkaConsumer) -> StateMachineRecord | None:
+        # To the high watermark, not the last stable offset: a write of this name committed just
+        # before this writer fenced it may sit behind another name's open transaction.
+        high = (await uncommitted.end_offsets([tp]))[tp]
+        committed.assign([tp])
+        await committed.seek_to_beginning(tp)
+        latest: StateMachineRecord | None = None
+        while await committed.position(tp) < high:
+            batch = await committed.getmany(tp, timeout_ms=_FOLLOW_POLL_MS)
+            for message in batch.get(tp, []):
+                decoded = _decode(message)
+                if decoded is not None and decoded[0] == name:
+                    latest = decoded[1]
+        return latest
+
+    async def _visible(self, tp: TopicPartition, offset: int, committed: AIOKafkaConsumer) -> None:
+        # The commit returns once the coordinator has decided; the markers that make the record
+        # readable follow a moment later.
+        while (await committed.end_offsets([tp]))[tp] <= offset:
+            await asyncio.sleep(0.01)
+
+
+class _FencedProducerNoise(logging.Filter):
+    """A fenced aiokafka producer leaves its error in internal futures nobody awaits, which asyncio
+    reports as "Future exception was never retrieved" with a traceback. For a registry writer
+    that is the expected end of a lost race (it retries), so that report is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, ProducerFenced | InvalidProducerEpoch)
+                    and str(record.msg).startswith("Future exception was never retrieved"))
+
+
+def _quiet_fenced_producers() -> None:
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _FencedProducerNoise) for f in logger.filters):
+        logger.addFilter(_FencedProducerNoise())
+
+
+async def _within(timeout: float, work: Awaitable[T], what: str) -> T:
+    try:
+        async with asyncio.timeout(timeout):
+            return await work
+    except TimeoutError:
+        raise RegistryUnavailable(f"could not {what} within {timeout:g}s (is Kafka healthy?)") from None

@@ -1,0 +1,538 @@
+"""LLM providers behind one small interface, over httpx.
+
+    provider = make_provider("local", ProviderConfig(base_url="http://127.0.0.1:8090/v1"))
+    reply = await provider.complete(ChatRequest(model="smollm2", messages=(Message("user", "Hi"),)),
+                                    on_text=print)   # on_text gets each piece as it is generated
+    await provider.aclose()
+
+Three wire protocols cover the providers Baton targets:
+
+- `openai`: OpenAI-compatible chat completions (`POST {base_url}/chat/completions`): OpenAI, vLLM,
+  Ollama, llama.cpp server, LM Studio, OpenRouter, Hugging Face's router
+  (`https://router.huggingface.co/v1`). JSON mode uses `response_format` (a `json_schema` when the
+  Task gives JsonSchema, which llama.cpp and vLLM turn into a grammar, else `json_object`).
+- `anthropic`: the Anthropic Messages API (`POST {base_url}/v1/messages`). It has no JSON mode, so
+  JSON is asked for in the system prompt and validated like any other.
+- `huggingface`: Hugging Face text generation (TGI servers, Inference Endpoints, the serverless
+  Inference API): `POST {base_url}` (with `{model}` replaced) with `inputs` and `parameters`.
+  JsonSchema becomes TGI's `grammar`.
+
+Each provider owns one pooled `httpx.AsyncClient` (keep-alive connections, connect/read timeouts)
+and bounds the whole call by `timeout_seconds`. Streaming is used for every call when the provider
+config allows it (`stream: true`, the default), so time to first token is always measured. Every
+failure is raised as an `LLMError` (see `errors.py`); nothing else escapes `complete`.
+`transport` is the seam for tests (`httpx.MockTransport`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import httpx
+
+from steps.llm.config import ProviderConfig
+from steps.llm.errors import (
+    ContentFiltered,
+    InvalidResponse,
+    LLMError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    RequestRejected,
+)
+
+OnText = Callable[[str], None]  # called with each piece of generated text, in order; must not block
+
+ANTHROPIC_DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when the Task gives none
+JSON_INSTRUCTION = ("Answer with one JSON value only: no prose, no Markdown fences.")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One call: what every provider understands (each maps it to its own wire format)."""
+
+    model: str  # the provider's name for the model
+    messages: tuple[Message, ...]
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    response_format: Literal["text", "json"] = "text"
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass
+class ChatResponse:
+    text: str
+    model: str  # as the provider reported it (a server alias, a dated snapshot, ...)
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # provider extras (e.g. timings)
+
+
+class Provider(ABC):
+    """A configured provider endpoint. `complete` is the whole interface."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, config: ProviderConfig, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.name = name
+        self.config = config
+        self._key = config.key()  # read once: a missing variable fails at startup, not mid-run
+        self.client = httpx.AsyncClient(
+            headers={**self._auth_headers(), **config.headers},
+            timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds,
+                                  pool=config.timeout_seconds),
+            limits=httpx.Limits(max_connections=config.max_connections,
+                                max_keepalive_connections=config.max_keepalive_connections),
+            transport=transport,
+        )
+
+    async def complete(self, request: ChatRequest, on_text: OnText | None = None) -> ChatResponse:
+        """Run one chat call; raise an `LLMError` on any failure (mapped to Baton.LLM.*)."""
+        where = f"provider {self.name!r} ({self.kind}) model {request.model!r}"
+        produced = False
+
+        def forward(text: str) -> None:
+            nonlocal produced
+            produced = True
+            if on_text is not None:
+                on_text(text)
+
+        try:
+            async with asyncio.timeout(self.config.timeout_seconds):
+                try:
+                    return await self._complete(request, forward)
+                except httpx.RemoteProtocolError:
+                    if produced:
+                        raise
+                    # A pooled keep-alive connection the server had just closed: nothing was
+                    # answered, so send the request once more on a new connection.
+                    return await self._complete(request, forward)
+        except LLMError as exc:
+            exc.cause = f"{where}: {exc.cause}"
+            raise
+        except TimeoutError:
+            raise ProviderTimeout(f"{where}: no complete answer within {self.config.timeout_seconds:g} s "
+                                  "(timeout_seconds)") from None
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(f"{where}: {_describe(exc)} at {self._url_for_errors(request)}") from None
+        except httpx.DecodingError as exc:
+            raise InvalidResponse(f"{where}: the response body cannot be decoded: {exc}") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+            raise ProviderUnavailable(f"{where}: {_describe(exc)} at {self._url_for_errors(request)}") from None
+        except httpx.HTTPError as exc:  # e.g. an invalid URL in the configuration
+            raise RequestRejected(f"{where}: {_describe(exc)}") from None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @abstractmethod
+    async def _complete(self, request: ChatRequest, on_text: OnText | None) -> ChatResponse: ...
+
+    @abstractmethod
+    def _url(self, request: ChatRequest) -> str: ...
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def _url_for_errors(self, request: ChatRequest) -> str:
+        return self._url(request).split("?", 1)[0]  # a query string may carry a key
+
+    async def _post_json(self, request: ChatRequest, body: dict[str, Any]) -> Any:
+        response = await self.client.post(self._url(request), json=body)
+        if response.status_code >= 400:
+            raise_for_status(response.status_code, response.headers, response.content)
+        return _json(response.content, "the response body")
+
+    @staticmethod
+    async def _checked(response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            raise_for_status(response.status_code, response.headers, await response.aread())
+
+
+# --------------------------------------------------------------------------- OpenAI-compatible
+
+
+class OpenAICompatible(Provider):
+    """`POST {base_url}/chat/completions`, streamed with `stream_options.include_usage`."""
+
+    kind = "openai"
+
+    def _url(self, request: ChatRequest) -> str:
+        return self.config.base_url.rstrip("/") + "/chat/completions"
+
+    def body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        messages = [{"role": "system", "content": request.system}] if request.system else []
+        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        body: dict[str, Any] = {"model": request.model, "messages": messages}
+        _put(body, "temperature", request.temperature)
+        _put(body, "max_tokens", request.max_tokens)
+        _put(body, "top_p", request.top_p)
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.response_format == "json":
+            body["response_format"] = (
+                {"type": "json_schema", "json_schema": {"name": "result", "schema": request.json_schema}}
+                if request.json_schema is not None else {"type": "json_object"})
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def _complete(self, request: ChatRequest, on_text: OnText | None) -> ChatResponse:
+        if not self.config.stream:
+            return self._parse(await self._post_json(request, self.body(request, stream=False)), request)
+        reply = ChatResponse(text="", model=request.model)
+        parts: list[str] = []
+        async with self.client.stream("POST", self._url(request), json=self.body(request, stream=True)) as response:
+            await self._checked(response)
+            async for _, data in sse_events(response):
+                if data.strip() == "[DONE]":
+                    break
+                event = _json(data, "a streamed event")
+                if not isinstance(event, dict):
+                    raise InvalidResponse(f"a streamed event is not an object: {data[:200]}")
+                if "error" in event:  # some servers report a failure inside the stream
+                    raise_for_error_payload(event)
+                reply.model = event.get("model") or reply.model
+                for choice in event.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        parts.append(text)
+                        if on_text is not None:
+                            on_text(text)
+                    reply.finish_reason = choice.get("finish_reason") or reply.finish_reason
+                usage = event.get("usage")
+                if isinstance(usage, dict):
+                    reply.input_tokens = usage.get("prompt_tokens")
+                    reply.output_tokens = usage.get("completion_tokens")
+                if isinstance(event.get("timings"), dict):
+                    reply.raw["timings"] = event["timings"]
+        reply.text = "".join(parts)
+        _check_finish(reply.finish_reason)
+        return reply
+
+    def _parse(self, payload: Any, request: ChatRequest) -> ChatResponse:
+        try:
+            choice = payload["choices"][0]
+            message = choice["message"]
+        except (KeyError, IndexError, TypeError):
+            raise InvalidResponse(f"no choices[0].message in the response: {_excerpt(payload)}") from None
+        if message.get("refusal"):
+            raise ContentFiltered(f"the model refused: {message['refusal'][:300]}")
+        usage = payload.get("usage") or {}
+        reply = ChatResponse(text=message.get("content") or "", model=payload.get("model") or request.model,
+                             finish_reason=choice.get("finish_reason"), input_tokens=usage.get("prompt_tokens"),
+                             output_tokens=usage.get("completion_tokens"))
+        _check_finish(reply.finish_reason)
+        return reply
+
+
+# --------------------------------------------------------------------------- Anthropic Messages
+
+
+class AnthropicMessages(Provider):
+    """`POST {base_url}/v1/messages` (Anthropic's Messages API), streamed as server-sent events."""
+
+    kind = "anthropic"
+
+    def _auth_headers(self) -> dict[str, str]:
+        headers = {"anthropic-version": self.config.anthropic_version}
+        if self._key:
+            headers["x-api-key"] = self._key
+        return headers
+
+    def _url(self, request: ChatRequest) -> str:
+        return self.config.base_url.rstrip("/") + "/v1/messages"
+
+    def body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        system = request.system or ""
+        if request.response_format == "json":
+            schema = (f" It must match this JSON Schema: {json.dumps(request.json_schema)}"
+                      if request.json_schema is not None else "")
+            system = f"{system}\n\n{JSON_INSTRUCTION}{schema}".strip()
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens or ANTHROPIC_DEFAULT_MAX_TOKENS,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        if system:
+            body["system"] = system
+        _put(body, "temperature", request.temperature)
+        _put(body, "top_p", request.top_p)
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if stream:
+            body["stream"] = True
+        return body
+
+    async def _complete(self, request: ChatRequest, on_text: OnText | None) -> ChatResponse:
+        if not self.config.stream:
+            return self._parse(await self._post_json(request, self.body(request, stream=False)), request)
+        reply = ChatResponse(text="", model=request.model)
+        parts: list[str] = []
+        async with self.client.stream("POST", self._url(request), json=self.body(request, stream=True)) as response:
+            await self._checked(response)
+            async for _, data in sse_events(response):
+                event = _json(data, "a streamed event")
+                kind = event.get("type") if isinstance(event, dict) else None
+                if kind == "error":
+                    raise_for_error_payload(event)
+                elif kind == "message_start":
+                    message = event.get("message") or {}
+                    reply.model = message.get("model") or reply.model
+                    reply.input_tokens = (message.get("usage") or {}).get("input_tokens")
+                elif kind == "content_block_delta":
+                    delta = event.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        parts.append(delta["text"])
+                        if on_text is not None:
+                            on_text(delta["text"])
+                elif kind == "message_delta":
+                    reply.finish_reason = (event.get("delta") or {}).get("stop_reason") or reply.finish_reason
+                    usage = event.get("usage") or {}
+                    reply.output_tokens = usage.get("output_tokens", reply.output_tokens)
+                    if usage.get("input_tokens") is not None:
+                        reply.input_tokens = usage["input_tokens"]
+                elif kind == "message_stop":
+                    break
+        reply.text = "".join(parts)
+        _check_finish(reply.finish_reason)
+        return reply
+
+    def _parse(self, payload: Any, request: ChatRequest) -> ChatResponse:
+        if not isinstance(payload, dict) or not isinstance(payload.get("content"), list):
+            raise InvalidResponse(f"no content list in the response: {_excerpt(payload)}")
+        text = "".join(block.get("text", "") for block in payload["content"]
+                       if isinstance(block, dict) and block.get("type") == "text")
+        usage = payload.get("usage") or {}
+        reply = ChatResponse(text=text, model=payload.get("model") or request.model,
+                             finish_reason=payload.get("stop_reason"), input_tokens=usage.get("input_tokens"),
+                             output_tokens=usage.get("output_tokens"))
+        _check_finish(reply.finish_reason)
+        return reply
+
+
+# --------------------------------------------------------------------------- Hugging Face
+
+
+class HuggingFaceInference(Provider):
+    """Hugging Face text generation: `POST {base_url}` with `inputs` and `parameters`.
+
+    Serves TGI (whose `POST /` takes `stream`), Inference Endpoints and the serverless Inference
+    API (`https://api-inference.huggingface.co/models/{model}`). The messages are joined into one
+    prompt, since these endpoints take raw text; for chat templates use the `openai` kind against
+    Hugging Face's OpenAI-compatible router instead.
+    """
+
+    kind = "huggingface"
+
+    def _url(self, request: ChatRequest) -> str:
+        return self.config.base_url.replace("{model}", request.model)
+
+    def body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        parameters: dict[str, Any] = {"return_full_text": False, "details": True}
+        _put(parameters, "max_new_tokens", request.max_tokens)
+        if request.temperature is not None:
+            if request.temperature <= 0:
+                parameters["do_sample"] = False  # TGI refuses temperature 0: greedy decoding instead
+            else:
+                parameters["temperature"] = request.temperature
+        _put(parameters, "top_p", request.top_p)
+        if request.stop:
+            parameters["stop"] = list(request.stop)
+        if request.response_format == "json" and request.json_schema is not None:
+            parameters["grammar"] = {"type": "json", "value": request.json_schema}
+        return {"inputs": self.prompt(request), "parameters": parameters, "stream": stream}
+
+    @staticmethod
+    def prompt(request: ChatRequest) -> str:
+        parts = [request.system] if request.system else []
+        if request.response_format == "json":
+            parts.append(JSON_INSTRUCTION)
+        if len(request.messages) == 1:
+            parts.append(request.messages[0].content)
+        else:
+            parts += [f"{m.role}: {m.content}" for m in request.messages]
+            parts.append("assistant:")
+        return "\n\n".join(parts)
+
+    async def _complete(self, request: ChatRequest, on_text: OnText | None) -> ChatResponse:
+        if not self.config.stream:
+            return self._parse(await self._post_json(request, self.body(request, stream=False)), request)
+        reply = ChatResponse(text="", model=request.model)
+        parts: list[str] = []
+        async with self.client.stream("POST", self._url(request), json=self.body(request, stream=True)) as response:
+            await self._checked(response)
+            async for _, data in sse_events(response):
+                event = _json(data, "a streamed event")
+                if not isinstance(event, dict):
+                    raise InvalidResponse(f"a streamed event is not an object: {data[:200]}")
+                if "error" in event:
+                    raise_for_error_payload(event)
+                token = event.get("token") or {}
+                if token.get("text") and not token.get("special"):
+                    parts.append(token["text"])
+                    if on_text is not None:
+                        on_text(token["text"])
+                details = event.get("details")
+                if isinstance(details, dict):
+                    reply.finish_reason = details.get("finish_reason")
+                    reply.output_tokens = details.get("generated_tokens")
+        reply.text = "".join(parts)
+        return reply
+
+    def _parse(self, payload: Any, request: ChatRequest) -> ChatResponse:
+        item = payload[0] if isinstance(payload, list) and payload else payload
+        if not isinstance(item, dict) or not isinstance(item.get("generated_text"), str):
+            raise InvalidResponse(f"no generated_text in the response: {_excerpt(payload)}")
+        details = item.get("details") or {}
+        prefill = details.get("prefill")
+        return ChatResponse(text=item["generated_text"], model=request.model,
+                            finish_reason=details.get("finish_reason"),
+                            input_tokens=len(prefill) if isinstance(prefill, list) and prefill else None,
+                            output_tokens=details.get("generated_tokens"))
+
+
+PROVIDER_KINDS: dict[str, type[Provider]] = {
+    "openai": OpenAICompatible, "anthropic": AnthropicMessages, "huggingface": HuggingFaceInference}
+
+
+def make_provider(name: str, config: ProviderConfig, *,
+                  transport: httpx.AsyncBaseTransport | None = None) -> Provider:
+    """The provider for a configuration (`config.kind` picks the wire protocol)."""
+    return PROVIDER_KINDS[config.kind](name, config, transport=transport)
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str | None, str]]:
+    """(event, data) pairs of a server-sent event stream (the WHATWG rules Baton's providers use)."""
+    event: str | None = None
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue  # a comment / keep-alive
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:
+        yield event, "\n".join(data)
+
+
+_CONTENT_FILTER_CODES = {"content_filter", "content_policy_violation", "content_filtered"}
+
+
+def raise_for_status(status: int, headers: httpx.Headers, body: bytes) -> None:
+    """Raise the LLMError an HTTP error status means (the provider's message in the cause)."""
+    message, code = _error_details(body)
+    detail = f"HTTP {status}" + (f" ({code})" if code else "") + (f": {message}" if message else "")
+    if code in _CONTENT_FILTER_CODES or "content management policy" in message.lower():
+        raise ContentFiltered(detail)
+    if status == 429:
+        retry_after = _retry_after(headers)
+        hint = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+        raise RateLimited(detail + hint, retry_after_seconds=retry_after)
+    if status in (408, 504):
+        raise ProviderTimeout(detail)
+    if status >= 500:  # includes Anthropic's 529 overloaded and HF's 503 "model is loading"
+        raise ProviderUnavailable(detail)
+    raise RequestRejected(detail)
+
+
+def raise_for_error_payload(event: dict[str, Any]) -> None:
+    """An error reported inside a stream (OpenAI-style, Anthropic's `error` event, TGI's `error`)."""
+    error = event.get("error")
+    if isinstance(error, dict):
+        kind = str(error.get("type") or error.get("code") or "")
+        message = str(error.get("message") or "")
+    else:
+        kind, message = str(event.get("error_type") or ""), str(error or "")
+    detail = f"error in the stream ({kind}): {message}" if kind else f"error in the stream: {message}"
+    if kind in ("rate_limit_error", "rate_limit_exceeded", "429"):
+        raise RateLimited(detail)
+    if kind in ("overloaded_error", "api_error", "server_error", "overloaded", "500", "503"):
+        raise ProviderUnavailable(detail)
+    if kind in _CONTENT_FILTER_CODES:
+        raise ContentFiltered(detail)
+    if kind in ("invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+                "validation", "400", "401", "403", "404"):
+        raise RequestRejected(detail)
+    raise InvalidResponse(detail)
+
+
+def _check_finish(reason: str | None) -> None:
+    if reason in ("content_filter", "refusal"):
+        raise ContentFiltered(f"the provider stopped the answer (finish reason {reason!r})")
+
+
+def _error_details(body: bytes) -> tuple[str, str]:
+    """(message, code) of an error body in any of the providers' shapes; the text if not JSON."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace").strip()[:300], ""
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict):
+            code = error.get("code") or error.get("type") or ""
+            return str(error.get("message") or "")[:300], str(code)
+        return str(error)[:300], str(payload.get("error_type") or "")
+    return str(payload)[:300], ""
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    for name in ("retry-after", "x-ratelimit-reset-requests"):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value.rstrip("s"))
+            except ValueError:
+                continue  # an HTTP date or "1m30s": not worth parsing for a hint
+    return None
+
+
+def _json(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        shown = text.decode(errors="replace") if isinstance(text, bytes) else text
+        raise InvalidResponse(f"{what} is not JSON: {shown[:200]!r}") from None
+
+
+def _put(target: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        target[key] = value
+
+
+def _excerpt(payload: Any) -> str:
+    return json.dumps(payload)[:200] if payload is not None else "null"
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
