@@ -453,7 +453,8 @@ class StepService:
             await self._cancel_job(job)
             raise
         except StepError as exc:
-            return self._failed(command, exc.error, exc.cause, started)
+            # A failure may carry what it cost (an LLM's usage, latency): keep it with the result.
+            return self._failed(command, exc.error, exc.cause, started, getattr(exc, "metadata", None))
         except TimeoutError as exc:
             if not deadline.expired():
                 return self._failed(command, type(exc).__name__, str(exc), started)
@@ -476,9 +477,11 @@ class StepService:
         return StepResult(execution_id=command.execution_id, kind="succeeded", task_id=command.task_id,
                           output=output, metadata=metadata)
 
-    def _failed(self, command: StepCommand, error: str, cause: str | None, started: float) -> StepResult:
+    def _failed(self, command: StepCommand, error: str, cause: str | None, started: float,
+                metadata: dict[str, Any] | None = None) -> StepResult:
         return StepResult(execution_id=command.execution_id, kind="failed", task_id=command.task_id,
-                          error=error, cause=cause, metadata={"duration_ms": _elapsed_ms(started)})
+                          error=error, cause=cause,
+                          metadata={**(metadata or {}), "duration_ms": _elapsed_ms(started)})
 
     def _encoded(self, result: StepResult) -> tuple[StepResult, bytes]:
         """The result as published; one too big (or not JSON) fails the task, as ASL's limit does."""

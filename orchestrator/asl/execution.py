@@ -32,6 +32,9 @@ class TaskSucceeded(BaseModel):
     kind: Literal["task_succeeded"] = "task_succeeded"
     task_id: str
     output: Any = None
+    # What the step service reported about the work (model, usage, latency, rendered prompt):
+    # recorded in the history, never interpreted.
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class TaskFailed(BaseModel):
@@ -39,6 +42,7 @@ class TaskFailed(BaseModel):
     task_id: str
     error: str = "States.TaskFailed"
     cause: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class TaskHeartbeat(BaseModel):

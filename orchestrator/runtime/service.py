@@ -75,6 +75,7 @@ from schemas.executions import RedriveExecution as RedriveRequest
 from schemas.executions import StartExecution as StartRequest
 from schemas.review import ReviewDecision
 from schemas.steps import StepResult
+from steps.sdk.resolve import service_for
 
 log = logging.getLogger("baton.orchestrator")
 
@@ -374,10 +375,10 @@ class Orchestrator:
                 return
             self._count_usage(execution, result)
             if result.kind == "succeeded":
-                event = TaskSucceeded(task_id=result.task_id, output=result.output)
+                event = TaskSucceeded(task_id=result.task_id, output=result.output, metadata=result.metadata)
             elif result.kind == "failed":
                 event = TaskFailed(task_id=result.task_id, error=result.error or "States.TaskFailed",
-                                   cause=result.cause)
+                                   cause=result.cause, metadata=result.metadata)
             else:
                 event = TaskHeartbeat(task_id=result.task_id)
             self._apply(result.execution_id, execution, event, at, seed, staged, out, new_timers)
@@ -392,8 +393,9 @@ class Orchestrator:
                 raise Rejected("invalid_task_token", "the token names another execution")
             execution = self._owned(execution_id, key, staged)
             if task_id not in execution.state.tasks:
-                self.metrics.ignored.labels("stale_or_duplicate_decision").inc()
-                return
+                # A reused or expired token (decided, timed out, or its execution ended) is
+                # refused like a forged one, so whoever posted it can see why it changed nothing.
+                raise Rejected("stale_task_token", f"task {task_id} is no longer awaited")
             if decision.outcome == "success":
                 event = TaskSucceeded(task_id=task_id, output=decision.output)
             elif decision.outcome == "failure":
@@ -530,9 +532,16 @@ class Orchestrator:
         self.metrics.execution_seconds.labels(*labels).observe(max(0.0, at - started))
 
     def _count_usage(self, execution: Execution, result: StepResult) -> None:
-        """Token use and cost a step reported, per state machine and version."""
+        """Step duration by service and model, token use and cost, per state machine and version."""
         labels = (execution.machine_name, execution.version_label)
+        pending = execution.state.tasks.get(result.task_id)
+        duration_ms = result.metadata.get("duration_ms")
+        if pending is not None and result.kind in ("succeeded", "failed") and isinstance(duration_ms, int | float):
+            model = str(result.metadata.get("model") or "")
+            self.metrics.step_seconds.labels(service_for(pending.resource), model).observe(duration_ms / 1000)
         usage = result.metadata.get("usage")
+        if not isinstance(usage, dict):
+            usage = result.metadata  # the LLM service reports input_tokens/output_tokens at the top level
         if isinstance(usage, dict):
             for direction, keys in (("input", ("input_tokens", "prompt_tokens")),
                                     ("output", ("output_tokens", "completion_tokens"))):

@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError, for_code
 
 from orchestrator.settings import KafkaSettings
 
-DEFAULT_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review")
+DEFAULT_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review", "retrieval")
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's own rule for topic names
 _REQUEST_TIMEOUT_MS = 30_000

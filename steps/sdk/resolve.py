@@ -20,7 +20,7 @@ from typing import Any
 from orchestrator.asl import resources
 
 # Resources of the step services other than `fn`, by parsed service name (baton:X or AWS ARN).
-_BATON_SERVICES = {"llm": "llm", "http": "http", "review": "review"}
+_BATON_SERVICES = {"llm": "llm", "http": "http", "review": "review", "retrieve": "retrieval"}
 _AWS_INTEGRATIONS = {("bedrock", "invokeModel"): "llm", ("http", "invoke"): "http"}
 
 

@@ -189,6 +189,11 @@ def test_llm_workflows_with_a_real_model(kafka: KafkaSettings, models: list[Mode
                 assert meta["prompt"]["messages"][-1]["role"] == "user"
             streamed = next(r for r in succeeded if r.execution_id == ids["stream"])
             assert streamed.metadata["stream_chunks"] == len(chunks)
+            # ... into the execution history (the rendered prompt, tokens, latency, time to first token) ...
+            recorded = [e["taskSucceededEventDetails"]["metadata"] for e in (await client.history())[ids["stream"]]
+                        if e["type"] == "TaskSucceeded"]
+            assert recorded and recorded[-1]["output_tokens"] > 0 and recorded[-1]["time_to_first_token_ms"] > 0
+            assert recorded[-1]["prompt"]["messages"][-1]["content"] == "Explain rain to a child."
             assert streamed.metadata["prompt"]["messages"][-1]["content"] == "Explain rain to a child."
 
             # ... and in the service's /metrics.

@@ -22,7 +22,6 @@ from schemas.base import decode
 from schemas.steps import StepResult
 from steps.retrieval.service import retrieval_service
 from steps.retrieval.settings import EmbeddingsSettings, KnowledgeBaseSettings
-from steps.sdk import resolve
 from tests.integration.runtime_support import RuntimeClient, read_all
 
 KB_FOLDER = Path(__file__).resolve().parents[2] / "examples" / "insurance" / "kb"
@@ -63,13 +62,6 @@ def kb_dir(tmp_path: Path, embeddings_url: str) -> Path:
     assert result.exit_code == 0, result.output
     assert "insurance: 5 documents," in result.output
     return tmp_path / "kb"
-
-
-@pytest.fixture(autouse=True)
-def retrieve_resource(monkeypatch: pytest.MonkeyPatch) -> None:
-    # `baton:retrieve` is served by the "retrieval" service; until steps/sdk/resolve.py maps it,
-    # the test adds the mapping (a no-op once it is there).
-    monkeypatch.setitem(resolve._BATON_SERVICES, "retrieve", "retrieval")
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 def execute(d: Decider, run: Run, state: State) -> None:
     machine_key = f"{run.id}/{state.name}/{run.entries[state.name]}/{run.retry_count}"
+    if d.s.redrive_count:
+        # A redriven execution re-enters states afresh: its tasks (and tokens) must not be the
+        # failed attempt's, or a late answer to that attempt would complete the new one.
+        machine_key = f"redrive{d.s.redrive_count}/{machine_key}"
     task_id = f"{d.s.execution_id}/{machine_key}"
     resource = resources.parse_resource(state.get("Resource"))
     token = d.env.task_token(task_id) if resource.pattern == resources.CALLBACK else None
@@ -97,13 +101,19 @@ def settle_task(d: Decider, task_id: str, outcome: str, details: dict[str, Any])
 
 
 def task_succeeded(d: Decider, event: TaskSucceeded) -> None:
-    settled = settle_task(d, event.task_id, "Succeeded", {"output": to_json(event.output)})
+    details: dict[str, Any] = {"output": to_json(event.output)}
+    if event.metadata:
+        details["metadata"] = event.metadata
+    settled = settle_task(d, event.task_id, "Succeeded", details)
     if settled is not None:
         d.apply_result(*settled, event.output)
 
 
 def task_failed(d: Decider, event: TaskFailed) -> None:
-    settled = settle_task(d, event.task_id, "Failed", causes.error_details(event.error, event.cause))
+    details = causes.error_details(event.error, event.cause)
+    if event.metadata:
+        details["metadata"] = event.metadata
+    settled = settle_task(d, event.task_id, "Failed", details)
     if settled is not None:
         d.state_failed(*settled, event.error, event.cause)
 
