@@ -26,10 +26,10 @@ from schemas.registry import StateMachineRecord
 from schemas.review import ReviewDecision, ReviewRequest
 from schemas.steps import StepCommand, StepResult
 from schemas.streams import StreamChunk
-from schemas.topics import Topics
+from schemas.topics import STEP_SERVICES, Topics
 
 ASYNCAPI_VERSION = "3.0.0"
-DEFAULT_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review")
+DEFAULT_SERVICES: tuple[str, ...] = STEP_SERVICES
 EXECUTION_KEY = "The execution id (UTF-8): every topic is keyed by it, so an execution's events keep their order."
 
 Direction = Literal["receive", "send"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# The step services Baton ships, each with its own command topic.
+STEP_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review", "retrieval")
+
+
 @dataclass(frozen=True)
 class Topics:
     prefix: str = "baton"

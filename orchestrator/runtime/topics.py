@@ -24,8 +24,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
 from orchestrator.settings import KafkaSettings
+from schemas.topics import STEP_SERVICES
 
-DEFAULT_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review", "retrieval")
+DEFAULT_SERVICES: tuple[str, ...] = STEP_SERVICES
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # Kafka's own rule for topic names
 _REQUEST_TIMEOUT_MS = 30_000
