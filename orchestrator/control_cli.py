@@ -192,6 +192,19 @@ def _start_target(target: str) -> tuple[str, dict[str, Any] | None]:
     return target, None  # a registered state machine, resolved by the orchestrator
 
 
+async def _check_registered(settings: KafkaSettings, reference: str, execution_name: str) -> None:
+    """Refuse a start naming no registered state machine, version or alias before publishing it
+    (the orchestrator would only dead-letter it)."""
+    from orchestrator.registry.errors import RegistryError
+    from orchestrator.registry.model import resolve
+    from orchestrator.registry.store import read_registry
+
+    try:
+        resolve(await read_registry(settings), reference, execution_name)
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _load_definition(path: str) -> dict[str, Any]:
     """The file's definition, validated here so an invalid one never reaches Kafka."""
     from orchestrator.asl.errors import DefinitionError
@@ -262,6 +275,8 @@ def print_execution(view: ExecutionView) -> None:
         ("Execution", view.execution_id), ("State machine", view.state_machine), ("Name", view.name),
         ("Status", view.status), ("Started", view.start_time or "-"), ("Stopped", view.stop_time or "-"),
     ]
+    if view.version is not None:
+        fields.insert(2, ("Version", str(view.version) + (f" (alias {view.alias})" if view.alias else "")))
     if view.redrive_count:
         fields.append(("Redrives", str(view.redrive_count)))
     fields.append(("Input", _compact(view.input)))
@@ -302,6 +317,8 @@ def start(target: str, input_: str, name: str | None, wait: bool, timeout: float
     name = name if name is not None else str(uuid.uuid4())
     _check_name(name)
     settings = kafka_settings(bootstrap, topic_prefix)
+    if definition is None:
+        run(_check_registered(settings, state_machine, name), settings)
     request = StartExecution(execution_id=execution_id_for(state_machine, name), state_machine=state_machine,
                              definition=definition, name=name, input=execution_input)
     if not wait:
