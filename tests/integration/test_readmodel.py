@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def settings(kafka_bootstrap: str, topic_prefix: str) -> Iterator[KafkaSettings]:
     """Settings whose start, history and events topics exist (and are deleted afterwards)."""
     kafka = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."))
-    topics = [kafka.topics.start, kafka.topics.history, kafka.topics.events]
+    topics = [kafka.topics.start, kafka.topics.history, kafka.topics.events, kafka.topics.statemachines]
     asyncio.run(_admin(kafka, create=topics))
     asyncio.run(_until_visible(kafka, topics))
     try:
@@ -237,6 +237,18 @@ def test_start_publishes_a_start_request_keyed_by_execution_id(settings: KafkaSe
     execution_id = execution_id_for("Story", "n1")
     assert result.stdout.strip() == execution_id
 
+    unknown = cli(control_cli.start, settings, "Registered:prod", "--name", "n0")
+    assert unknown.exit_code == 2 and "no state machine named 'Registered'" in unknown.stderr
+
+    async def register() -> None:
+        from orchestrator.registry.model import alias_routes
+        from orchestrator.registry.store import RegistryWriter
+
+        writer = RegistryWriter(settings)
+        await writer.deploy("Registered", DEFINITION, publish=True)
+        await writer.set_alias("Registered", "prod", alias_routes([1], [100]))
+
+    asyncio.run(register())
     by_name = cli(control_cli.start, settings, "Registered:prod", "--name", "n2", "--json")
     assert by_name.exit_code == 0, by_name.output
     assert json.loads(by_name.stdout)["execution_id"] == execution_id_for("Registered:prod", "n2")
