@@ -66,6 +66,10 @@ class _LazyGroup(click.Group):
         "kb": "orchestrator.kb_cli:kb",
         "model": "orchestrator.model_cli:model",
         "stream": "steps.llm.cli:stream",
+        "dev": "orchestrator.dev:dev",
+        "demo": "orchestrator.demo:demo",
+        "graph": "orchestrator.graph_cli:graph",
+        "api": "orchestrator.api_cli:api",
         **{name: f"orchestrator.registry_cli:{attribute}" for name, attribute in
            (("deploy", "deploy"), ("versions", "versions"), ("alias", "alias"), ("state-machines", "state_machines"),
             ("state-machine", "state_machine"), ("delete-version", "delete_version"))},

@@ -1,0 +1,613 @@
+"""The HTTP API and its pages (`baton api`): FastAPI over the read model and the request topics.
+
+The app holds a `ReadModel` that follows the history and events topics in the background, a
+follower of the compacted state topic (each execution's pinned definition, for the graph), and
+an idempotent producer. Writes are the same records the CLI publishes: start, stop and redrive
+go to the start topic keyed by execution id (`orchestrator.control_cli`), task success, failure
+and heartbeat go to the review-decisions topic keyed by the execution the token names
+(`steps.review`). Reads come from the read model, so they see every orchestrator instance.
+
+Every error is one JSON shape: `{"error": {"code", "message", "details"?}}`, with the HTTP status
+saying its class (400 a bad request, 404 unknown, 409 a conflict, 503 Kafka unavailable).
+
+Auth is a later issue: every route already declares the role it needs (viewer, operator,
+reviewer) through `requires(role)`, which calls the app's `Authorizer`; the default allows all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orchestrator.api.readmodel import (
+    TERMINAL_STATUSES,
+    AmbiguousExecution,
+    ExecutionView,
+    ReadModel,
+    ReadModelError,
+    default_path,
+    kafka_errors,
+    topic_partitions,
+)
+from orchestrator.asl.errors import DefinitionError
+from orchestrator.asl.model import StateMachine, parse_definition
+from orchestrator.graph import state_runs, to_mermaid, to_svg
+from orchestrator.runtime.tokens import InvalidToken
+from orchestrator.settings import KafkaSettings
+from schemas.base import Envelope, decode, encode
+from schemas.executions import ExecutionSnapshot, RedriveExecution, StartExecution, StopExecution, execution_id_for
+from schemas.review import ReviewDecision
+
+log = logging.getLogger(__name__)
+
+PAGES = Path(__file__).parent / "pages"
+REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
+Role = Literal["viewer", "operator", "reviewer", "admin"]
+Authorizer = Callable[[Request, Role], Awaitable[None]]
+_SSE_POLL = 0.5
+
+
+# ------------------------------------------------------------ errors
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": {"code", "message", "details"}}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _not_found(execution: str) -> ApiError:
+    return ApiError(404, "ExecutionNotFound", f"no execution {execution!r} (by id, or by name when unique)")
+
+
+# ------------------------------------------------------------ auth hook
+
+
+async def allow_all(request: Request, role: Role) -> None:
+    """The default Authorizer: no auth yet (bearer tokens with roles come in a later issue)."""
+
+
+def requires(role: Role) -> Any:
+    """A dependency that asks the app's Authorizer whether the request may act as `role`."""
+
+    async def check(request: Request) -> None:
+        authorizer: Authorizer = request.app.state.authorizer
+        await authorizer(request, role)
+
+    return Depends(check)
+
+
+# ------------------------------------------------------------ request bodies
+
+
+class StartRequest(BaseModel):
+    state_machine: str | None = Field(None, description="A registered state machine (NAME, NAME:VERSION, "
+                                                        "NAME:ALIAS), or a label for an inline definition.")
+    definition: dict[str, Any] | None = Field(None, description="Inline ASL, validated before it is sent.")
+    name: str | None = Field(None, description="The execution name (default: a UUID); the same name starts once.")
+    input: Any = Field(default_factory=dict)
+
+
+class StopRequest(BaseModel):
+    error: str | None = None
+    cause: str | None = None
+
+
+class DefinitionRequest(BaseModel):
+    definition: Any = Field(..., description="An ASL definition: a JSON object, or JSON/YAML text.")
+
+
+class TestStateRequest(DefinitionRequest):
+    state: str
+    input: Any = Field(default_factory=dict)
+    result: Any = None
+    has_result: bool = Field(False, description="Use `result` as the task's result (a null result counts).")
+    error: str | None = None
+    cause: str | None = None
+    variables: dict[str, Any] | None = None
+
+
+class TaskSuccess(BaseModel):
+    task_token: str
+    output: Any = Field(default_factory=dict)
+
+
+class TaskFailure(BaseModel):
+    task_token: str
+    error: str = "Review.Rejected"
+    cause: str | None = None
+
+
+class TaskHeartbeat(BaseModel):
+    task_token: str
+
+
+class ReviewDecisionRequest(BaseModel):
+    """A reviewer's decision, as the inbox posts it (what `baton review approve|edit|reject` does)."""
+
+    task_token: str
+    decision: Literal["approve", "edit", "reject"]
+    output: Any = None  # approve: an object merged into the result; edit: the new content
+    comment: str | None = None
+    reviewer: str | None = None
+    error: str = "Review.Rejected"
+    cause: str | None = None
+
+
+# ------------------------------------------------------------ Kafka side
+
+
+@dataclass
+class Definitions:
+    """Each execution's pinned definition, from the compacted state topic (and from our starts)."""
+
+    by_execution: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def follow(self, settings: KafkaSettings, stop: asyncio.Event) -> None:
+        topic = settings.topics.state
+        partitions = [TopicPartition(topic, p) for p in (await topic_partitions(settings, [topic]))[topic]]
+        consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed", auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+                for messages in batches.values():
+                    for message in messages:
+                        key = (message.key or b"").decode(errors="replace")
+                        if message.value is None or key in self.by_execution:
+                            continue  # definitions are pinned: the first one seen stays right
+                        with suppress(ValueError):
+                            self.by_execution[key] = decode(ExecutionSnapshot, message.value).definition
+        finally:
+            await consumer.stop()
+
+
+class Backend:
+    """What the routes use: the read model, the definitions, a producer, the settings."""
+
+    def __init__(self, settings: KafkaSettings, db_path: str | Path) -> None:
+        self.settings = settings
+        self.model = ReadModel(db_path)
+        self.definitions = Definitions()
+        self.producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        topics = self.settings.topics
+        with kafka_errors(self.settings):
+            await topic_partitions(self.settings, [topics.start, topics.review_decisions, topics.state])
+            await self.model.catch_up(self.settings)
+            await self.producer.start()
+        self._tasks = [asyncio.create_task(self._keep(self.model.follow(self.settings, self._stop, 0.3), "read model")),
+                       asyncio.create_task(self._keep(self.definitions.follow(self.settings, self._stop),
+                                                      "definitions"))]
+
+    async def _keep(self, work: Awaitable[None], what: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the API keeps answering from what it has
+            log.error("the API stopped following %s: %s", what, exc)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.producer.stop()
+        self.model.close()
+
+    async def publish(self, topic: str, record: Envelope) -> None:
+        with kafka_errors(self.settings):
+            await self.producer.send_and_wait(topic, encode(record), key=record.execution_id.encode())
+
+    def describe(self, execution: str) -> ExecutionView:
+        try:
+            view = self.model.describe(execution)
+        except AmbiguousExecution as exc:
+            raise ApiError(409, "AmbiguousExecution", str(exc), {"execution_ids": exc.execution_ids}) from None
+        if view is None:
+            raise _not_found(execution)
+        return view
+
+    def machine_of(self, execution_id: str) -> StateMachine | None:
+        definition = self.definitions.by_execution.get(execution_id)
+        return parse_definition(definition, validate=False) if definition is not None else None
+
+
+def _backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def _parse(definition: Any) -> StateMachine:
+    """A valid definition, or 400 with every problem and its JSON path."""
+    try:
+        return parse_definition(definition if isinstance(definition, (str, dict)) else json.dumps(definition))
+    except DefinitionError as exc:
+        problems = [{"path": p.path, "message": p.message} for p in exc.problems]
+        raise ApiError(400, "InvalidDefinition", f"invalid definition ({len(problems)} problem(s)): "
+                       f"{problems[0]['path']}: {problems[0]['message']}", {"problems": problems}) from None
+    except ValueError as exc:
+        raise ApiError(400, "InvalidDefinition", str(exc)) from None
+
+
+def _decision(make: Callable[[], ReviewDecision]) -> ReviewDecision:
+    try:
+        return make()
+    except (InvalidToken, ValueError) as exc:
+        raise ApiError(400, "InvalidDecision", str(exc)) from None
+
+
+# ------------------------------------------------------------ the app
+
+
+def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
+               authorizer: Authorizer = allow_all) -> FastAPI:
+    """The API and pages for the topics of `settings`; `db_path` is the read model's file."""
+    path = db_path if db_path is not None else default_path(settings.topic_prefix)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backend = Backend(settings, path)
+        try:
+            await backend.start()
+        except BaseException:
+            await backend.stop()
+            raise
+        app.state.backend = backend
+        try:
+            yield
+        finally:
+            await backend.stop()
+
+    app = FastAPI(title="Baton", version="0.1.0", lifespan=lifespan,
+                  description="Amazon States Language workflows on Apache Kafka: executions, human review, "
+                              "TestState and validation. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
+    app.state.authorizer = authorizer
+    _errors(app)
+    _routes(app)
+    _pages(app)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"path": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+                    for e in exc.errors()]
+        first = problems[0] if problems else {"path": "", "message": "invalid request"}
+        return error_response(400, "BadRequest", f"{first['path']}: {first['message']}", {"problems": problems})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HttpError")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(ReadModelError)
+    async def kafka_error(request: Request, exc: ReadModelError) -> JSONResponse:
+        return error_response(503, "KafkaUnavailable", str(exc))
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        return error_response(503, "ReadModelUnavailable", f"read model database: {exc}")
+
+
+def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
+    viewer, operator, reviewer = requires("viewer"), requires("operator"), requires("reviewer")
+
+    @app.post("/api/executions", status_code=201, dependencies=[operator], tags=["executions"])
+    async def start_execution(body: StartRequest, request: Request) -> dict[str, Any]:
+        """Start an execution of an inline definition or a registered state machine."""
+        backend = _backend(request)
+        if body.definition is None and not body.state_machine:
+            raise ApiError(400, "BadRequest", "give a definition or the name of a registered state machine")
+        if body.definition is not None:
+            _parse(body.definition)
+        state_machine = body.state_machine or "inline"
+        name = body.name or str(uuid.uuid4())
+        from orchestrator.control_cli import _NAME_MAX, _NAME_SYMBOLS
+
+        if len(name) > _NAME_MAX or any(c.isspace() or c in _NAME_SYMBOLS for c in name):
+            raise ApiError(400, "InvalidName", f"name must be 1 to {_NAME_MAX} characters, without whitespace "
+                                               f"or any of {_NAME_SYMBOLS}")
+        if body.definition is None:
+            from orchestrator.registry.errors import RegistryError
+            from orchestrator.registry.model import resolve
+            from orchestrator.registry.store import read_registry
+
+            try:
+                with kafka_errors(backend.settings):
+                    resolve(await read_registry(backend.settings), state_machine, name)
+            except RegistryError as exc:
+                raise ApiError(404, "StateMachineNotFound", str(exc)) from None
+        request_ = StartExecution(execution_id=execution_id_for(state_machine, name), state_machine=state_machine,
+                                  definition=body.definition, name=name, input=body.input)
+        if body.definition is not None:
+            backend.definitions.by_execution.setdefault(request_.execution_id, body.definition)
+        await backend.publish(backend.settings.topics.start, request_)
+        return {"execution_id": request_.execution_id, "state_machine": state_machine, "name": name}
+
+    @app.get("/api/executions", dependencies=[viewer], tags=["executions"])
+    async def list_executions(request: Request, status: str | None = None, state_machine: str | None = None,
+                              limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+        """Executions, most recently started first."""
+        views = _backend(request).model.list(status=status.upper() if status else None,
+                                             state_machine=state_machine, limit=limit)
+        return [view.model_dump(mode="json") for view in views]
+
+    @app.get("/api/executions/{execution}", dependencies=[viewer], tags=["executions"])
+    async def describe_execution(execution: str, request: Request) -> dict[str, Any]:
+        """One execution by id (or by name when unique): status, input, output, error, times."""
+        return _backend(request).describe(execution).model_dump(mode="json")
+
+    @app.get("/api/executions/{execution}/history", dependencies=[viewer], tags=["executions"])
+    async def execution_history(execution: str, request: Request) -> list[dict[str, Any]]:
+        """Every history event, oldest first."""
+        backend = _backend(request)
+        return backend.model.history(backend.describe(execution).execution_id)
+
+    @app.get("/api/executions/{execution}/states", dependencies=[viewer], tags=["executions"])
+    async def execution_states(execution: str, request: Request) -> dict[str, Any]:
+        """What each state did so far: status, input, output, error, retries, model, tokens."""
+        backend = _backend(request)
+        view = backend.describe(execution)
+        return _progress(view, backend.model.history(view.execution_id))
+
+    @app.get("/api/executions/{execution}/graph", dependencies=[viewer], tags=["executions"])
+    async def execution_graph(execution: str, request: Request,
+                              format: Literal["svg", "mermaid"] = "svg") -> Response:
+        """The execution's definition as SVG coloured by state status, or as Mermaid."""
+        backend = _backend(request)
+        view = backend.describe(execution)
+        machine = backend.machine_of(view.execution_id)
+        if machine is None:
+            raise ApiError(404, "DefinitionNotFound", f"the definition of {view.execution_id} is not known yet "
+                                                      f"(it is read from {backend.settings.topics.state})")
+        if format == "mermaid":
+            return Response(to_mermaid(machine), media_type="text/plain")
+        runs = state_runs(backend.model.history(view.execution_id))
+        return Response(to_svg(machine, runs), media_type="image/svg+xml")
+
+    @app.post("/api/executions/{execution}/stop", status_code=202, dependencies=[operator], tags=["executions"])
+    async def stop_execution(execution: str, request: Request, body: StopRequest | None = None) -> dict[str, Any]:
+        """Ask the orchestrator to abort a running execution."""
+        backend = _backend(request)
+        view = backend.describe(execution)
+        if view.status in TERMINAL_STATUSES:
+            raise ApiError(409, "ExecutionEnded", f"{view.execution_id} has already ended ({view.status}); "
+                                                  "nothing to stop")
+        body = body or StopRequest()
+        await backend.publish(backend.settings.topics.start,
+                              StopExecution(execution_id=view.execution_id, error=body.error, cause=body.cause))
+        return {"execution_id": view.execution_id, "requested": "stop"}
+
+    @app.post("/api/executions/{execution}/redrive", status_code=202, dependencies=[operator], tags=["executions"])
+    async def redrive_execution(execution: str, request: Request) -> dict[str, Any]:
+        """Restart a FAILED, TIMED_OUT or ABORTED execution from the states that did not succeed."""
+        backend = _backend(request)
+        view = backend.describe(execution)
+        if view.status not in REDRIVABLE:
+            raise ApiError(409, "NotRedrivable", f"only {', '.join(REDRIVABLE)} executions can be redriven; "
+                                                 f"{view.execution_id} is {view.status}")
+        await backend.publish(backend.settings.topics.start, RedriveExecution(execution_id=view.execution_id))
+        return {"execution_id": view.execution_id, "requested": "redrive"}
+
+    @app.get("/api/executions/{execution}/events", dependencies=[viewer], tags=["streams"],
+             response_class=StreamingResponse)
+    async def execution_events(execution: str, request: Request) -> StreamingResponse:
+        """Server-sent events: `status` (the execution and its states) at each change, until it ends."""
+        backend = _backend(request)
+        execution_id = backend.describe(execution).execution_id
+        return _sse(_status_events(backend, execution_id, request))
+
+    @app.get("/api/executions/{execution}/stream", dependencies=[viewer], tags=["streams"],
+             response_class=StreamingResponse)
+    async def execution_tokens(execution: str, request: Request, all_tasks: bool = False,
+                               idle_timeout: float = Query(300.0, gt=0)) -> StreamingResponse:
+        """Server-sent events: `token` per streamed LLM chunk, then `end` (from baton.streams)."""
+        backend = _backend(request)
+        execution_id = backend.describe(execution).execution_id
+        return _sse(_token_events(backend.settings, execution_id, all_tasks, idle_timeout))
+
+    @app.post("/api/tasks/success", status_code=202, dependencies=[reviewer], tags=["tasks"])
+    async def send_task_success(body: TaskSuccess, request: Request) -> dict[str, Any]:
+        """SendTaskSuccess: the waiting task succeeds with `output` (published to the review topic)."""
+        from steps.review.decisions import check_token
+
+        decision = _decision(lambda: ReviewDecision(execution_id=check_token(body.task_token),
+                                                    task_token=body.task_token.strip(), outcome="success",
+                                                    output=body.output))
+        return await _post_decision(request, decision)
+
+    @app.post("/api/tasks/failure", status_code=202, dependencies=[reviewer], tags=["tasks"])
+    async def send_task_failure(body: TaskFailure, request: Request) -> dict[str, Any]:
+        """SendTaskFailure: the waiting task fails with `error` and `cause`."""
+        from steps.review import decisions
+
+        return await _post_decision(request, _decision(lambda: decisions.reject(body.task_token, error=body.error,
+                                                                                 cause=body.cause)))
+
+    @app.post("/api/tasks/heartbeat", status_code=202, dependencies=[reviewer], tags=["tasks"])
+    async def send_task_heartbeat(body: TaskHeartbeat, request: Request) -> dict[str, Any]:
+        """SendTaskHeartbeat: restart the waiting task's HeartbeatSeconds clock."""
+        from steps.review import decisions
+
+        return await _post_decision(request, _decision(lambda: decisions.heartbeat(body.task_token)))
+
+    @app.get("/api/reviews", dependencies=[reviewer], tags=["reviews"])
+    async def list_reviews(request: Request) -> list[dict[str, Any]]:
+        """The reviews waiting for a decision, oldest first, each with its task token."""
+        from steps.review.inbox import pending_reviews
+
+        backend = _backend(request)
+        with kafka_errors(backend.settings):
+            return [review.as_json() for review in await pending_reviews(backend.settings, 30.0)]
+
+    @app.post("/api/reviews/decision", status_code=202, dependencies=[reviewer], tags=["reviews"])
+    async def decide_review(body: ReviewDecisionRequest, request: Request) -> dict[str, Any]:
+        """Approve, edit or reject a pending review (what `baton review approve|edit|reject` posts)."""
+        from steps.review import decisions
+
+        if body.decision == "approve":
+            decision = _decision(lambda: decisions.approve(body.task_token, body.output, reviewer=body.reviewer,
+                                                           comment=body.comment))
+        elif body.decision == "edit":
+            decision = _decision(lambda: decisions.edit(body.task_token, body.output, reviewer=body.reviewer,
+                                                        comment=body.comment))
+        else:
+            decision = _decision(lambda: decisions.reject(body.task_token, error=body.error, cause=body.cause,
+                                                          reviewer=body.reviewer))
+        return await _post_decision(request, decision)
+
+    @app.post("/api/validate", dependencies=[viewer], tags=["definitions"])
+    async def validate(body: DefinitionRequest) -> dict[str, Any]:
+        """Validate a definition: 200 when valid, 400 with every problem and its JSON path."""
+        machine = _parse(body.definition)
+        return {"valid": True, "start_at": machine.start_at, "query_language": machine.query_language,
+                "states": len(machine.states)}
+
+    @app.post("/api/test-state", dependencies=[viewer], tags=["definitions"])
+    async def test_state(body: TestStateRequest) -> dict[str, Any]:
+        """TestState: run one state with a given input (and task result or error)."""
+        from orchestrator.local.runner import LocalRunError, TaskResolver
+        from orchestrator.local.test_state import GivenOutcome, run_test_state
+
+        machine = _parse(body.definition)
+        given = GivenOutcome(result=body.result, has_result=body.has_result or body.result is not None,
+                             error=body.error, cause=body.cause)
+        try:
+            return await run_test_state(machine, body.state, body.input, given=given, resolver=TaskResolver(),
+                                        variables=body.variables)
+        except LocalRunError as exc:
+            raise ApiError(400, "TestStateFailed", str(exc)) from None
+
+
+async def _post_decision(request: Request, decision: ReviewDecision) -> dict[str, Any]:
+    backend = _backend(request)
+    await backend.publish(backend.settings.topics.review_decisions, decision)
+    return {"execution_id": decision.execution_id, "outcome": decision.outcome}
+
+
+def _progress(view: ExecutionView, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"execution": view.model_dump(mode="json"), "events": len(history),
+            "states": {name: run.as_json() for name, run in state_runs(history).items()}}
+
+
+# ------------------------------------------------------------ server-sent events
+
+
+def _sse(events: AsyncIterator[tuple[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        async for kind, data in events:
+            yield f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _status_events(backend: Backend, execution_id: str, request: Request) -> AsyncIterator[tuple[str, Any]]:
+    """A `status` event whenever the execution or its history changes; `end` once it has ended."""
+    last: tuple[str, int] | None = None
+    while not await request.is_disconnected():
+        view = backend.model.describe(execution_id)
+        if view is None:
+            return
+        history = backend.model.history(execution_id)
+        if (view.status, len(history)) != last:
+            last = (view.status, len(history))
+            yield "status", _progress(view, history)
+        if view.status in TERMINAL_STATUSES:
+            yield "end", {"status": view.status}
+            return
+        await asyncio.sleep(_SSE_POLL)
+
+
+async def _token_events(settings: KafkaSettings, execution_id: str, all_tasks: bool,
+                        idle_timeout: float) -> AsyncIterator[tuple[str, Any]]:
+    from steps.llm.streaming import follow_stream
+
+    try:
+        with kafka_errors(settings):
+            async for chunk in follow_stream(settings, execution_id, all_tasks=all_tasks, idle_timeout=idle_timeout):
+                yield "token", chunk.model_dump(mode="json", include={"task_id", "seq", "text", "final"})
+    except TimeoutError:
+        pass
+    except ReadModelError as exc:
+        yield "error", {"error": {"code": "KafkaUnavailable", "message": str(exc)}}
+    yield "end", {}
+
+
+# ------------------------------------------------------------ pages
+
+
+def _pages(app: FastAPI) -> None:
+    templates = Environment(loader=FileSystemLoader(PAGES / "templates"), autoescape=select_autoescape(["html"]))
+    templates.filters["quote"] = lambda text: quote(str(text), safe="")
+    templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+    app.mount("/static", StaticFiles(directory=PAGES / "static"), name="static")
+    viewer, reviewer = requires("viewer"), requires("reviewer")
+
+    def page(name: str, **values: Any) -> HTMLResponse:
+        return HTMLResponse(templates.get_template(name).render(**values))
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[viewer], include_in_schema=False)
+    async def executions_page(request: Request, status: str | None = None) -> HTMLResponse:
+        views = _backend(request).model.list(status=status.upper() if status else None, limit=200)
+        return page("executions.html", executions=views, status=status)
+
+    @app.get("/executions/{execution}", response_class=HTMLResponse, dependencies=[viewer], include_in_schema=False)
+    async def execution_page(execution: str, request: Request) -> HTMLResponse:
+        backend = _backend(request)
+        try:
+            view = backend.describe(execution)
+        except ApiError as exc:
+            return HTMLResponse(templates.get_template("error.html").render(message=exc.message),
+                                status_code=exc.status)
+        history = backend.model.history(view.execution_id)
+        machine = backend.machine_of(view.execution_id)
+        runs = state_runs(history)
+        return page("execution.html", execution=view, history=history,
+                    graph=to_svg(machine, runs) if machine is not None else None,
+                    states=json.dumps({name: run.as_json() for name, run in runs.items()}, ensure_ascii=False))
+
+    @app.get("/reviews", response_class=HTMLResponse, dependencies=[reviewer], include_in_schema=False)
+    async def reviews_page(request: Request) -> HTMLResponse:
+        return page("reviews.html")
