@@ -194,6 +194,7 @@ class PendingTask(BaseModel):
     timeout_timer: str | None = None
     heartbeat_timer: str | None = None
     heartbeat_seconds: float | None = None
+    scheduled_at: float = 0.0  # epoch seconds: how long a callback (a human review) waited
 
 
 class PendingTimer(BaseModel):

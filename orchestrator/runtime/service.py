@@ -396,6 +396,9 @@ class Orchestrator:
                 # A reused or expired token (decided, timed out, or its execution ended) is
                 # refused like a forged one, so whoever posted it can see why it changed nothing.
                 raise Rejected("stale_task_token", f"task {task_id} is no longer awaited")
+            if decision.outcome != "heartbeat":
+                waited = at - execution.state.tasks[task_id].scheduled_at
+                self.metrics.review_wait.observe(max(0.0, waited))
             if decision.outcome == "success":
                 event = TaskSucceeded(task_id=task_id, output=decision.output)
             elif decision.outcome == "failure":

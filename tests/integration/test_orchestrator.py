@@ -131,7 +131,7 @@ def test_callback_task_resumes_on_a_signed_decision(kafka: KafkaSettings) -> Non
                        HeartbeatSeconds=60, End=True)}}
 
     async def scenario() -> None:
-        async with running(kafka), RuntimeClient(kafka) as client:
+        async with running(kafka) as orchestrator, RuntimeClient(kafka) as client:
             execution_id = await client.start(definition, {"draft": "v1"})
             commands = []
             for _ in range(50):
@@ -157,6 +157,8 @@ def test_callback_task_resumes_on_a_signed_decision(kafka: KafkaSettings) -> Non
             assert sorted(d.reason.split(":")[0] for d in letters) == ["invalid_task_token", "stale_task_token"]
             history = (await client.history())[execution_id]
             assert [e["type"] for e in history].count("TaskSucceeded") == 1
+            # The wait for the decision is measured (the replay was refused, so it counts once).
+            assert orchestrator.metrics.registry.get_sample_value("baton_review_wait_seconds_count") == 1
 
     asyncio.run(scenario())
 

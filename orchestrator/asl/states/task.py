@@ -30,7 +30,7 @@ def execute(d: Decider, run: Run, state: State) -> None:
     heartbeat = seconds_field(d, run, state, "HeartbeatSeconds", scope)
     d.s.tasks[task_id] = PendingTask(
         run_id=run.id, state_name=state.name, resource=resource.uri, attempt=run.retry_count,
-        heartbeat_seconds=heartbeat,
+        heartbeat_seconds=heartbeat, scheduled_at=d.now,
     )
     pending = d.s.tasks[task_id]
     if timeout is not None:
