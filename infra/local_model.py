@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import importlib.util
 import json
 import os
@@ -39,10 +38,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from infra.processes import command_line, read_json, state_lock, tail, terminate
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
@@ -159,22 +159,12 @@ def _log_file(alias: str) -> Path:
     return state_dir() / f"{alias}.log"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _is_our_server(pid: int, alias: str, port: int) -> bool:
     """True if pid is alive and is this tool's server of `alias` on `port` (never a recycled pid)."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and "infra.local_model" in args and "serve" in args \
+    args = command_line(pid)
+    return args is not None and "infra.local_model" in args and "serve" in args \
         and alias in args and str(port) in args
 
 
@@ -191,17 +181,9 @@ def served_alias(port: int, timeout: float = 2.0) -> str | None:
         return ""
 
 
-@contextlib.contextmanager
-def _lock() -> Iterator[None]:
+def _lock() -> contextlib.AbstractContextManager[None]:
     """Serialise up/down across processes (two test sessions starting at once)."""
-    folder = state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return state_lock(state_dir())
 
 
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -224,11 +206,11 @@ def ensure_up(aliases: list[str] | None = None, port: int | None = None, timeout
 
 
 def _ensure_one(alias: str, port: int, timeout: float) -> ModelServer:
-    record = _read_json(_pid_file(alias))
+    record = read_json(_pid_file(alias))
     if record is not None and record.get("port") == port and _is_our_server(int(record["pid"]), alias, port):
         pid = int(record["pid"])
         _wait_ready(alias, port, pid, timeout, started_here=False)
-        ready = _read_json(_ready_file(alias)) or {}
+        ready = read_json(_ready_file(alias)) or {}
         return ModelServer(alias, port, pid, started_here=False, load_seconds=ready.get("load_seconds"))
     answering = served_alias(port)
     if answering is not None:
@@ -257,7 +239,7 @@ def _start(alias: str, port: int, timeout: float) -> ModelServer:
     _pid_file(alias).write_text(json.dumps({"pid": child.pid, "port": port, "alias": alias,
                                             "started_at": time.time()}) + "\n")
     _wait_ready(alias, port, child.pid, timeout, started_here=True)
-    ready = _read_json(_ready_file(alias)) or {}
+    ready = read_json(_ready_file(alias)) or {}
     return ModelServer(alias, port, child.pid, started_here=True, load_seconds=ready.get("load_seconds"),
                        startup_seconds=round(time.monotonic() - started, 4))
 
@@ -275,7 +257,7 @@ def _wait_ready(alias: str, port: int, pid: int, timeout: float, *, started_here
         if _exited(pid, alias, port):
             _pid_file(alias).unlink(missing_ok=True)
             raise LocalModelError(f"the {alias} server (pid {pid}) exited during startup; log: {_log_file(alias)}",
-                                  _tail(_log_file(alias)))
+                                  tail(_log_file(alias)))
         if _ready_file(alias).is_file() and served_alias(port, timeout=1.0) == alias:
             return
         time.sleep(0.1)
@@ -284,23 +266,13 @@ def _wait_ready(alias: str, port: int, pid: int, timeout: float, *, started_here
         _pid_file(alias).unlink(missing_ok=True)
     raise LocalModelError(f"the {alias} server on port {port} was not ready after {timeout:g} s"
                           f"{' and was stopped' if started_here else ''}; log: {_log_file(alias)}",
-                          _tail(_log_file(alias)))
+                          tail(_log_file(alias)))
 
 
 def _terminate(pid: int, alias: str, port: int) -> None:
     if not _is_our_server(pid, alias, port) and pid not in _CHILDREN:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while time.monotonic() < deadline and not _exited(pid, alias, port):
-        time.sleep(0.1)
-    if not _exited(pid, alias, port):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        child.wait(timeout=10)
+    terminate(pid, lambda: _exited(pid, alias, port), STOP_GRACE_SECONDS, _CHILDREN.pop(pid, None))
 
 
 def stop(servers: list[ModelServer]) -> None:
@@ -317,7 +289,7 @@ def down(aliases: list[str] | None = None) -> list[str]:
     lines = []
     with _lock():
         for alias, _ in configured(aliases):
-            record = _read_json(_pid_file(alias))
+            record = read_json(_pid_file(alias))
             if record is None:
                 lines.append(f"{alias}: not started by this tool")
                 continue
@@ -337,7 +309,7 @@ def status(aliases: list[str] | None = None) -> tuple[bool, list[str]]:
     lines, all_up = [], True
     for alias, port in configured(aliases):
         answering = served_alias(port)
-        record = _read_json(_pid_file(alias))
+        record = read_json(_pid_file(alias))
         ours = record is not None and _is_our_server(int(record["pid"]), alias, port)
         if answering == alias:
             owner = f"pid {record['pid']}" if ours and record else "not started by this tool"
@@ -367,11 +339,6 @@ def write_llm_config(servers: list[ModelServer]) -> Path:
     return path
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
