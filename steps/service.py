@@ -336,6 +336,10 @@ class StepService:
         await self._commit()
         await self.broker.stop()
 
+    def extra_topics(self) -> list[str]:
+        """Topics a particular service also needs (checked at start like its own)."""
+        return []
+
     async def _check_topics(self, new_consumer: Callable[[], AIOKafkaConsumer]) -> None:
         # Before subscribing: a consumer would wait on a missing topic's metadata, logging errors.
         probe = new_consumer()
@@ -344,7 +348,8 @@ class StepService:
             existing = await probe.topics()
         finally:
             await probe.stop()
-        needed = [self.topics.commands(self.service), self.topics.results, self.topics.dlq]
+        needed = [self.topics.commands(self.service), self.topics.results, self.topics.dlq,
+                  *self.extra_topics()]
         missing = [name for name in needed if name not in existing]
         if missing:
             raise StepServiceError(

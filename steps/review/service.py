@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from faststream import FastStream
 from prometheus_client import CollectorRegistry, Counter
@@ -31,7 +30,7 @@ from schemas.base import encode
 from schemas.steps import StepCommand
 from steps.review.task import InvalidReviewTask, ReviewTask, review_request
 from steps.sdk.step import StepError
-from steps.service import StepHandler, StepService, StepServiceError
+from steps.service import StepHandler, StepService
 
 SERVICE = "review"
 INVALID_PARAMETERS = "Baton.Review.InvalidParameters"
@@ -74,17 +73,8 @@ class ReviewStepService(StepService):
     async def publish_record(self, value: bytes, topic: str, key: bytes) -> object:
         return await self.broker.publish(value, topic, key=key)
 
-    async def _check_topics(self, new_consumer: Callable[[], AIOKafkaConsumer]) -> None:
-        await super()._check_topics(new_consumer)
-        probe = new_consumer()
-        await probe.start()
-        try:
-            existing = await probe.topics()
-        finally:
-            await probe.stop()
-        if self.topics.review_requests not in existing:
-            raise StepServiceError(f"step service 'review': topic {self.topics.review_requests} does not exist on "
-                                   f"{self.settings.kafka_bootstrap}; provision it first (baton kafka topics)")
+    def extra_topics(self) -> list[str]:
+        return [self.topics.review_requests]  # where reviewers read what to decide
 
 
 def review_service(*, settings: KafkaSettings | None = None, registry: CollectorRegistry | None = None,
