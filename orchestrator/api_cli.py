@@ -1,4 +1,8 @@
-"""`baton api [--host 127.0.0.1] [--port 8080]`: the HTTP API and pages (`orchestrator.api.app`)."""
+"""`baton api [--host 127.0.0.1] [--port 8080] [--tokens FILE | --insecure-local]`: the HTTP API and pages.
+
+Bearer tokens (`baton tokens create`) are required unless `--insecure-local` is given, which is
+refused on any address but a loopback one.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +27,40 @@ async def _check(settings: KafkaSettings) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--db", envvar="BATON_READMODEL_PATH", help="The read model's SQLite file (env BATON_READMODEL_PATH).")
+@click.option("--tokens", "tokens_file", envvar="BATON_API_TOKENS_FILE",
+              help="The token file of `baton tokens` (env BATON_API_TOKENS_FILE; default .baton/api-tokens.json).")
+@click.option("--insecure-local", is_flag=True,
+              help="No authentication (every request may do everything); only on a loopback address.")
 @kafka_options
-def api(host: str, port: int, db: str | None, bootstrap: str | None, topic_prefix: str | None) -> None:
-    """Serve the HTTP API (OpenAPI at /docs and /openapi.json) and the pages until SIGINT/SIGTERM."""
+def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_local: bool,
+        bootstrap: str | None, topic_prefix: str | None) -> None:
+    """Serve the HTTP API (OpenAPI at /docs and /openapi.json) and the pages until SIGINT/SIGTERM.
+
+    Every request needs `Authorization: Bearer <token>` (pages: open one with `?token=<token>` once,
+    a cookie keeps it) unless --insecure-local.
+    """
+    import ipaddress
+
     import uvicorn
 
-    from orchestrator.api.app import create_app
+    from orchestrator.api.app import Authorizer, allow_all, create_app
+    from orchestrator.api.auth import TokenAuthorizer, TokenStore
+
+    authorizer: Authorizer = allow_all
+    if insecure_local:
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            fail(f"--insecure-local serves without authentication, so only on a loopback address, not {host}")
+        click.echo("baton api: --insecure-local: no authentication", err=True)
+    else:
+        store = TokenStore(tokens_file)
+        if not store.list():
+            fail(f"no API tokens in {store.path}: create one with `baton tokens create --role admin --name me`, "
+                 "or run with --insecure-local on 127.0.0.1")
+        authorizer = TokenAuthorizer(store)
 
     settings = kafka_settings(bootstrap, topic_prefix)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one-line error below says it better
@@ -38,6 +70,6 @@ def api(host: str, port: int, db: str | None, bootstrap: str | None, topic_prefi
     except ReadModelError as exc:
         fail(str(exc))
     try:
-        uvicorn.run(create_app(settings, db_path=db), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings, db_path=db, authorizer=authorizer), host=host, port=port, log_level="info")
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")

@@ -70,6 +70,8 @@ class _LazyGroup(click.Group):
         "demo": "orchestrator.demo:demo",
         "graph": "orchestrator.graph_cli:graph",
         "api": "orchestrator.api_cli:api",
+        "bench": "bench.cli:bench",
+        "tokens": "orchestrator.tokens_cli:tokens",
         **{name: f"orchestrator.registry_cli:{attribute}" for name, attribute in
            (("deploy", "deploy"), ("versions", "versions"), ("alias", "alias"), ("state-machines", "state_machines"),
             ("state-machine", "state_machine"), ("delete-version", "delete_version"))},

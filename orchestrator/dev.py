@@ -14,6 +14,7 @@ what this command started (by pid).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -126,7 +127,24 @@ class Stack:
                 self.say(f"could not stop {name}: {exc}")
 
 
-def start_stack(stack: Stack) -> dict[str, str]:
+def _api_args(stack: Stack, env: dict[str, str], insecure_local: bool) -> list[str]:
+    """`baton api`'s auth: a fresh local admin token (printed, in .baton/dev/api-tokens.json), or none."""
+    if insecure_local:
+        stack.say("API without authentication (--insecure-local)")
+        return ["--insecure-local"]
+    from orchestrator.api.auth import TokenStore, TokenStoreError
+
+    store = TokenStore(DEV_DIR / "api-tokens.json")
+    with contextlib.suppress(TokenStoreError):
+        store.revoke("dev-admin")  # one dev token at a time: the previous run's stops working
+    token = store.create("dev-admin", "admin")
+    env["BATON_API_TOKENS_FILE"] = str(store.path)
+    stack.say(f"API admin token: {token}")
+    stack.say(f"pages: http://127.0.0.1:{API_PORT}/?token={token}  API: Authorization: Bearer <token>")
+    return ["--tokens", str(store.path)]
+
+
+def start_stack(stack: Stack, *, insecure_local: bool = False) -> dict[str, str]:
     """Start everything; return the environment the children share."""
     from infra import local_embeddings, local_kafka, local_model
     from orchestrator.runtime.topics import ensure_topics
@@ -183,7 +201,7 @@ def start_stack(stack: Stack) -> dict[str, str]:
         stack.spawn(name, [*baton, *args, "--metrics-port", str(port)], env)
         stack.metrics[f"{name} metrics"] = f"http://127.0.0.1:{port}/metrics"
     if _has_api() and not _answers(API_PORT):
-        stack.spawn("api", [*baton, "api", "--port", str(API_PORT)], env)
+        stack.spawn("api", [*baton, "api", "--port", str(API_PORT), *_api_args(stack, env, insecure_local)], env)
         stack.metrics["API + graph"] = f"http://127.0.0.1:{API_PORT}/"
     _wait_for_metrics(stack, [port for _, _, port in SERVICES], timeout=60)
     stack.say(f"stack up in {time.monotonic() - began:.1f} s; logs in {LOG_DIR}")
@@ -218,7 +236,8 @@ def _wait_for_metrics(stack: Stack, ports: list[int], timeout: float) -> None:
 @click.option("--run-demo", is_flag=True, help="Run the GenAI demos (examples/genai/), then stop.")
 @click.option("--auto-approve", is_flag=True, help="With --run-demo: approve the human review without asking.")
 @click.option("--quiet", is_flag=True, help="Show only errors of the services (always with --run-demo).")
-def dev(run_demo: bool, auto_approve: bool, quiet: bool) -> None:
+@click.option("--insecure-local", is_flag=True, help="Run the API without tokens (default: a printed admin token).")
+def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -> None:
     """Run the local stack (broker, models, orchestrator, every step service) until Ctrl-C."""
     stack = Stack(quiet=quiet or run_demo)
     stopping = threading.Event()
@@ -230,7 +249,7 @@ def dev(run_demo: bool, auto_approve: bool, quiet: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     ok = True
     try:
-        env = start_stack(stack)
+        env = start_stack(stack, insecure_local=insecure_local)
         if run_demo:
             from orchestrator.demo import run_and_report
             from orchestrator.settings import KafkaSettings

@@ -10,8 +10,11 @@ and heartbeat go to the review-decisions topic keyed by the execution the token 
 Every error is one JSON shape: `{"error": {"code", "message", "details"?}}`, with the HTTP status
 saying its class (400 a bad request, 404 unknown, 409 a conflict, 503 Kafka unavailable).
 
-Auth is a later issue: every route already declares the role it needs (viewer, operator,
-reviewer) through `requires(role)`, which calls the app's `Authorizer`; the default allows all.
+Auth: every route declares the role it needs (viewer, operator, reviewer) through
+`requires(role)`, which calls the app's `Authorizer`. `create_app`'s default allows all (tests,
+`baton api --insecure-local`); `baton api` passes `orchestrator.api.auth.TokenAuthorizer`, which
+answers 401 / 403 in the same error shape and keeps the caller's identity for the review routes.
+A page visited with `?token=<token>` sets the `baton_token` cookie, so the pages' own calls carry it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.api.auth import COOKIE, AuthError, identity_of
 from orchestrator.api.readmodel import (
     TERMINAL_STATUSES,
     AmbiguousExecution,
@@ -91,7 +95,7 @@ def _not_found(execution: str) -> ApiError:
 
 
 async def allow_all(request: Request, role: Role) -> None:
-    """The default Authorizer: no auth yet (bearer tokens with roles come in a later issue)."""
+    """The Authorizer without auth (tests, `baton api --insecure-local`): every request may act."""
 
 
 def requires(role: Role) -> Any:
@@ -299,12 +303,55 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
                               "TestState and validation. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
     app.state.authorizer = authorizer
     _errors(app)
+    _login_cookie(app)
     _routes(app)
     _pages(app)
     return app
 
 
+def _login_cookie(app: FastAPI) -> None:
+    """`?token=` on a GET that was let through becomes the `baton_token` cookie (the pages' login).
+
+    Plain ASGI (not `@app.middleware`) so streamed answers and disconnect checks are untouched.
+    """
+    inner = app.build_middleware_stack
+
+    def build() -> Any:
+        downstream = inner()
+
+        async def remember_token(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope.get("method") != "GET" or b"token=" not in scope.get("query_string", b""):
+                await downstream(scope, receive, send)
+                return
+            request = Request(scope)
+            token = request.query_params.get("token")
+
+            async def send_with_cookie(message: Any) -> None:
+                if (message["type"] == "http.response.start" and token and message["status"] < 400
+                        and identity_of(request) is not None):
+                    cookie = Response()
+                    cookie.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                                      secure=scope.get("scheme") == "https")
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      *[(k, v) for k, v in cookie.raw_headers if k == b"set-cookie"]]}
+                await send(message)
+
+            await downstream(scope, receive, send_with_cookie)
+
+        return remember_token
+
+    app.build_middleware_stack = build  # type: ignore[method-assign]
+
+
 def _errors(app: FastAPI) -> None:
+    @app.exception_handler(AuthError)
+    async def refused(request: Request, exc: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        response = error_response(exc.status, exc.code, exc.message)
+        if headers:
+            response.headers.update(headers)
+        return response
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details)
@@ -454,7 +501,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
 
         decision = _decision(lambda: ReviewDecision(execution_id=check_token(body.task_token),
                                                     task_token=body.task_token.strip(), outcome="success",
-                                                    output=body.output))
+                                                    output=body.output, reviewer=_who(request)))
         return await _post_decision(request, decision)
 
     @app.post("/api/tasks/failure", status_code=202, dependencies=[reviewer], tags=["tasks"])
@@ -463,14 +510,16 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         from steps.review import decisions
 
         return await _post_decision(request, _decision(lambda: decisions.reject(body.task_token, error=body.error,
-                                                                                 cause=body.cause)))
+                                                                                 cause=body.cause,
+                                                                                 reviewer=_who(request))))
 
     @app.post("/api/tasks/heartbeat", status_code=202, dependencies=[reviewer], tags=["tasks"])
     async def send_task_heartbeat(body: TaskHeartbeat, request: Request) -> dict[str, Any]:
         """SendTaskHeartbeat: restart the waiting task's HeartbeatSeconds clock."""
         from steps.review import decisions
 
-        return await _post_decision(request, _decision(lambda: decisions.heartbeat(body.task_token)))
+        return await _post_decision(request, _decision(lambda: decisions.heartbeat(body.task_token,
+                                                                                    reviewer=_who(request))))
 
     @app.get("/api/reviews", dependencies=[reviewer], tags=["reviews"])
     async def list_reviews(request: Request) -> list[dict[str, Any]]:
@@ -486,15 +535,17 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         """Approve, edit or reject a pending review (what `baton review approve|edit|reject` posts)."""
         from steps.review import decisions
 
+        identity = identity_of(request)  # with auth, the decision records who made it, not what the body says
+        reviewer = identity.name if identity is not None else body.reviewer
         if body.decision == "approve":
-            decision = _decision(lambda: decisions.approve(body.task_token, body.output, reviewer=body.reviewer,
+            decision = _decision(lambda: decisions.approve(body.task_token, body.output, reviewer=reviewer,
                                                            comment=body.comment))
         elif body.decision == "edit":
-            decision = _decision(lambda: decisions.edit(body.task_token, body.output, reviewer=body.reviewer,
+            decision = _decision(lambda: decisions.edit(body.task_token, body.output, reviewer=reviewer,
                                                         comment=body.comment))
         else:
             decision = _decision(lambda: decisions.reject(body.task_token, error=body.error, cause=body.cause,
-                                                          reviewer=body.reviewer))
+                                                          reviewer=reviewer))
         return await _post_decision(request, decision)
 
     @app.post("/api/validate", dependencies=[viewer], tags=["definitions"])
@@ -518,6 +569,11 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
                                         variables=body.variables)
         except LocalRunError as exc:
             raise ApiError(400, "TestStateFailed", str(exc)) from None
+
+
+def _who(request: Request) -> str | None:
+    identity = identity_of(request)
+    return identity.name if identity is not None else None
 
 
 async def _post_decision(request: Request, decision: ReviewDecision) -> dict[str, Any]:

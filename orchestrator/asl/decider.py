@@ -50,6 +50,8 @@ from orchestrator.asl.retry import find_catcher, next_retry
 from orchestrator.asl.timestamps import format_timestamp
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+# States one decision may run without waiting: AWS's history quota is 25,000 events per execution.
+MAX_STEPS_PER_DECISION = 25_000
 # All the variables one run can see, at most (AWS developer guide, "Passing data between states
 # with variables", variable size limits: 256 KiB per variable and per Assign, 10 MiB in total).
 DEFAULT_MAX_VARIABLES_BYTES = 10 * 1024 * 1024
@@ -145,9 +147,19 @@ class Decider:
         return Decision(self.s, self.effects, self.inspection)
 
     def drain(self) -> None:
+        steps = 0
         while self.ready and self.s.status is ExecutionStatus.RUNNING:
             run = self.s.runs.get(self.ready.popleft())
             if run is not None and run.status == "running":
+                steps += 1
+                if steps > MAX_STEPS_PER_DECISION:
+                    # A cycle of Pass/Choice states that never waits would never return: fail the
+                    # execution instead of wedging the runtime (AWS ends such an execution when it
+                    # exceeds its history quota).
+                    self.finish(ExecutionStatus.FAILED, error=errors.RUNTIME,
+                                cause=f"The execution ran {MAX_STEPS_PER_DECISION} states without waiting "
+                                      "on a task, a timer or a branch: an endless loop of Pass/Choice states?")
+                    return
                 self.execute(run)
 
     def history(self, type_: str, details: dict[str, Any] | None = None) -> int:

@@ -42,7 +42,9 @@ class TokenSigner:
     def verify(self, token: str) -> tuple[str, str]:
         """Return (execution_id, task_id), or raise InvalidToken."""
         payload, _, signature = token.partition(".")
-        if not payload or not signature or not hmac.compare_digest(signature, self._signature(payload)):
+        # Compared as bytes: a forged token may hold any characters (compare_digest refuses non-ASCII str).
+        expected = self._signature(payload).encode()
+        if not payload or not signature or not hmac.compare_digest(signature.encode(errors="replace"), expected):
             raise InvalidToken("the task token's signature does not match")
         try:
             execution_id, task_id = json.loads(_unb64(payload))

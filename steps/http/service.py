@@ -42,6 +42,7 @@ from steps.http.errors import (
     StatusCodeFailure,
     UnsupportedResponse,
 )
+from steps.http.guard import networks, request_guard
 from steps.http.request import HttpCall, PreparedRequest, parse_call, prepare
 from steps.http.response import Redactor, check_content_type, read_body, task_result
 from steps.http.settings import HttpSettings
@@ -86,6 +87,7 @@ class HttpHandler(StepHandler):
             limits=httpx.Limits(max_connections=self.settings.max_connections,
                                 max_keepalive_connections=self.settings.max_keepalive_connections),
             follow_redirects=self.settings.follow_redirects,
+            event_hooks={"request": [request_guard(networks(self.settings.blocked_networks))]},
         )
         self.tokens = TokenCache(self.client, timeout_seconds=self.settings.timeout_seconds,
                                  on_fetch=lambda name, outcome: self.metrics.tokens.labels(name, outcome).inc())

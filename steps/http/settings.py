@@ -27,3 +27,7 @@ class HttpSettings(BaseSettings):
     # AWS requires a ConnectionArn; Baton lets a Task call an API without one unless this is set.
     require_connection: bool = False
     user_agent: str = "Baton|HttpInvoke"
+    # SSRF guard (steps.http.guard): destinations refused by address, e.g. the cloud metadata
+    # endpoint 169.254.169.254. JSON list in the env; `[]` turns the guard off.
+    blocked_networks: list[str] = Field(default_factory=lambda: ["169.254.0.0/16", "fe80::/10",
+                                                                 "fd00:ec2::254/128"])

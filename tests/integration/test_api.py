@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
-from orchestrator.api.app import create_app
+from orchestrator.api.app import Authorizer, allow_all, create_app
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
@@ -39,13 +39,14 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(kafka: KafkaSettings, db_path: Path, *, review: bool = False) -> AsyncIterator[str]:
+async def serving(kafka: KafkaSettings, db_path: Path, *, review: bool = False,
+                  authorizer: Authorizer = allow_all) -> AsyncIterator[str]:
     """An orchestrator, the fn (and review) step services and the API; yields the API's base URL."""
     stop = asyncio.Event()
     orchestrator = Orchestrator(kafka, OrchestratorSettings(instance_id="o1", metrics_port=None))
     task = asyncio.create_task(orchestrator.run(stop))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(kafka, db_path=db_path), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(kafka, db_path=db_path, authorizer=authorizer), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
     api = asyncio.create_task(server.serve())
     try:

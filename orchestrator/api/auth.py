@@ -1,0 +1,209 @@
+"""API authentication: bearer tokens with roles, hashed at rest, revocable without a restart.
+
+A token is `baton_<id>_<secret>`: the id finds its entry in the token file, the secret is checked
+against a PBKDF2-HMAC-SHA256 hash (salted, per token), so the file alone lets nobody call the API.
+The file (`.baton/api-tokens.json`, or BATON_API_TOKENS_FILE) is written by `baton tokens
+create|revoke` and re-read by the API whenever its modification time or size changes, so a
+revocation takes effect on the next request. Verified tokens are cached in memory (by the
+SHA-256 of the token) only until the file changes, so PBKDF2 runs once per token per file state.
+
+Roles: `admin` implies every role, `operator` and `reviewer` each imply `viewer`. A request
+carries its token as `Authorization: Bearer <token>`, or (for the pages) as the `baton_token`
+cookie that a visit to any page with `?token=<token>` sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from fastapi import Request
+
+Role = Literal["viewer", "operator", "reviewer", "admin"]
+ROLES: tuple[str, ...] = get_args(Role)
+IMPLIES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"viewer"}),
+    "operator": frozenset({"operator", "viewer"}),
+    "reviewer": frozenset({"reviewer", "viewer"}),
+    "admin": frozenset(ROLES),
+}
+COOKIE = "baton_token"
+PREFIX = "baton_"
+_ITERATIONS = 100_000
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@")
+
+
+def default_tokens_path() -> Path:
+    """BATON_API_TOKENS_FILE, else `api-tokens.json` in BATON_STATE_DIR (default `.baton`)."""
+    explicit = os.environ.get("BATON_API_TOKENS_FILE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("BATON_STATE_DIR", ".baton")) / "api-tokens.json"
+
+
+class AuthError(Exception):
+    """Refused: `status` 401 (no or unknown token) or 403 (the token's role is not enough)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class TokenStoreError(Exception):
+    """A token could not be created or revoked (bad name or role, a duplicate, unknown name)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who made a request: the token's name and role."""
+
+    name: str
+    role: str
+
+    def may(self, role: str) -> bool:
+        return role in IMPLIES.get(self.role, frozenset())
+
+
+def _hash(secret: str, salt: bytes) -> str:
+    return hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, _ITERATIONS).hex()
+
+
+class TokenStore:
+    """The token file: `{"tokens": {id: {name, role, salt, hash, created}}}` (no secret in it)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_tokens_path()
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._verified: dict[str, Identity] = {}  # sha256(token) -> identity, valid for this stamp
+
+    # ---------------------------------------------------------------- reading
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        tokens = data.get("tokens", {}) if isinstance(data, dict) else {}
+        return tokens if isinstance(tokens, dict) else {}
+
+    def _refresh(self) -> None:
+        """Re-read the file when it changed since the last look (a revocation needs no restart)."""
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp or stamp is None:
+            self._entries = self._read()
+            self._verified.clear()
+            self._stamp = stamp
+
+    def verify(self, token: str) -> Identity | None:
+        """The identity of a valid, unrevoked token; None otherwise."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            self._refresh()
+            cached = self._verified.get(digest)
+            if cached is not None:
+                return cached
+            if not token.startswith(PREFIX):
+                return None
+            token_id, _, secret = token[len(PREFIX):].partition("_")
+            entry = self._entries.get(token_id)
+            if entry is None or not secret:
+                return None
+            try:
+                expected, salt = str(entry["hash"]), bytes.fromhex(str(entry["salt"]))
+            except (KeyError, ValueError):
+                return None
+            if not hmac.compare_digest(_hash(secret, salt), expected):
+                return None
+            identity = Identity(str(entry.get("name", token_id)), str(entry.get("role", "")))
+            self._verified[digest] = identity
+            return identity
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every token's name, role and creation time (never a secret or hash)."""
+        return sorted(({"name": e.get("name"), "role": e.get("role"), "created": e.get("created")}
+                       for e in self._read().values()), key=lambda e: str(e["name"]))
+
+    # ---------------------------------------------------------------- writing
+
+    def _write(self, entries: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"tokens": entries}, handle, indent=2)
+        os.replace(temporary, self.path)
+
+    def create(self, name: str, role: str) -> str:
+        """A new token for `name` with `role`; the token is returned once and stored only hashed."""
+        if role not in ROLES:
+            raise TokenStoreError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
+            raise TokenStoreError("a token name is 1 to 64 letters, digits or -_.@")
+        entries = self._read()
+        if any(e.get("name") == name for e in entries.values()):
+            raise TokenStoreError(f"a token named {name!r} exists; revoke it first")
+        token_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_bytes(16)
+        entries[token_id] = {"name": name, "role": role, "salt": salt.hex(), "hash": _hash(secret, salt),
+                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._write(entries)
+        return f"{PREFIX}{token_id}_{secret}"
+
+    def revoke(self, name: str) -> None:
+        """Delete the token called `name`; the API refuses it from its next request on."""
+        entries = self._read()
+        kept = {k: e for k, e in entries.items() if e.get("name") != name}
+        if len(kept) == len(entries):
+            raise TokenStoreError(f"no token named {name!r}")
+        self._write(kept)
+
+
+def token_of(request: Request) -> str | None:
+    """The request's token: `Authorization: Bearer`, else `?token=` (page login), else the cookie."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    return request.query_params.get("token") or request.cookies.get(COOKIE) or None
+
+
+class TokenAuthorizer:
+    """The API's Authorizer with tokens: 401 without a valid token, 403 when its role is not enough.
+
+    On success the identity is kept in `request.state.identity` (the review routes record it).
+    """
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+
+    async def __call__(self, request: Request, role: str) -> None:
+        token = token_of(request)
+        if token is None:
+            raise AuthError(401, "Unauthorized", "a bearer token is required (Authorization: Bearer <token>; "
+                                                  "create one with `baton tokens create`)")
+        identity = self.store.verify(token)
+        if identity is None:
+            raise AuthError(401, "Unauthorized", "the token is unknown or revoked")
+        if not identity.may(role):
+            raise AuthError(403, "Forbidden", f"the token {identity.name!r} has role {identity.role!r}; "
+                                               f"this needs {role!r}")
+        request.state.identity = identity
+
+
+def identity_of(request: Request) -> Identity | None:
+    """The authenticated identity of the request, or None when the API runs without auth."""
+    identity = getattr(request.state, "identity", None)
+    return identity if isinstance(identity, Identity) else None
