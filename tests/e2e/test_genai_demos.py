@@ -26,7 +26,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from orchestrator.demo import DemoRun, connections_config, demo_input, llm_config, run_demos  # noqa: E402
-from tests.integration.conftest import kafka_bootstrap  # noqa: E402,F401  (the session's broker)
 
 
 def _free_port() -> int:

@@ -20,7 +20,6 @@ import pytest
 
 from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings
-from tests.integration.conftest import kafka_bootstrap  # noqa: F401  (the session's broker)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

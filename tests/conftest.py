@@ -1,4 +1,4 @@
-"""Fixtures for tests against a real Kafka broker.
+"""Fixtures for tests against a real Kafka broker (integration, e2e and reliability tests).
 
 ``kafka_bootstrap`` starts a local single-node broker once per pytest session (or reuses one
 already answering on ``BATON_KAFKA_PORT``) and stops it at the end only if it started it.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 # `infra` is not an installed package: make the repository root importable.
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+_REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
