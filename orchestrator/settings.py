@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +24,24 @@ class KafkaSettings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # TLS: the CA that signed the brokers' certificates (default: the system's), and for mTLS the
+    # client's certificate and key.
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.kafka_security_protocol.upper() in ("SSL", "SASL_SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context every Baton client uses (aiokafka needs one for SSL / SASL_SSL)."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        return context
 
     @property
     def topics(self) -> Topics:
@@ -33,6 +53,8 @@ class KafkaSettings(BaseSettings):
             "bootstrap_servers": self.kafka_bootstrap,
             "security_protocol": self.kafka_security_protocol,
         }
+        if self.uses_tls:
+            options["ssl_context"] = self.ssl_context()
         if self.kafka_sasl_mechanism:
             options["sasl_mechanism"] = self.kafka_sasl_mechanism
             options["sasl_plain_username"] = self.kafka_sasl_username

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import ssl
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, defaultdict
@@ -215,8 +214,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
     """FastStream's security object for Baton's Kafka settings (TLS and/or SASL)."""
-    tls = settings.kafka_security_protocol.upper() in ("SSL", "SASL_SSL")
-    context = ssl.create_default_context() if tls else None
+    tls = settings.uses_tls
+    context = settings.ssl_context()
     mechanism = (settings.kafka_sasl_mechanism or "").upper()
     if not mechanism:
         return BaseSecurity(ssl_context=context) if tls else None

@@ -7,6 +7,7 @@ Set ``BATON_KAFKA_BOOTSTRAP`` to run against an existing cluster instead; nothin
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
@@ -42,6 +43,28 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    """A unique topic-name prefix such as ``t1a2b3c4d.`` so tests never share topics."""
-    return f"t{uuid.uuid4().hex[:8]}."
+def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A unique topic-name prefix such as ``t1a2b3c4d.`` so tests never share topics.
+
+    The test's topics are deleted afterwards: a broker that keeps every test's topics slows down
+    (thousands of partitions on one node), and later tests with it.
+    """
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    yield prefix
+    asyncio.run(_delete_topics(kafka_bootstrap, prefix.rstrip(".")))
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        ours = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if ours:
+            await admin.delete_topics(ours)
+    except (KafkaError, OSError):
+        pass  # best effort: a leftover topic is harmless to correctness
+    finally:
+        await admin.close()
