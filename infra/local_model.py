@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.processes import command_line, read_json, state_lock, tail, terminate
+from infra.processes import LauncherError, command_line, read_json, state_lock, tail, terminate
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
@@ -52,12 +52,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 10.0
 
 
-class LocalModelError(RuntimeError):
-    """A failure with a one-line message; ``log_tail`` holds the server's last log lines."""
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
+class LocalModelError(LauncherError):
+    """The model server could not be started or stopped."""
 
 
 @dataclass(frozen=True)

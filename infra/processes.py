@@ -15,6 +15,14 @@ from pathlib import Path
 from typing import Any
 
 
+class LauncherError(RuntimeError):
+    """A launcher's failure with a one-line message; ``log_tail`` holds the server's last log lines."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from a file (a pid record), or None if missing or unreadable."""
     try:
