@@ -133,8 +133,19 @@ async def _provision(admin: Any, settings: KafkaSettings, specs: list[TopicSpec]
     await _check_existing(admin, settings, present)
     created, raced = await _create(admin, settings, missing)
     await _check_existing(admin, settings, raced)
+    await _until_listed(admin, [spec.name for spec in specs])
     return ProvisionReport(created=created,
                            existing=[spec.name for spec in specs if spec.name not in created])
+
+
+async def _until_listed(admin: Any, names: list[str], timeout: float = 30.0) -> None:
+    """Return once the broker's metadata lists every topic: a client started right after
+    provisioning (a step service checking its topics) must find them."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not set(names) <= set(await admin.list_topics()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TopicProvisioningError(f"topics created but not listed by the broker after {timeout:g} s")
+        await asyncio.sleep(0.1)
 
 
 async def _create(admin: Any, settings: KafkaSettings, missing: list[TopicSpec], *,
