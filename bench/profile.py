@@ -1,10 +1,10 @@
-"""Profile the orchestrator's hot path with py-spy during a W1 run.
+"""Profile the hot path with py-spy during a W1 run.
 
     python -m bench.profile [--executions 500] [--rate 100] [--out DIR]
 
 Runs W1 (10-step no-op chain) against a fresh deployment while `py-spy record` samples the
-orchestrator process; writes the raw collapsed stacks and a flame graph (SVG) to DIR and prints
-the functions with the most inclusive and self samples.
+orchestrator and the fn step service; writes each one's raw collapsed stacks to DIR and prints
+the functions with the most inclusive and self samples, per process.
 """
 
 from __future__ import annotations
@@ -56,20 +56,24 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     broker = ensure_up()
     with Deployment(broker.bootstrap) as deployment:
-        pid = deployment.orchestrator_services[0].pid
-        raw = out / "orchestrator.collapsed"
-        recorder = subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(args.rate), "--format", "raw",
-                                     "--output", str(raw), "--nonblocking"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        targets = {"orchestrator": deployment.orchestrator_services[0].pid, "fn": deployment.fn_services[0].pid}
+        recorders = {
+            name: subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(args.rate), "--format", "raw",
+                                    "--output", str(out / f"{name}.collapsed"), "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for name, pid in targets.items()
+        }
         try:
             result = asyncio.run(w1(deployment, args.executions, args.in_flight))
         finally:
-            recorder.send_signal(2)  # SIGINT: py-spy writes what it has
-            recorder.wait(30)
+            for recorder in recorders.values():
+                recorder.send_signal(2)  # SIGINT: py-spy writes what it has
+                recorder.wait(30)
     print({k: v for k, v in result.items() if k != "cpu_seconds"})
-    summary = summarise(raw)
-    (out / "summary.txt").write_text(summary)
-    print(summary)
+    for name in targets:
+        summary = summarise(out / f"{name}.collapsed")
+        (out / f"{name}.summary.txt").write_text(summary)
+        print(f"\n===== {name} =====\n{summary}")
     print(f"\nwritten to {out}")
 
 

@@ -11,11 +11,13 @@ import datetime as dt
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -138,6 +140,7 @@ class Deployment:
     services: list[Service] = field(default_factory=list)
     orchestrator_services: list[Service] = field(default_factory=list)
     fn_services: list[Service] = field(default_factory=list)
+    metrics_ports: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -149,10 +152,24 @@ class Deployment:
                     BATON_TOPIC_PREFIX=self.settings.topic_prefix)
 
     def orchestrator(self, index: int) -> Service:
+        port = _free_port()
+        self.metrics_ports.append(port)
         command = [sys.executable, "-m", "orchestrator.cli", "orchestrator", "--instance-id", f"bench-o{index}",
-                   "--metrics-port", "0", "--bootstrap", self.bootstrap,
+                   "--metrics-port", str(port), "--bootstrap", self.bootstrap,
                    "--topic-prefix", self.settings.topic_prefix]
         return Service(command, self.env(), self.workdir / f"orchestrator-{index}.log")
+
+    def batches(self) -> tuple[float, float]:
+        """(transactions, events in them) so far, summed over the orchestrators' /metrics."""
+        count = events = 0.0
+        for port in self.metrics_ports:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            for line in text.splitlines():
+                if line.startswith("baton_batch_events_count "):
+                    count += float(line.split()[1])
+                elif line.startswith("baton_batch_events_sum "):
+                    events += float(line.split()[1])
+        return count, events
 
     def fn(self, index: int) -> Service:
         command = [sys.executable, "-m", "orchestrator.cli", "step", "fn", "--module", STEPS_MODULE,
@@ -191,7 +208,29 @@ class Deployment:
             service.stop()
 
     def cpu(self) -> dict[str, float]:
-        return {s.log.stem: s.cpu() for s in self.services}
+        """CPU seconds so far of each service process, and of the broker when it is the local one."""
+        cpu = {s.log.stem: s.cpu() for s in self.services}
+        broker = _local_broker_pid(self.bootstrap)
+        if broker is not None:
+            cpu["broker"] = proc_cpu_seconds(broker)
+        return cpu
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _local_broker_pid(bootstrap: str) -> int | None:
+    """The pid of infra/local_kafka.py's broker if `bootstrap` is it (its CPU counts in a run too)."""
+    from infra.local_kafka import _recorded_broker, default_paths
+
+    record = _recorded_broker(default_paths())
+    if record is None or not bootstrap.endswith(f":{record['port']}"):
+        return None
+    return record["pid"]
 
 
 # --------------------------------------------------------------------------- client side
@@ -278,7 +317,7 @@ async def histories(settings: KafkaSettings) -> dict[str, list[dict[str, Any]]]:
     by_execution: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in await read_topic(settings, settings.topics.history):
         history = decode(HistoryRecord, record.value)
-        by_execution[history.execution_id].append(history.event)
+        by_execution[history.execution_id].extend(history.events)
     return by_execution
 
 
@@ -358,6 +397,7 @@ async def _drive_chain(deployment: Deployment, executions: int, in_flight: int, 
         warm = await client.start(definition, f"{tag}-warmup")
         await client.wait({warm}, 120)
         cpu_before = deployment.cpu()
+        batches_before = deployment.batches()
         ids: list[str] = []
         begin = time.perf_counter()
         deadline = time.monotonic() + 170
@@ -371,6 +411,8 @@ async def _drive_chain(deployment: Deployment, executions: int, in_flight: int, 
                 raise TimeoutError(f"{tag}: {executions - finished} executions not finished")
         elapsed = time.perf_counter() - begin
         cpu_after = deployment.cpu()
+        batches_after = deployment.batches()
+    transactions = batches_after[0] - batches_before[0]
     transitions = executions * steps
     latencies = [(client.done[e] - client.started_at[e]) * 1000 for e in ids]
     cpu = {name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_after}
@@ -384,6 +426,9 @@ async def _drive_chain(deployment: Deployment, executions: int, in_flight: int, 
         "execution_latency_p99_ms": round(pct(latencies, 0.99), 1),
         "cpu_seconds": cpu,
         "cpu_ms_per_transition": {name: round(1000 * v / transitions, 3) for name, v in cpu.items()},
+        "orchestrator_transactions": int(transactions),
+        "events_per_transaction": round((batches_after[1] - batches_before[1]) / transactions, 1)
+        if transactions else None,
         "ids": ids,
     }
 

@@ -152,12 +152,12 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
         run = by_id.get((record.key or b"").decode())
         if run is None:
             return
-        event = decode(HistoryRecord, record.value).event
-        run.history.append(event)
-        state = _entered(event)
-        if state is not None:
-            run.states.append(state)
-            echo(f"  [{run.demo:<{width}}] {run.seconds:5.1f}s  -> {state}")
+        for event in decode(HistoryRecord, record.value).events:
+            run.history.append(event)
+            state = _entered(event)
+            if state is not None:
+                run.states.append(state)
+                echo(f"  [{run.demo:<{width}}] {run.seconds:5.1f}s  -> {state}")
 
     def on_status(record: Any) -> None:
         run = by_id.get((record.key or b"").decode())

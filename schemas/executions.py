@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, model_validator
 
 from schemas.base import Envelope
 
@@ -66,13 +66,24 @@ class ExecutionSnapshot(Envelope):
 
 
 class HistoryRecord(Envelope):
-    """One history event of an execution (Step Functions' event names and shapes)."""
+    """The history events of one decision of an execution, in order (Step Functions' event names
+    and shapes). One record per decision rather than per event: a Task transition makes four or
+    five events, and a record each was most of the orchestrator's produce cost. A record written
+    with a single `event` (the first format) reads as `events=[event]`."""
 
     state_machine: str
-    event: dict[str, Any]  # {"id", "previousEventId", "timestamp", "type", "<type>EventDetails"}
+    events: list[dict[str, Any]]  # each {"id", "previousEventId", "timestamp", "type", "<type>EventDetails"}
     version: int | None = None  # as in ExecutionSnapshot: what the execution is pinned to
     alias: str | None = None
     definition_hash: str | None = None
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_event(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "events" not in data and "event" in data:
+            data = {**data, "events": [data["event"]]}
+        return data
 
 
 class ExecutionStatus(Envelope):

@@ -206,9 +206,10 @@ def decode_record(kind: TopicKind, value: bytes | None) -> Projected:
     if kind == "events":
         return decode(ExecutionStatus, value)
     record = decode(HistoryRecord, value)
-    missing = [key for key in ("id", "type") if key not in record.event]
-    if missing:
-        raise ValueError(f"history event without {' or '.join(missing)}")
+    for event in record.events:
+        missing = [key for key in ("id", "type") if key not in event]
+        if missing:
+            raise ValueError(f"history event without {' or '.join(missing)}")
     return record
 
 
@@ -333,24 +334,24 @@ class ReadModel:
                            (topic, partition, next_offset))
 
     def _apply_history(self, db: sqlite3.Connection, record: HistoryRecord) -> None:
-        event = record.event
-        timestamp = str(event.get("timestamp") or format_timestamp(record.timestamp))
-        inserted = db.execute(
-            "INSERT OR IGNORE INTO history (execution_id, event_id, type, timestamp, body) VALUES (?, ?, ?, ?, ?)",
-            (record.execution_id, event["id"], event["type"], timestamp, json.dumps(event)),
-        ).rowcount
-        if not inserted:
-            return  # seen before: its effect on the execution row is already there
-        view = self._view_from_history(db, record, timestamp)
-        if view is not None:
-            self._merge(db, view)
+        for event in record.events:
+            timestamp = str(event.get("timestamp") or format_timestamp(record.timestamp))
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO history (execution_id, event_id, type, timestamp, body) VALUES (?, ?, ?, ?, ?)",
+                (record.execution_id, event["id"], event["type"], timestamp, json.dumps(event)),
+            ).rowcount
+            if not inserted:
+                continue  # seen before: its effect on the execution row is already there
+            view = self._view_from_history(db, record, event, timestamp)
+            if view is not None:
+                self._merge(db, view)
 
-    def _view_from_history(self, db: sqlite3.Connection, record: HistoryRecord,
+    def _view_from_history(self, db: sqlite3.Connection, record: HistoryRecord, event: dict[str, Any],
                            timestamp: str) -> ExecutionView | None:
         """The execution-level events of the history say what the events topic says, so the
         projection is right even when one topic is read ahead of the other."""
-        event_type = str(record.event["type"])
-        details = record.event.get(event_type[:1].lower() + event_type[1:] + "EventDetails") or {}
+        event_type = str(event["type"])
+        details = event.get(event_type[:1].lower() + event_type[1:] + "EventDetails") or {}
         qualifiers = [str(q) for q in (record.alias, record.version) if q is not None]
         started = ExecutionView(execution_id=record.execution_id, state_machine=record.state_machine,
                                 name=execution_name(record.execution_id, record.state_machine, qualifiers),
@@ -364,7 +365,7 @@ class ReadModel:
         # ordered, so the earlier events of this execution are already in the table.
         redrives: int = db.execute(
             "SELECT count(*) FROM history WHERE execution_id = ? AND type = 'ExecutionRedriven' AND event_id <= ?",
-            (record.execution_id, record.event["id"]),
+            (record.execution_id, event["id"]),
         ).fetchone()[0]
         if event_type == "ExecutionRedriven":
             return started.model_copy(update={"redrive_count": redrives})

@@ -37,8 +37,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from pydantic import ValidationError
+from pydantic_core import to_json
 
-from orchestrator.asl.decider import Decision, Environment, decide, new_execution
+from orchestrator.asl.decider import Decision, Environment, decide_in_place, new_execution
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.execution import (
     Event,
@@ -93,23 +94,43 @@ class Rejected(Exception):
         self.reason = reason
 
 
-@dataclass
+@dataclass(slots=True)
 class Execution:
-    """One execution owned by this instance."""
+    """One execution owned by this instance, as last committed.
+
+    The state is kept as its JSON (what the state topic holds), not as objects: a parked execution
+    costs its bytes, and every batch decodes the few executions it touches into a `Working` copy.
+    """
 
     machine_name: str
-    definition: dict[str, Any]
+    definition: dict[str, Any]  # shared by the executions of one definition
     machine: StateMachine
-    state: ExecutionState
+    state_json: bytes  # the ExecutionState, as JSON
+    status: str  # its status, so counting running executions decodes nothing
     partition: int
     # Pinned at the start and kept in the snapshot: what a restore, redrive or takeover runs,
     # whatever the registry's draft and aliases say by then.
     pin: Pin = Pin()
+    timers: tuple[tuple[float, str], ...] = ()  # (fire_at, timer_id) of its pending timers
 
     @property
     def version_label(self) -> str:
         """The `version` metrics label: the version number, or "draft" when unpublished."""
         return str(self.pin.version) if self.pin.version is not None else "draft"
+
+    def load(self) -> ExecutionState:
+        return ExecutionState.model_validate_json(self.state_json)
+
+
+@dataclass(slots=True)
+class Working:
+    """An execution being decided in the current batch: its working state, changed in place by
+    each event, and the events applied so far, to rebuild the state from the committed JSON if a
+    later event fails half-way through its decision."""
+
+    execution: Execution
+    state: ExecutionState
+    applied: list[tuple[Event, Environment]] = dataclasses.field(default_factory=list)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -139,9 +160,14 @@ class Orchestrator:
         self.registry = registry or RegistryFollower(kafka)
         self.signer = TokenSigner(settings.token_secret.get_secret_value().encode())
         self.executions: dict[str, Execution] = {}
+        self.running = 0  # executions with status RUNNING (the `open` gauge)
         self.owned: set[int] = set()  # partition numbers of the input topics this instance owns
         self.timers: list[tuple[float, str, str]] = []  # (fire_at, execution_id, timer_id)
         self._machines: dict[str, StateMachine] = {}  # definition hash -> parsed machine
+        # Definition hash -> the definition (one dict shared by its executions) and its JSON,
+        # spliced into every snapshot rather than encoded again.
+        self._definitions: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self._partition_counts: dict[str, int] = {}  # output topic -> number of partitions
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
         # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
         self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
@@ -170,7 +196,10 @@ class Orchestrator:
             transactional_id=f"{self.group_id}-{self.settings.instance_id}",
             enable_idempotence=True,
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
-            linger_ms=2,
+            # Records wait for the commit, which flushes them all at once: one produce request per
+            # transaction (to each broker) instead of one whenever a batch or linger runs out.
+            linger_ms=1000,
+            max_batch_size=1024 * 1024,
         )
         self._consumer = AIOKafkaConsumer(
             **options,
@@ -181,6 +210,7 @@ class Orchestrator:
             partition_assignment_strategy=(RangePartitionAssignor,),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
         )
         await self._producer.start()
         try:
@@ -235,7 +265,8 @@ class Orchestrator:
             self.last_restore_seconds = time.perf_counter() - started
             self.metrics.restore_seconds.set(self.last_restore_seconds)
             self._rebuild_timers()
-            self.metrics.open.set(sum(1 for x in self.executions.values() if x.state.status.value == "RUNNING"))
+            self.running = sum(1 for x in self.executions.values() if x.status == "RUNNING")
+            self.metrics.open.set(self.running)
         log.info("assigned partitions %s: %d executions (restored in %.2fs)",
                  sorted(partitions), len(self.executions), self.last_restore_seconds)
         self.ready.set()
@@ -275,17 +306,22 @@ class Orchestrator:
             log.error("unreadable snapshot for %s at %s:%d: %s", key, record.topic, record.offset, exc)
             return
         pin = Pin(snapshot.version, snapshot.alias, snapshot.definition_hash or definition_hash(snapshot.definition))
-        self.executions[state.execution_id] = Execution(
-            snapshot.state_machine, snapshot.definition, machine, state, record.partition, pin
-        )
+        execution = Execution(snapshot.state_machine, snapshot.definition, machine, b"", "", record.partition, pin)
+        execution.definition = self._definition(execution)[0]  # one copy per definition, not per execution
+        self.executions[state.execution_id] = self._committed(execution, state, _state_json(state))
 
     def _rebuild_timers(self) -> None:
         self.timers = [
-            (timer.fire_at, execution_id, timer_id)
+            (fire_at, execution_id, timer_id)
             for execution_id, execution in self.executions.items()
-            for timer_id, timer in execution.state.timers.items()
+            for fire_at, timer_id in execution.timers
         ]
         heapq.heapify(self.timers)
+
+    def _committed(self, execution: Execution, state: ExecutionState, state_json: bytes) -> Execution:
+        """The execution as it is once `state` (serialised as `state_json`) is committed."""
+        timers = tuple((timer.fire_at, timer_id) for timer_id, timer in state.timers.items())
+        return dataclasses.replace(execution, state_json=state_json, status=state.status.value, timers=timers)
 
     def _due_timers(self, now: float) -> list[tuple[float, str, str]]:
         due: list[tuple[float, str, str]] = []
@@ -298,7 +334,7 @@ class Orchestrator:
     async def _process(self, records: list[ConsumerRecord], due: list[tuple[float, str, str]]) -> None:
         assert self._producer is not None and self._consumer is not None
         started = time.perf_counter()
-        staged: dict[str, Execution] = {}
+        staged: dict[str, Working] = {}
         out: list[Outgoing] = []
         offsets: dict[TopicPartition, int] = {}
         new_timers: list[tuple[float, str, str]] = []
@@ -320,29 +356,67 @@ class Orchestrator:
                                        topic=record.topic, partition=record.partition, offset=record.offset,
                                        key=record.key, value=record.value))
         for fire_at, execution_id, timer_id in due:
-            execution = staged.get(execution_id) or self.executions.get(execution_id)
-            if execution is None or timer_id not in execution.state.timers:
+            working = self._working(execution_id, staged)
+            if working is None or timer_id not in working.state.timers:
                 continue  # stale: the timer was cancelled or already fired
             seed = _seed(timer_id.encode(), execution_id.encode())
-            self._apply(execution_id, execution, TimerFired(timer_id=timer_id), fire_at, seed, staged, out, new_timers)
-        for execution_id, execution in staged.items():
-            out.append(snapshot_record(self.topics, execution.state, execution.definition, execution.machine_name,
-                                       execution.partition, execution.pin))
+            try:
+                self._apply(execution_id, working, TimerFired(timer_id=timer_id), fire_at, seed, out, new_timers)
+            except Exception:  # a bug must not stop the instance; the timer is dropped, loudly
+                log.exception("failed to fire timer %s of %s", timer_id, execution_id)
+                self.metrics.dlq.labels("internal_error").inc()
+        committed: dict[str, Execution] = {}
+        for execution_id, working in staged.items():
+            if not working.applied:
+                continue  # only looked at (e.g. a stale result): nothing changed
+            execution = working.execution
+            state_json = _state_json(working.state)
+            definition, definition_json = self._definition(execution)
+            out.append(snapshot_record(self.topics, working.state, definition, execution.machine_name,
+                                       execution.partition, execution.pin, definition_json, state_json))
+            committed[execution_id] = self._committed(execution, working.state, state_json)
         async with self._producer.transaction():
             futures = [
-                await self._producer.send(o.topic, value=o.value, key=o.key, partition=o.partition) for o in out
+                await self._producer.send(o.topic, value=o.value, key=o.key,
+                                          partition=await self._partition(o.topic, o.partition))
+                for o in out
             ]
             if offsets:
                 await self._producer.send_offsets_to_transaction(offsets, self.group_id)
-            await asyncio.gather(*futures)
+            # Not awaiting the sends here: the commit flushes them at once (awaiting first would
+            # wait out the producer's linger on every batch) and fails if any of them failed.
+        for future in futures:
+            future.result()  # delivered by now; raises if a record failed (the commit would have too)
         # Committed: only now does the in-memory view move on.
-        self.executions.update(staged)
+        for execution_id, execution in committed.items():
+            before = self.executions.get(execution_id)
+            self.running += (execution.status == "RUNNING") - (before is not None and before.status == "RUNNING")
+            self.executions[execution_id] = execution
         for timer in new_timers:
             heapq.heappush(self.timers, timer)
-        self.metrics.open.set(sum(1 for x in self.executions.values() if x.state.status.value == "RUNNING"))
+        self.metrics.open.set(self.running)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_events.observe(len(records) + len(due))
         await self._update_lag()
+
+    async def _partition(self, topic: str, execution_partition: int | None) -> int | None:
+        """The partition of `topic` for an execution's record: its own partition number, so no
+        key is hashed (the partitioner was a tenth of the orchestrator's time) and per-execution
+        order holds on every topic. Output topics may have fewer partitions than the inputs."""
+        if execution_partition is None:
+            return None
+        count = self._partition_counts.get(topic)
+        if count is None:
+            assert self._producer is not None
+            count = self._partition_counts[topic] = len(await self._producer.partitions_for(topic))
+        return execution_partition % count
+
+    def _definition(self, execution: Execution) -> tuple[dict[str, Any], bytes]:
+        digest = execution.pin.definition_hash or definition_hash(execution.definition)
+        known = self._definitions.get(digest)
+        if known is None:
+            known = self._definitions[digest] = (execution.definition, to_json(execution.definition))
+        return known
 
     async def _update_lag(self) -> None:
         """Consumer lag per input partition: the high watermark minus our position."""
@@ -355,7 +429,7 @@ class Orchestrator:
 
     # ------------------------------------------------------------ input events
 
-    def _handle(self, record: ConsumerRecord, staged: dict[str, Execution], out: list[Outgoing],
+    def _handle(self, record: ConsumerRecord, staged: dict[str, Working], out: list[Outgoing],
                 new_timers: list[tuple[float, str, str]]) -> None:
         key = (record.key or b"").decode(errors="replace")
         seed = _seed(record.topic.encode(), str(record.partition).encode(), str(record.offset).encode())
@@ -365,15 +439,15 @@ class Orchestrator:
             return
         if record.topic == self.topics.results:
             result = self._parse(StepResult, record)
-            execution = self._owned(result.execution_id, key, staged)
+            working = self._owned(result.execution_id, key, staged)
             event: Event
             if result.kind == "progress":
                 return  # informational; the history records outcomes only
-            if result.task_id not in execution.state.tasks:
+            if result.task_id not in working.state.tasks:
                 self.metrics.ignored.labels("stale_or_duplicate_result").inc()
                 log.info("ignored %s result for %s: task no longer awaited", result.kind, result.task_id)
                 return
-            self._count_usage(execution, result)
+            self._count_usage(working, result)
             if result.kind == "succeeded":
                 event = TaskSucceeded(task_id=result.task_id, output=result.output, metadata=result.metadata)
             elif result.kind == "failed":
@@ -381,7 +455,7 @@ class Orchestrator:
                                    cause=result.cause, metadata=result.metadata)
             else:
                 event = TaskHeartbeat(task_id=result.task_id)
-            self._apply(result.execution_id, execution, event, at, seed, staged, out, new_timers)
+            self._apply(result.execution_id, working, event, at, seed, out, new_timers)
             return
         if record.topic == self.topics.review_decisions:
             decision = self._parse(ReviewDecision, record)
@@ -391,13 +465,13 @@ class Orchestrator:
                 raise Rejected("invalid_task_token", str(exc)) from None
             if execution_id != decision.execution_id:
                 raise Rejected("invalid_task_token", "the token names another execution")
-            execution = self._owned(execution_id, key, staged)
-            if task_id not in execution.state.tasks:
+            working = self._owned(execution_id, key, staged)
+            if task_id not in working.state.tasks:
                 # A reused or expired token (decided, timed out, or its execution ended) is
                 # refused like a forged one, so whoever posted it can see why it changed nothing.
                 raise Rejected("stale_task_token", f"task {task_id} is no longer awaited")
             if decision.outcome != "heartbeat":
-                waited = at - execution.state.tasks[task_id].scheduled_at
+                waited = at - working.state.tasks[task_id].scheduled_at
                 self.metrics.review_wait.observe(max(0.0, waited))
             if decision.outcome == "success":
                 event = TaskSucceeded(task_id=task_id, output=decision.output)
@@ -405,7 +479,7 @@ class Orchestrator:
                 event = TaskFailed(task_id=task_id, error=decision.error or "States.TaskFailed", cause=decision.cause)
             else:
                 event = TaskHeartbeat(task_id=task_id)
-            self._apply(execution_id, execution, event, at, seed, staged, out, new_timers)
+            self._apply(execution_id, working, event, at, seed, out, new_timers)
             return
         raise Rejected("unexpected_topic", record.topic)
 
@@ -415,16 +489,26 @@ class Orchestrator:
         except (ValidationError, ValueError) as exc:
             raise Rejected("unparseable", _short(exc)) from None
 
-    def _owned(self, execution_id: str, key: str, staged: dict[str, Execution]) -> Execution:
+    def _owned(self, execution_id: str, key: str, staged: dict[str, Working]) -> Working:
         if key and key != execution_id:
             raise Rejected("key_mismatch", f"record key {key!r} is not the execution id {execution_id!r}")
-        execution = staged.get(execution_id) or self.executions.get(execution_id)
-        if execution is None:
+        working = self._working(execution_id, staged)
+        if working is None:
             raise Rejected("unknown_execution", execution_id)
-        return execution
+        return working
+
+    def _working(self, execution_id: str, staged: dict[str, Working]) -> Working | None:
+        """The batch's working copy of an execution, decoded from its committed JSON on first use."""
+        working = staged.get(execution_id)
+        if working is None:
+            execution = self.executions.get(execution_id)
+            if execution is None:
+                return None
+            working = staged[execution_id] = Working(execution, execution.load())
+        return working
 
     def _handle_request(self, record: ConsumerRecord, key: str, at: float, seed: int,
-                        staged: dict[str, Execution], out: list[Outgoing],
+                        staged: dict[str, Working], out: list[Outgoing],
                         new_timers: list[tuple[float, str, str]]) -> None:
         try:
             request = parse_request(record.value)
@@ -432,7 +516,7 @@ class Orchestrator:
             raise Rejected("unparseable", _short(exc)) from None
         if key and key != request.execution_id:
             raise Rejected("key_mismatch", f"record key {key!r} is not the execution id {request.execution_id!r}")
-        existing = staged.get(request.execution_id) or self.executions.get(request.execution_id)
+        existing = self._working(request.execution_id, staged)
         if isinstance(request, StartRequest):
             if existing is not None:
                 self.metrics.ignored.labels("duplicate_start").inc()
@@ -447,35 +531,49 @@ class Orchestrator:
                 state_machine_id=f"arn:baton:states:local:stateMachine:{machine_name}",
                 state_machine_name=machine_name,
             )
-            execution = Execution(machine_name, definition, machine, state, record.partition, pin)
+            execution = Execution(machine_name, definition, machine, _state_json(state), state.status.value,
+                                  record.partition, pin)
+            working = staged[request.execution_id] = Working(execution, state)
             self.metrics.started.labels(machine_name, execution.version_label).inc()
-            self._apply(request.execution_id, execution, StartExecution(input=request.input), at, seed,
-                        staged, out, new_timers)
-            running = staged[request.execution_id].state
+            try:
+                self._apply(request.execution_id, working, StartExecution(input=request.input), at, seed,
+                            out, new_timers)
+            except Exception:
+                del staged[request.execution_id]  # never started: a retried start may try again
+                raise
+            running = working.state
             if running.status.value == "RUNNING":  # (a one-Pass machine may already have finished)
                 out.append(Outgoing(self.topics.events, request.execution_id.encode(),
-                                    encode(status_event(running, machine_name, pin))))
+                                    encode(status_event(running, machine_name, pin)), record.partition))
             return
         if existing is None:
             raise Rejected("unknown_execution", request.execution_id)
         event: Event = RedriveExecution() if isinstance(request, RedriveRequest) else StopExecution(
             error=request.error, cause=request.cause)
-        self._apply(request.execution_id, existing, event, at, seed, staged, out, new_timers)
+        self._apply(request.execution_id, existing, event, at, seed, out, new_timers)
 
     # ------------------------------------------------------------ the decider
 
-    def _apply(self, execution_id: str, execution: Execution, event: Event, at: float, seed: int,
-               staged: dict[str, Execution], out: list[Outgoing], new_timers: list[tuple[float, str, str]]) -> None:
+    def _apply(self, execution_id: str, working: Working, event: Event, at: float, seed: int,
+               out: list[Outgoing], new_timers: list[tuple[float, str, str]]) -> None:
+        execution = working.execution
         env = Environment(
             now=datetime.fromtimestamp(at, timezone.utc),
             seed=seed,
             task_token=lambda task_id: self.signer.sign(execution_id, task_id),
             max_payload_bytes=self.settings.max_payload_bytes,
         )
-        decision: Decision = decide(execution.machine, execution.state, event, env)
-        staged[execution_id] = dataclasses.replace(execution, state=decision.state)
+        retry_fired = isinstance(event, TimerFired) and getattr(
+            working.state.timers.get(event.timer_id), "purpose", None) == "retry"
+        try:
+            decision: Decision = decide_in_place(execution.machine, working.state, event, env)
+        except Exception:
+            working.state = self._rebuild(working)
+            raise
+        working.applied.append((event, env))
         out.extend(effects_to_records(self.topics, decision.state, decision.effects,
-                                      machine_name=execution.machine_name, pin=execution.pin))
+                                      machine_name=execution.machine_name, pin=execution.pin,
+                                      partition=execution.partition))
         for effect in decision.effects:
             if isinstance(effect, StartTimer):
                 new_timers.append((effect.fire_at, execution_id, effect.timer_id))
@@ -485,9 +583,16 @@ class Orchestrator:
                 elif effect.type.startswith("Execution") and effect.type != "ExecutionStarted":
                     if effect.type != "ExecutionRedriven":
                         self._count_finished(execution, decision.state, at)
-        if isinstance(event, TimerFired) and execution.state.timers.get(event.timer_id) is not None:
-            if execution.state.timers[event.timer_id].purpose == "retry":
-                self.metrics.retries.inc()
+        if retry_fired:
+            self.metrics.retries.inc()
+
+    def _rebuild(self, working: Working) -> ExecutionState:
+        """The working state again after an event failed mid-decision: the committed state with
+        the batch's earlier events re-applied (the decider is deterministic; effects discarded)."""
+        state = working.execution.load()
+        for event, env in working.applied:
+            decide_in_place(working.execution.machine, state, event, env)
+        return state
 
     def _machine(self, definition: dict[str, Any], digest: str | None = None) -> StateMachine:
         digest = digest or definition_hash(definition)
@@ -534,10 +639,10 @@ class Orchestrator:
             return
         self.metrics.execution_seconds.labels(*labels).observe(max(0.0, at - started))
 
-    def _count_usage(self, execution: Execution, result: StepResult) -> None:
+    def _count_usage(self, working: Working, result: StepResult) -> None:
         """Step duration by service and model, token use and cost, per state machine and version."""
-        labels = (execution.machine_name, execution.version_label)
-        pending = execution.state.tasks.get(result.task_id)
+        labels = (working.execution.machine_name, working.execution.version_label)
+        pending = working.state.tasks.get(result.task_id)
         duration_ms = result.metadata.get("duration_ms")
         if pending is not None and result.kind in ("succeeded", "failed") and isinstance(duration_ms, int | float):
             model = str(result.metadata.get("model") or "")
@@ -554,6 +659,10 @@ class Orchestrator:
         cost = result.metadata.get("cost_usd")
         if isinstance(cost, int | float) and cost > 0:
             self.metrics.execution_cost.labels(*labels).inc(cost)
+
+
+def _state_json(state: ExecutionState) -> bytes:
+    return state.__pydantic_serializer__.to_json(state)
 
 
 def _seed(*parts: bytes) -> int:

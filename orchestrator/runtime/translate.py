@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+from pydantic_core import to_json
 
 from orchestrator.asl.execution import (
     CancelTask,
@@ -15,9 +18,9 @@ from orchestrator.asl.execution import (
     HistoryEvent,
     RunTask,
 )
-from schemas.base import encode
+from schemas.base import SCHEMA_VERSION, encode
 from schemas.dlq import DeadLetter
-from schemas.executions import ExecutionSnapshot, ExecutionStatus, HistoryRecord
+from schemas.executions import ExecutionStatus
 from schemas.steps import StepCommand
 from schemas.topics import Topics
 from steps.sdk.resolve import service_for
@@ -52,6 +55,8 @@ class Outgoing:
     topic: str
     key: bytes
     value: bytes | None
+    # The execution's partition number (taken modulo the topic's partition count when sent);
+    # None: the producer's partitioner decides from the key (dead letters).
     partition: int | None = None
 
 
@@ -60,11 +65,17 @@ def _time(text: str) -> datetime | None:
 
 
 def effects_to_records(
-    topics: Topics, state: ExecutionState, effects: list[Effect], *, machine_name: str, pin: Pin = UNPINNED
+    topics: Topics, state: ExecutionState, effects: list[Effect], *, machine_name: str, pin: Pin = UNPINNED,
+    partition: int | None = None,
 ) -> list[Outgoing]:
-    """Step commands, history records and the terminal status for one decision."""
+    """Step commands, the decision's history (one record) and the terminal status for one decision.
+
+    `partition` is the execution's partition (of the input topics): every record of it is written
+    to the same partition number, so its records stay in order per topic without hashing keys.
+    """
     key = state.execution_id.encode()
     out: list[Outgoing] = []
+    history: list[dict[str, Any]] = []
     for effect in effects:
         if isinstance(effect, RunTask):
             service = service_for(effect.resource)
@@ -74,22 +85,34 @@ def effects_to_records(
                 parameters=effect.parameters, task_token=effect.task_token,
                 timeout_seconds=effect.timeout_seconds, heartbeat_seconds=effect.heartbeat_seconds,
             )
-            out.append(Outgoing(topics.commands(service), key, encode(command)))
+            out.append(Outgoing(topics.commands(service), key, encode(command), partition))
         elif isinstance(effect, CancelTask):
             service = service_for(effect.resource)
             cancel = StepCommand(execution_id=state.execution_id, kind="cancel", task_id=effect.task_id,
                                  service=service, resource=effect.resource)
-            out.append(Outgoing(topics.commands(service), key, encode(cancel)))
+            out.append(Outgoing(topics.commands(service), key, encode(cancel), partition))
         elif isinstance(effect, HistoryEvent):
             event = effect.as_aws()
             if effect.type == "ExecutionStarted" and (arns := pin.arns(machine_name)):
                 event["executionStartedEventDetails"] = {**event.get("executionStartedEventDetails", {}), **arns}
-            record = HistoryRecord(execution_id=state.execution_id, state_machine=machine_name, event=event,
-                                   version=pin.version, alias=pin.alias, definition_hash=pin.definition_hash)
-            out.append(Outgoing(topics.history, key, encode(record)))
+            history.append(event)
         elif isinstance(effect, ExecutionFinished):
-            out.append(Outgoing(topics.events, key, encode(status_event(state, machine_name, pin))))
+            out.append(Outgoing(topics.events, key, encode(status_event(state, machine_name, pin)), partition))
+    if history:
+        # Placed first so a reader of the history never sees a command or status before the
+        # events that led to it.
+        record = {**_envelope(state.execution_id), "state_machine": machine_name, "events": history,
+                  "version": pin.version, "alias": pin.alias, "definition_hash": pin.definition_hash}
+        out.insert(0, Outgoing(topics.history, key, to_json(record), partition))
     return out
+
+
+def _envelope(execution_id: str) -> dict[str, Any]:
+    """The `Envelope` fields of a record the orchestrator builds as a plain dict: the hot-path
+    records (a decision's history, snapshots) skip pydantic models, whose defaults alone cost
+    more than serialising. Tests decode them with the models, which keeps the shapes equal."""
+    return {"schema_version": SCHEMA_VERSION, "id": os.urandom(16).hex(), "execution_id": execution_id,
+            "timestamp": datetime.now(timezone.utc)}
 
 
 def status_event(state: ExecutionState, machine_name: str, pin: Pin = UNPINNED) -> ExecutionStatus:
@@ -105,14 +128,23 @@ def status_event(state: ExecutionState, machine_name: str, pin: Pin = UNPINNED) 
 
 def snapshot_record(
     topics: Topics, state: ExecutionState, definition: dict[str, Any], machine_name: str, partition: int,
-    pin: Pin = UNPINNED,
+    pin: Pin = UNPINNED, definition_json: bytes | None = None, state_json: bytes | None = None,
 ) -> Outgoing:
-    snapshot = ExecutionSnapshot(
-        execution_id=state.execution_id, state_machine=machine_name, definition=definition,
-        state=state.model_dump(mode="json"), version=pin.version, alias=pin.alias,
-        definition_hash=pin.definition_hash,
-    )
-    return Outgoing(topics.state, state.execution_id.encode(), encode(snapshot), partition)
+    """The execution's record on the compacted state topic (an `ExecutionSnapshot`).
+
+    Written for every execution a batch touched, so it is built as bytes: the state serialised by
+    pydantic's Rust serialiser straight to JSON, and the definition's JSON (`definition_json`,
+    cached by the caller per definition) spliced in rather than re-encoded each time.
+    """
+    head = to_json({**_envelope(state.execution_id), "state_machine": machine_name, "definition": {}, "state": {},
+                    "offsets_applied": 0, "version": pin.version, "alias": pin.alias,
+                    "definition_hash": pin.definition_hash})
+    # `{..."definition":{},"state":{},...}`: the two placeholders are the only `{}` values there.
+    marker = b'"definition":{},"state":{}'
+    assert marker in head
+    body = (b'"definition":' + (definition_json if definition_json is not None else to_json(definition))
+            + b',"state":' + (state_json if state_json is not None else state.__pydantic_serializer__.to_json(state)))
+    return Outgoing(topics.state, state.execution_id.encode(), head.replace(marker, body, 1), partition)
 
 
 def dead_letter(

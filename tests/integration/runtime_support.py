@@ -100,7 +100,7 @@ class RuntimeClient:
         by_execution: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in await read_all(self.settings, self.topics.history):
             history = decode(HistoryRecord, record.value)
-            by_execution[history.execution_id].append(history.event)
+            by_execution[history.execution_id].extend(history.events)
         return by_execution
 
     async def dead_letters(self) -> list[DeadLetter]:

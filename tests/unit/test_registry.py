@@ -264,7 +264,8 @@ def test_history_status_and_snapshot_carry_the_pin() -> None:
     record = decode(HistoryRecord, out.value)
     assert (record.state_machine, record.version, record.alias, record.definition_hash) == (
         "Greeter", 2, "prod", definition_hash(V2))
-    details = record.event["executionStartedEventDetails"]
+    (event,) = record.events
+    details = event["executionStartedEventDetails"]
     assert details["stateMachineVersionArn"] == "arn:baton:states:local:stateMachine:Greeter:2"
     assert details["stateMachineAliasArn"] == "arn:baton:states:local:stateMachine:Greeter:prod"
     assert started.details == {"input": {}, "roleArn": None}  # the decider's event is not changed
@@ -274,7 +275,7 @@ def test_history_status_and_snapshot_carry_the_pin() -> None:
     snapshot = decode(ExecutionSnapshot, snapshot_record(topics, state, V2, "Greeter", 0, pin).value)
     assert (snapshot.definition, snapshot.version, snapshot.alias) == (V2, 2, "prod")
     (plain,) = effects_to_records(topics, state, [started], machine_name="Greeter")
-    assert "stateMachineVersionArn" not in decode(HistoryRecord, plain.value).event["executionStartedEventDetails"]
+    assert "stateMachineVersionArn" not in decode(HistoryRecord, plain.value).events[0]["executionStartedEventDetails"]
 
 
 def orchestrator_with(records: dict[str, StateMachineRecord]) -> Orchestrator:
