@@ -1,7 +1,7 @@
 """`baton api [--host 127.0.0.1] [--port 8080] [--tokens FILE | --insecure-local]`: the HTTP API and pages.
 
-Bearer tokens (`baton tokens create`) are required unless `--insecure-local` is given, which is
-refused on any address but a loopback one.
+Bearer tokens (`baton tokens create`, or an identity provider's JWTs with BATON_OIDC_*) are required
+unless `--insecure-local` is given, which is refused on any address but a loopback one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
     """Serve the HTTP API (OpenAPI at /docs and /openapi.json) and the pages until SIGINT/SIGTERM.
 
     Every request needs `Authorization: Bearer <token>` (pages: open one with `?token=<token>` once,
-    a cookie keeps it) unless --insecure-local.
+    a cookie keeps it) unless --insecure-local. The token is one of `baton tokens`, or, when
+    BATON_OIDC_ISSUER and BATON_OIDC_AUDIENCE are set, a JWT of that identity provider (roles from
+    BATON_OIDC_ROLES_CLAIM, default `roles`; see docs/security.md).
     """
     import ipaddress
 
@@ -46,6 +48,16 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
     from orchestrator.api.app import Authorizer, allow_all, create_app
     from orchestrator.api.auth import TokenAuthorizer, TokenStore
 
+    from pydantic import ValidationError
+
+    from orchestrator.api.oidc import OidcSettings, OidcVerifier
+
+    try:
+        oidc_settings = OidcSettings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'BATON_OIDC_*'}: {e['msg']}" for e in exc.errors())
+        fail(f"OIDC settings (BATON_OIDC_*): {problems}")
+    oidc = OidcVerifier(oidc_settings) if oidc_settings.enabled else None
     authorizer: Authorizer = allow_all
     if insecure_local:
         try:
@@ -57,10 +69,14 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
         click.echo("baton api: --insecure-local: no authentication", err=True)
     else:
         store = TokenStore(tokens_file)
-        if not store.list():
+        if not store.list() and oidc is None:
             fail(f"no API tokens in {store.path}: create one with `baton tokens create --role admin --name me`, "
+                 "set BATON_OIDC_ISSUER and BATON_OIDC_AUDIENCE to accept an identity provider's JWTs, "
                  "or run with --insecure-local on 127.0.0.1")
-        authorizer = TokenAuthorizer(store)
+        authorizer = TokenAuthorizer(store, oidc=oidc)
+        if oidc is not None:
+            click.echo(f"baton api: accepting JWTs of {oidc_settings.issuer} for audience {oidc_settings.audience}",
+                       err=True)
 
     settings = kafka_settings(bootstrap, topic_prefix)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one-line error below says it better

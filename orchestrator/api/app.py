@@ -5,15 +5,17 @@ follower of the compacted state topic (each execution's pinned definition, for t
 an idempotent producer. Writes are the same records the CLI publishes: start, stop and redrive
 go to the start topic keyed by execution id (`orchestrator.control_cli`), task success, failure
 and heartbeat go to the review-decisions topic keyed by the execution the token names
-(`steps.review`). Reads come from the read model, so they see every orchestrator instance.
+(`steps.review`), and a deploy is a registry write (`orchestrator.registry.store.RegistryWriter`, as
+`baton deploy` does). Reads come from the read model, so they see every orchestrator instance.
 
 Every error is one JSON shape: `{"error": {"code", "message", "details"?}}`, with the HTTP status
 saying its class (400 a bad request, 404 unknown, 409 a conflict, 503 Kafka unavailable).
 
 Auth: every route declares the role it needs (viewer, operator, reviewer) through
 `requires(role)`, which calls the app's `Authorizer`. `create_app`'s default allows all (tests,
-`baton api --insecure-local`); `baton api` passes `orchestrator.api.auth.TokenAuthorizer`, which
-answers 401 / 403 in the same error shape and keeps the caller's identity for the review routes.
+`baton api --insecure-local`); `baton api` passes `orchestrator.api.auth.TokenAuthorizer` (Baton's
+tokens, and an identity provider's JWTs when BATON_OIDC_ISSUER is set: `orchestrator.api.oidc`),
+which answers 401 / 403 in the same error shape and keeps the caller's identity for the review routes.
 A page visited with `?token=<token>` sets the `baton_token` cookie, so the pages' own calls carry it.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -58,6 +61,7 @@ from orchestrator.runtime.tokens import InvalidToken
 from orchestrator.settings import KafkaSettings
 from schemas.base import Envelope, decode, encode
 from schemas.executions import ExecutionSnapshot, RedriveExecution, StartExecution, StopExecution, execution_id_for
+from schemas.registry import StateMachineRecord
 from schemas.review import ReviewDecision
 
 log = logging.getLogger(__name__)
@@ -126,6 +130,15 @@ class StopRequest(BaseModel):
 
 class DefinitionRequest(BaseModel):
     definition: Any = Field(..., description="An ASL definition: a JSON object, or JSON/YAML text.")
+
+
+class DeployRequest(DefinitionRequest):
+    """What `baton deploy FILE --name NAME --publish` sends, plus an optional alias move."""
+
+    name: str = Field(..., description="The state machine's name (1-80 characters, no whitespace or :).")
+    description: str | None = Field(None, description="A description of the state machine and of the version.")
+    alias: str | None = Field(None, description="Point this alias (created if missing) at the new version, "
+                                                "in the same registry write.")
 
 
 class TestStateRequest(DefinitionRequest):
@@ -269,6 +282,34 @@ def _parse(definition: Any) -> StateMachine:
         raise ApiError(400, "InvalidDefinition", str(exc)) from None
 
 
+def _registry_error(exc: Exception) -> ApiError:
+    """The API's answer to a registry refusal: 400 for what the request got wrong, 404, 409, 503."""
+    from orchestrator.registry import errors
+
+    if isinstance(exc, errors.InvalidDefinition):
+        problems = [{"path": p.path, "message": p.message} for p in exc.problems]
+        return ApiError(400, "InvalidDefinition", f"invalid definition ({len(problems)} problem(s)): "
+                        f"{problems[0]['path']}: {problems[0]['message']}", {"problems": problems})
+    if isinstance(exc, (errors.InvalidName, errors.InvalidRouting, errors.InvalidReference)):
+        return ApiError(400, type(exc).__name__, str(exc))
+    if isinstance(exc, errors.NotFound):
+        return ApiError(404, "StateMachineNotFound", str(exc))
+    if isinstance(exc, errors.VersionInUse):
+        return ApiError(409, "VersionInUse", str(exc))
+    return ApiError(503, "RegistryUnavailable", str(exc))
+
+
+def _definition_object(definition: Any) -> dict[str, Any]:
+    """A deployable definition: validated (400 with each fault's JSON path), as a JSON object."""
+    from orchestrator.asl.model import load_document
+
+    _parse(definition)
+    loaded = load_document(definition) if isinstance(definition, str) else definition
+    if not isinstance(loaded, dict):
+        raise ApiError(400, "InvalidDefinition", "a definition is a JSON object with StartAt and States")
+    return loaded
+
+
 def _decision(make: Callable[[], ReviewDecision]) -> ReviewDecision:
     try:
         return make()
@@ -302,11 +343,32 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
                   description="Amazon States Language workflows on Apache Kafka: executions, human review, "
                               "TestState and validation. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
     app.state.authorizer = authorizer
+    hide_query_tokens()
     _errors(app)
     _login_cookie(app)
     _routes(app)
     _pages(app)
     return app
+
+
+_QUERY_TOKEN = re.compile(r"([?&]token=)[^&#\s\"]*", re.IGNORECASE)
+
+
+class HideQueryTokens(logging.Filter):
+    """Blanks `?token=` in uvicorn's access log: a page login puts the bearer token in the URL, and
+    the access log (often a file, `baton dev`'s .baton/logs/api.log) would otherwise keep it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "token=" in a.lower() for a in record.args):
+            record.args = tuple(_QUERY_TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def hide_query_tokens() -> None:
+    """Install `HideQueryTokens` on uvicorn's access logger (once; logging config keeps it)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, HideQueryTokens) for f in access.filters):
+        access.addFilter(HideQueryTokens())
 
 
 def _login_cookie(app: FastAPI) -> None:
@@ -555,6 +617,52 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         return {"valid": True, "start_at": machine.start_at, "query_language": machine.query_language,
                 "states": len(machine.states)}
 
+    @app.post("/api/state-machines", status_code=201, dependencies=[operator], tags=["state machines"])
+    async def deploy_state_machine(body: DeployRequest, request: Request, response: Response) -> dict[str, Any]:
+        """Deploy a definition as the next immutable version of a state machine (`baton deploy --publish`),
+        optionally moving an alias to it. 201 when something changed, 200 when the registry already had
+        exactly this; 400 with each fault's JSON path for an invalid definition."""
+        from orchestrator.registry.errors import RegistryError
+        from orchestrator.registry.model import check_alias_name, check_name
+        from orchestrator.registry.store import RegistryWriter
+
+        backend = _backend(request)
+        try:  # names first: a bad alias must not leave a half-done deploy behind
+            check_name(body.name)
+            if body.alias is not None:
+                check_alias_name(body.alias)
+        except RegistryError as exc:
+            raise _registry_error(exc) from None
+        definition = _definition_object(body.definition)
+        try:
+            with kafka_errors(backend.settings):
+                deployed = await RegistryWriter(backend.settings).deploy(
+                    body.name, definition, description=body.description, publish=True, alias=body.alias)
+        except RegistryError as exc:
+            raise _registry_error(exc) from None
+        if not deployed.changed:
+            response.status_code = 200
+        record, version = deployed.record, deployed.version
+        return {"name": record.name, "version": version.version if version else None, "revision": record.revision,
+                "definition_hash": record.definition_hash, "changed": deployed.changed,
+                "alias": deployed.alias.model_dump(mode="json") if deployed.alias else None}
+
+    @app.get("/api/state-machines", dependencies=[viewer], tags=["state machines"])
+    async def list_state_machines(request: Request) -> list[dict[str, Any]]:
+        """The registered state machines: versions, aliases, last update."""
+        records = await _registry(request)
+        return [{"name": r.name, "revision": r.revision, "updated": r.updated.isoformat(),
+                 "versions": [v.version for v in r.versions], "aliases": sorted(r.aliases),
+                 "description": r.description} for r in sorted(records.values(), key=lambda r: r.name)]
+
+    @app.get("/api/state-machines/{name}", dependencies=[viewer], tags=["state machines"])
+    async def describe_state_machine(name: str, request: Request) -> dict[str, Any]:
+        """One state machine: its draft, every version (with its definition) and its aliases."""
+        record = (await _registry(request)).get(name)
+        if record is None:
+            raise ApiError(404, "StateMachineNotFound", f"no state machine named {name!r} is registered")
+        return record.model_dump(mode="json")
+
     @app.post("/api/test-state", dependencies=[viewer], tags=["definitions"])
     async def test_state(body: TestStateRequest) -> dict[str, Any]:
         """TestState: run one state with a given input (and task result or error)."""
@@ -569,6 +677,18 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
                                         variables=body.variables)
         except LocalRunError as exc:
             raise ApiError(400, "TestStateFailed", str(exc)) from None
+
+
+async def _registry(request: Request) -> dict[str, StateMachineRecord]:
+    from orchestrator.registry.errors import RegistryError
+    from orchestrator.registry.store import read_registry
+
+    backend = _backend(request)
+    try:
+        with kafka_errors(backend.settings):
+            return await read_registry(backend.settings)
+    except RegistryError as exc:
+        raise _registry_error(exc) from None
 
 
 def _who(request: Request) -> str | None:

@@ -10,6 +10,9 @@ SHA-256 of the token) only until the file changes, so PBKDF2 runs once per token
 Roles: `admin` implies every role, `operator` and `reviewer` each imply `viewer`. A request
 carries its token as `Authorization: Bearer <token>`, or (for the pages) as the `baton_token`
 cookie that a visit to any page with `?token=<token>` sets.
+
+With OIDC configured (`orchestrator.api.oidc`), an identity provider's JWTs are accepted as well,
+with the same roles; the JWT's subject is the identity's name.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from fastapi import Request
 
@@ -63,13 +66,18 @@ class TokenStoreError(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who made a request: the token's name and role."""
+    """Who made a request: the token's name (a JWT's subject) and role.
+
+    `other_roles`: an OIDC user may hold several roles (operator and reviewer); `role` is the
+    strongest of them.
+    """
 
     name: str
     role: str
+    other_roles: frozenset[str] = frozenset()
 
     def may(self, role: str) -> bool:
-        return role in IMPLIES.get(self.role, frozenset())
+        return any(role in IMPLIES.get(held, frozenset()) for held in (self.role, *self.other_roles))
 
 
 def _hash(secret: str, salt: bytes) -> str:
@@ -180,26 +188,45 @@ def token_of(request: Request) -> str | None:
     return request.query_params.get("token") or request.cookies.get(COOKIE) or None
 
 
+class JwtVerifier(Protocol):
+    """Verifies an identity provider's JWT (`orchestrator.api.oidc.OidcVerifier`)."""
+
+    async def verify(self, token: str) -> Identity:
+        """The JWT's identity; raise AuthError (401) when it is not valid."""
+        ...
+
+
+def looks_like_jwt(token: str) -> bool:
+    """A JWT is three dot-separated parts; Baton's own tokens (`baton_<id>_<secret>`) have no dot."""
+    return not token.startswith(PREFIX) and token.count(".") == 2
+
+
 class TokenAuthorizer:
     """The API's Authorizer with tokens: 401 without a valid token, 403 when its role is not enough.
 
-    On success the identity is kept in `request.state.identity` (the review routes record it).
+    Baton's tokens are checked against `store`; with `oidc`, an identity provider's JWTs are
+    accepted too. On success the identity is kept in `request.state.identity` (the review routes
+    record it).
     """
 
-    def __init__(self, store: TokenStore) -> None:
+    def __init__(self, store: TokenStore | None, oidc: JwtVerifier | None = None) -> None:
         self.store = store
+        self.oidc = oidc
 
     async def __call__(self, request: Request, role: str) -> None:
         token = token_of(request)
         if token is None:
             raise AuthError(401, "Unauthorized", "a bearer token is required (Authorization: Bearer <token>; "
                                                   "create one with `baton tokens create`)")
-        identity = self.store.verify(token)
+        if self.oidc is not None and looks_like_jwt(token):
+            identity: Identity | None = await self.oidc.verify(token)
+        else:
+            identity = self.store.verify(token) if self.store is not None else None
         if identity is None:
             raise AuthError(401, "Unauthorized", "the token is unknown or revoked")
         if not identity.may(role):
-            raise AuthError(403, "Forbidden", f"the token {identity.name!r} has role {identity.role!r}; "
-                                               f"this needs {role!r}")
+            held = f"role {identity.role!r}" if identity.role else "no Baton role"
+            raise AuthError(403, "Forbidden", f"the token {identity.name!r} has {held}; this needs {role!r}")
         request.state.identity = identity
 
 

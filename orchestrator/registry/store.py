@@ -41,7 +41,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.api.readmodel import topic_partitions
 from orchestrator.registry import model
-from orchestrator.registry.errors import RegistryUnavailable
+from orchestrator.registry.errors import InvalidRouting, RegistryUnavailable
 from orchestrator.registry.model import Resolved
 from orchestrator.settings import KafkaSettings
 from schemas.base import decode, encode
@@ -246,6 +246,7 @@ class Deployed:
     record: StateMachineRecord
     version: StateMachineVersion | None  # the version published with the deploy, if asked
     changed: bool  # False: the registry already had exactly this (nothing was written)
+    alias: StateMachineAlias | None = None  # the alias moved to `version`, if asked
 
 
 class RegistryWriter:
@@ -260,20 +261,31 @@ class RegistryWriter:
         _quiet_fenced_producers()
 
     async def deploy(self, name: str, definition: Any, *, description: str | None = None,
-                     publish: bool = False) -> Deployed:
+                     publish: bool = False, alias: str | None = None) -> Deployed:
         """Store `definition` as the draft of `name` (validated first: InvalidDefinition, and nothing
-        is written), and with `publish` publish it as the next version in the same write."""
+        is written), and with `publish` publish it as the next version in the same write; with
+        `alias` (which needs `publish`) also point that alias at the version, still in that write,
+        so no reader ever sees the new version without the alias move or the other way round."""
+        if alias is not None:
+            if not publish:
+                raise InvalidRouting(f"alias {alias!r} can only move to a published version: deploy with publish")
+            model.check_alias_name(alias)
         model.deploy(None, name, definition, now=self.clock())  # refuse before touching Kafka
 
         def change(current: StateMachineRecord | None, now: datetime) -> tuple[StateMachineRecord | None, Deployed]:
             record = model.deploy(current, name, definition, now=now, description=description)
-            version = None
+            version, moved = None, None
             if publish:
                 record, version = model.publish(record, now=now, description=description)
+            if alias is not None and version is not None:
+                target = [AliasRoute(version=version.version, weight=100)]
+                moved = record.aliases.get(alias)
+                if moved is None or moved.routes != target:
+                    record, moved = model.set_alias(record, alias, target, now=now)
             changed = record is not current
-            if changed:  # one write, one revision, though deploy and publish each count one
+            if changed:  # one write, one revision, though deploy, publish and alias each count one
                 record = record.model_copy(update={"revision": (current.revision if current else 0) + 1})
-            return (record if changed else None), Deployed(record, version, changed)
+            return (record if changed else None), Deployed(record, version, changed, moved)
 
         return await self._write(name, change)
 

@@ -37,8 +37,10 @@ class Credentials:
 
     @property
     def secrets(self) -> list[str]:
-        """Values to keep out of results: the header values and the bare token."""
+        """Values to keep out of results: the header values, their credentials without the scheme
+        (`Basic <credentials>`: an API may echo just those) and the bare token."""
         values = [value for _, value in self.headers]
+        values += [value.partition(" ")[2] for value in values if " " in value]
         return values + ([self.token] if self.token else [])
 
 

@@ -9,25 +9,27 @@ the body parses, else the body as text. A binary content type (`application/octe
 ([https] "Unsupported HTTP Task responses"). Header names are lower-case; each maps to the list of
 its values, in the order received.
 
-`Redactor` keeps a connection's secrets out of what the task returns: a value the API echoes back
-(a token, a key) is replaced by "***" in the result and in a failure's cause.
+`Redactor` (`steps.sdk.redact`, re-exported here) keeps a connection's secrets out of what the task
+returns: a value the API echoes back (a token, a key, or either in base64) is replaced by "***" in
+the result and in a failure's cause.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any, Final
 
 import httpx
 
 from steps.http.errors import ResponseTooLarge, UnsupportedResponse
+from steps.sdk.redact import REDACTED, Redactor
+
+__all__ = ["REDACTED", "Redactor", "check_content_type", "media_type", "read_body", "task_result"]
 
 BINARY_TYPES: Final = ("application/octet-stream",)
 BINARY_PREFIXES: Final = ("image/", "video/", "audio/")
-REDACTED: Final = "***"
 
 
 def media_type(content_type: str | None) -> tuple[str, str | None]:
@@ -105,36 +107,3 @@ def _phrase(status_code: int) -> str:
         return HTTPStatus(status_code).phrase
     except ValueError:
         return ""
-
-
-class Redactor:
-    """Replaces known secret values by "***" in text and in JSON values (keys included).
-
-    Values shorter than `min_length` are left alone: replacing a 3-letter password everywhere would
-    mangle ordinary text, and a secret that short is not much of one.
-    """
-
-    def __init__(self, secrets: Iterable[str] = (), min_length: int = 6) -> None:
-        self._min = min_length
-        self._secrets: set[str] = set()
-        self.add(secrets)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        self._secrets.update(value for value in secrets if len(value) >= self._min)
-
-    def text(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):  # longest first: no partial leftovers
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
-
-    def value(self, value: Any) -> Any:
-        if not self._secrets:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.value(item) for item in value]
-        if isinstance(value, dict):
-            return {self.text(key): self.value(item) for key, item in value.items()}
-        return value

@@ -46,6 +46,7 @@ from steps.http.guard import networks, request_guard
 from steps.http.request import HttpCall, PreparedRequest, parse_call, prepare
 from steps.http.response import Redactor, check_content_type, read_body, task_result
 from steps.http.settings import HttpSettings
+from steps.sdk.redact import quiet_http_client_logs
 from steps.service import StepHandler, StepOutput, StepService
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,7 @@ class HttpHandler(StepHandler):
                  transport: httpx.AsyncBaseTransport | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         self.settings = settings or HttpSettings()
-        # httpx logs every request's full URL at INFO, query string included, and a connection's
-        # query parameters may be secret: quiet it unless an operator set its level on purpose.
-        if logging.getLogger("httpx").level == logging.NOTSET:
-            logging.getLogger("httpx").setLevel(logging.WARNING)
+        quiet_http_client_logs()  # URLs (query secrets) and response headers (echoed credentials)
         self.connections = connections if connections is not None else load_connections(self.settings.connections)
         self.metrics = HttpMetrics(registry or CollectorRegistry())
         self.client = httpx.AsyncClient(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -45,9 +46,12 @@ from steps.llm.errors import (
     RateLimited,
     RequestRejected,
 )
+from steps.sdk.redact import Redactor, quiet_http_client_logs
 
 OnText = Callable[[str], None]  # called with each piece of generated text, in order; must not block
 
+# Extra headers whose values are credentials (an API key header of a gateway, a proxy token).
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
 ANTHROPIC_DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when the Task gives none
 JSON_INSTRUCTION = ("Answer with one JSON value only: no prose, no Markdown fences.")
 
@@ -93,6 +97,9 @@ class Provider(ABC):
         self.name = name
         self.config = config
         self._key = config.key()  # read once: a missing variable fails at startup, not mid-run
+        self._redactor = Redactor([self._key or "", *(value for name, value in config.headers.items()
+                                                      if _SECRET_HEADER.search(name))])
+        quiet_http_client_logs()  # httpcore logs response headers at DEBUG: a gateway may echo the key
         self.client = httpx.AsyncClient(
             headers={**self._auth_headers(), **config.headers},
             timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds,
@@ -104,6 +111,16 @@ class Provider(ABC):
 
     async def complete(self, request: ChatRequest, on_text: OnText | None = None) -> ChatResponse:
         """Run one chat call; raise an `LLMError` on any failure (mapped to Baton.LLM.*)."""
+        try:
+            return await self._bounded(request, on_text)
+        except LLMError as exc:
+            # A provider may echo the key it was sent ("Incorrect API key provided: sk-..."), and
+            # the cause goes to the history and the events topic: never the key.
+            exc.cause = self._redactor.text(exc.cause)
+            exc.args = (exc.cause,)
+            raise
+
+    async def _bounded(self, request: ChatRequest, on_text: OnText | None) -> ChatResponse:
         where = f"provider {self.name!r} ({self.kind}) model {request.model!r}"
         produced = False
 

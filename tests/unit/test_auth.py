@@ -1,12 +1,15 @@
-"""API auth without Kafka: the token store, and every route refused or let through per role.
+"""API auth without Kafka: the token store, and every route refused or let through per role,
+with Baton's tokens and with an identity provider's JWTs (a real local JWKS server).
 
 The app is used without its lifespan (no Kafka), so a route that passes auth then fails for want
 of a backend (500); what is asserted is only whether auth let it through (not 401/403).
+`test_the_matrix_lists_every_route` keeps ROUTES complete: a new route must be added to it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,9 @@ from fastapi.testclient import TestClient
 
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import COOKIE, Identity, TokenAuthorizer, TokenStore, TokenStoreError
+from orchestrator.api.oidc import OidcVerifier
 from orchestrator.settings import KafkaSettings
+from tests.oidc_support import IdentityProvider, identity_provider
 
 DEFINITION = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 # (method, path, body, the role it needs)
@@ -34,6 +39,9 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("POST", "/api/tasks/heartbeat", {"task_token": "t"}, "reviewer"),
     ("GET", "/api/reviews", None, "reviewer"),
     ("POST", "/api/reviews/decision", {"task_token": "t", "decision": "approve"}, "reviewer"),
+    ("POST", "/api/state-machines", {"name": "m", "definition": DEFINITION}, "operator"),
+    ("GET", "/api/state-machines", None, "viewer"),
+    ("GET", "/api/state-machines/m", None, "viewer"),
     ("POST", "/api/validate", {"definition": DEFINITION}, "viewer"),
     ("POST", "/api/test-state", {"definition": DEFINITION, "state": "P"}, "viewer"),
     ("GET", "/", None, "viewer"),
@@ -42,6 +50,19 @@ ROUTES: list[tuple[str, str, object, str]] = [
 ]
 ALLOWED = {"viewer": {"viewer"}, "operator": {"operator", "viewer"}, "reviewer": {"reviewer", "viewer"},
            "admin": {"viewer", "operator", "reviewer", "admin"}}
+PUBLIC = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+          ("GET", "/static")}
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[IdentityProvider]:
+    with identity_provider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def jwts(idp: IdentityProvider) -> dict[str, str]:
+    return {role: idp.token(f"{role}-user", [role]) for role in ALLOWED}
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +76,9 @@ def tokens(store: TokenStore) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def client(store: TokenStore) -> TestClient:
-    app = create_app(KafkaSettings(), db_path=":memory:", authorizer=TokenAuthorizer(store))
+def client(store: TokenStore, idp: IdentityProvider) -> TestClient:
+    authorizer = TokenAuthorizer(store, oidc=OidcVerifier(idp.settings()))
+    app = create_app(KafkaSettings(), db_path=":memory:", authorizer=authorizer)
     return TestClient(app, raise_server_exceptions=False)  # no `with`: no lifespan, no Kafka
 
 
@@ -98,17 +120,41 @@ def test_bad_names_roles_and_duplicates(store: TokenStore, tokens: dict[str, str
         store.revoke("nobody")
 
 
+def test_the_matrix_lists_every_route(client: TestClient) -> None:
+    """Each route of the app (API and pages) is in ROUTES, or is one of the public documents."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount, Route
+
+    placeholders = {"x": "{execution}", "m": "{name}"}  # the sample values ROUTES uses in paths
+    listed = {(method, "/".join(placeholders.get(part, part) for part in path.split("/")))
+              for method, path, _, _ in ROUTES}
+    found: set[tuple[str, str]] = set()
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        if isinstance(route, Mount):
+            found.add(("GET", route.path))
+        elif isinstance(route, (APIRoute, Route)):
+            found |= {(method, route.path) for method in route.methods or () if method != "HEAD"}
+    assert found - PUBLIC == listed, (sorted(found - PUBLIC - listed), sorted(listed - found))
+    for method, path in PUBLIC - {("GET", "/static")}:
+        assert _call(client, method, path, None, None) == 200, path
+
+
 @pytest.mark.parametrize("method,path,body,needs", ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
-def test_each_role_against_each_route(client: TestClient, tokens: dict[str, str], method: str, path: str,
-                                      body: object, needs: str) -> None:
+def test_each_role_against_each_route(client: TestClient, tokens: dict[str, str], jwts: dict[str, str],
+                                      idp: IdentityProvider, method: str, path: str, body: object,
+                                      needs: str) -> None:
     assert _call(client, method, path, body, None) == 401
     assert _call(client, method, path, body, "baton_unknown_token") == 401
-    for role, token in tokens.items():
-        status = _call(client, method, path, body, token)
-        if needs in ALLOWED[role]:
-            assert status not in (401, 403), (role, status)
-        else:
-            assert status == 403, (role, status)
+    assert _call(client, method, path, body, idp.token("late", ["admin"], expires_in=-3600)) == 401
+    assert _call(client, method, path, body, idp.token("lost", ["admin"], audience="another-app")) == 401
+    assert _call(client, method, path, body, idp.token("nobody", ["unrelated"])) == 403
+    for kind, credentials in (("token", tokens), ("jwt", jwts)):
+        for role, token in credentials.items():
+            status = _call(client, method, path, body, token)
+            if needs in ALLOWED[role]:
+                assert status not in (401, 403), (kind, role, status)
+            else:
+                assert status == 403, (kind, role, status)
 
 
 def test_validate_answers_for_a_viewer(client: TestClient, tokens: dict[str, str]) -> None:
