@@ -1,0 +1,308 @@
+"""Baton on a secured broker (infra/secure_kafka.py): SASL/SCRAM-SHA-512 over TLS, and the ACLs of
+docs/security.md enforced by Kafka's StandardAuthorizer.
+
+The orchestrator, the fn step service and a client each log in as their own SCRAM user and run an
+execution end to end with only their ACLs; clients without (valid) credentials are refused, and a
+user is refused what its ACLs do not grant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
+from aiokafka.structs import TopicPartition
+
+from infra.local_kafka import LocalKafkaError
+from infra.secure_kafka import ADMIN_USER, SecureBroker, baton_roles, ensure_up, stop
+from orchestrator.registry.store import RegistryWriter
+from orchestrator.runtime.service import Orchestrator
+from orchestrator.runtime.topics import provision_topics
+from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from schemas.base import decode, encode
+from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
+from steps.fn.service import fn_service
+from tests.integration.runtime_support import TERMINAL, read_all
+
+STEPS = "tests.integration.steps_for_tests"
+PREFIX = "baton"  # the secured broker is this module's own: the default prefix its ACLs name
+REFUSAL_TIMEOUT_MS = 5_000
+
+SEQUENCE = {"StartAt": "Prepare", "States": {
+    "Prepare": {"Type": "Pass", "Result": {"a": 2, "b": 3}, "ResultPath": "$.pair", "Next": "Add"},
+    "Add": {"Type": "Task", "Resource": "baton:fn:add", "InputPath": "$.pair", "ResultPath": "$.sum",
+            "Next": "Echo"},
+    "Echo": {"Type": "Task", "Resource": "baton:fn:echo", "ResultSelector": {"total.$": "$.sum.sum"},
+             "End": True}}}
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now: the module's broker never meets a developer's (or the
+    plain one on 9092)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A fresh secured broker (own state folder and ports) with Baton's topics and ACLs."""
+    port, controller_port = _free_ports(2)
+    try:
+        broker = ensure_up(port, controller_port, state=tmp_path_factory.mktemp("kafka-secure"),
+                           prefix=PREFIX)
+    except LocalKafkaError as error:
+        pytest.fail(f"secured Kafka did not start: {error}\n{error.log_tail}", pytrace=False)
+    try:
+        asyncio.run(provision_topics(settings_for(broker, ADMIN_USER)))
+        yield broker
+    finally:
+        stop(broker)
+
+
+def settings_for(broker: SecureBroker, user: str | None, **changes: Any) -> KafkaSettings:
+    """A user's client settings, exactly as `python -m infra.secure_kafka env` prints them."""
+    env = {key.removeprefix("BATON_").lower(): value for key, value in broker.client_env(user).items()}
+    # Explicit Nones: a BATON_KAFKA_SASL_* in the test's own environment must not log in for it.
+    unset = {"kafka_sasl_mechanism": None, "kafka_sasl_username": None, "kafka_sasl_password": None}
+    return KafkaSettings(**{**unset, **env, "topic_prefix": PREFIX, **changes})
+
+
+@contextlib.asynccontextmanager
+async def running(broker: SecureBroker) -> AsyncIterator[None]:
+    """The orchestrator and the fn step service, each logged in as its own user."""
+    stop_event = asyncio.Event()
+    orchestrator = Orchestrator(settings_for(broker, "baton-orchestrator"),
+                                OrchestratorSettings(instance_id="secure-1", metrics_port=None))
+    task = asyncio.create_task(orchestrator.run(stop_event))
+    try:
+        async with fn_service([STEPS], settings=settings_for(broker, "baton-step-fn")):
+            await asyncio.wait_for(_ready_or_ended(orchestrator, task), 30)
+            assert not task.done(), f"the orchestrator stopped: {task.exception()!r}"
+            yield
+    finally:
+        stop_event.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def _ready_or_ended(orchestrator: Orchestrator, task: asyncio.Task[None]) -> None:
+    """Until the orchestrator is ready, or its task ended (e.g. the broker refused it)."""
+    ready = asyncio.create_task(orchestrator.ready.wait())
+    try:
+        await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+
+
+async def _terminal_status(settings: KafkaSettings, execution_id: str, timeout: float) -> ExecutionStatus:
+    """The execution's terminal status, read from the events topic with assigned partitions (the
+    client principal has no consumer group)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in await read_all(settings, settings.topics.events):
+            status = decode(ExecutionStatus, record.value)
+            if status.execution_id == execution_id and status.status in TERMINAL:
+                return status
+        assert time.monotonic() < deadline, f"{execution_id} did not finish in {timeout} s"
+        await asyncio.sleep(0.3)
+
+
+def test_execution_runs_end_to_end_with_least_privilege_users(secure_broker: SecureBroker) -> None:
+    client = settings_for(secure_broker, "baton-cli")
+
+    async def scenario() -> None:
+        # Deployed to the registry (a transactional write) as the CLI user, started by name.
+        await RegistryWriter(client).deploy("secure-sequence", SEQUENCE)
+        name = uuid.uuid4().hex[:12]
+        execution_id = execution_id_for("secure-sequence", name)
+        request = StartExecution(execution_id=execution_id, state_machine="secure-sequence", name=name, input={})
+        async with running(secure_broker):
+            producer = AIOKafkaProducer(**client.client_options(), enable_idempotence=True)
+            await producer.start()
+            try:
+                await producer.send_and_wait(client.topics.start, encode(request), key=execution_id.encode())
+            finally:
+                await producer.stop()
+            status = await _terminal_status(client, execution_id, timeout=40)
+        assert (status.status, status.output, status.error) == ("SUCCEEDED", {"total": 5}, None)
+        history = [decode(HistoryRecord, r.value) for r in await read_all(client, client.topics.history)]
+        kinds = [e["type"] for h in history if h.execution_id == execution_id for e in h.events]
+        assert kinds.count("TaskSucceeded") == 2 and kinds[-1] == "ExecutionSucceeded", kinds
+
+    asyncio.run(scenario())
+
+
+async def _connects(settings: KafkaSettings) -> None:
+    """Bootstrap a client (ApiVersions, SASL, Metadata); raises if the broker does not let it in."""
+    client = AIOKafkaClient(**settings.client_options(), request_timeout_ms=REFUSAL_TIMEOUT_MS,
+                            connections_max_idle_ms=REFUSAL_TIMEOUT_MS)
+    try:
+        await asyncio.wait_for(client.bootstrap(), REFUSAL_TIMEOUT_MS / 1000 * 2)
+    finally:
+        await client.close()
+
+
+# What the broker logs when it refuses each kind of client: the refusal is for the right reason.
+REFUSALS = {
+    "plaintext": "(SSL handshake failed)",
+    "tls-without-sasl": "during SASL handshake",
+    "wrong-password": "invalid credentials with SASL mechanism SCRAM-SHA-512",
+    "unknown-user": "invalid credentials with SASL mechanism SCRAM-SHA-512",
+}
+
+
+async def _broker_logged(broker: SecureBroker, since: int, text: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(broker.layout.paths.server_log, "rb") as log:
+            log.seek(since)
+            if text in log.read().decode(errors="replace"):
+                return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_client_without_valid_credentials_is_refused(secure_broker: SecureBroker, case: str) -> None:
+    good = settings_for(secure_broker, "baton-api")
+    refused = {
+        "plaintext": good.model_copy(update={"kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": None}),
+        "tls-without-sasl": settings_for(secure_broker, None),
+        "wrong-password": settings_for(secure_broker, "baton-api", kafka_sasl_password="not-the-password"),
+        "unknown-user": settings_for(secure_broker, "baton-api", kafka_sasl_username="mallory"),
+    }[case]
+
+    async def scenario() -> None:
+        await _connects(good)  # control: the same client with valid credentials gets in
+        since = secure_broker.layout.paths.server_log.stat().st_size
+        with pytest.raises((KafkaError, OSError, asyncio.TimeoutError)):
+            await _connects(refused)
+        assert await _broker_logged(secure_broker, since, REFUSALS[case]), REFUSALS[case]
+
+    asyncio.run(scenario())
+
+
+def _controller_answers(broker: SecureBroker, *, with_broker_certificate: bool) -> bool:
+    """True if the controller port answers a Kafka ApiVersions request over TLS."""
+    context = ssl.create_default_context(cafile=str(broker.layout.ca_file))
+    if with_broker_certificate:
+        context.load_cert_chain(broker.layout.broker_pem)
+    client_id = b"baton-test"
+    request = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id  # ApiVersions v0
+    try:
+        with socket.create_connection(("127.0.0.1", broker.layout.controller_port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(struct.pack(">i", len(request)) + request)
+            header = tls.recv(8)  # with TLS 1.3 a missing client certificate fails here
+    except (OSError, ssl.SSLError):
+        return False
+    return len(header) == 8 and struct.unpack(">i", header[4:])[0] == 7
+
+
+def test_controller_listener_takes_only_the_broker_certificate(secure_broker: SecureBroker) -> None:
+    assert _controller_answers(secure_broker, with_broker_certificate=True)  # control
+    assert not _controller_answers(secure_broker, with_broker_certificate=False)
+
+
+def test_each_user_sees_exactly_the_topics_of_its_acls(secure_broker: SecureBroker) -> None:
+    """Metadata lists only topics a user may describe (Read or Write imply it): the table of
+    `baton_roles`, as the broker enforces it, and nothing more."""
+
+    async def visible(user: str) -> set[str]:
+        consumer = AIOKafkaConsumer(**settings_for(secure_broker, user).client_options(), group_id=None)
+        await consumer.start()
+        try:
+            return set(await consumer.topics())
+        finally:
+            await consumer.stop()
+
+    async def scenario() -> None:
+        seen = {role.user: await visible(role.user) for role in baton_roles(PREFIX)}
+        assert seen == {role.user: {*role.reads, *role.writes} for role in baton_roles(PREFIX)}
+        assert seen["baton-step-fn"] == {f"{PREFIX}.steps.fn.commands", f"{PREFIX}.steps.results", f"{PREFIX}.dlq"}
+        # Control: the admin (a super user) sees every topic, e.g. the start topic fn cannot.
+        assert f"{PREFIX}.executions.start" in await visible(ADMIN_USER)
+
+    asyncio.run(scenario())
+
+
+def test_users_are_refused_what_their_acls_do_not_grant(secure_broker: SecureBroker) -> None:
+    fn = settings_for(secure_broker, "baton-step-fn")
+    api = settings_for(secure_broker, "baton-api")
+    topics = fn.topics
+
+    async def write(settings: KafkaSettings, topic: str, **options: Any) -> None:
+        producer = AIOKafkaProducer(**settings.client_options(), request_timeout_ms=REFUSAL_TIMEOUT_MS, **options)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"{}", key=b"k")
+        finally:
+            await producer.stop()
+
+    async def read(settings: KafkaSettings, topic: str, group: str | None = None) -> None:
+        """Fetch from the topic (assigned partitions), or join ``group`` and be given partitions."""
+        consumer = AIOKafkaConsumer(**settings.client_options(), group_id=group, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", request_timeout_ms=REFUSAL_TIMEOUT_MS)
+        await consumer.start()
+        try:
+            if group is None:
+                consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
+                await consumer.getmany(timeout_ms=REFUSAL_TIMEOUT_MS)
+                return
+            consumer.subscribe([topic])
+            deadline = time.monotonic() + REFUSAL_TIMEOUT_MS / 1000
+            while not consumer.assignment():  # joined; a refusal raises from getmany
+                assert time.monotonic() < deadline, f"{group} was neither joined nor refused"
+                await consumer.getmany(timeout_ms=200)
+        finally:
+            await consumer.stop()
+
+    async def scenario() -> None:
+        # Controls: what the fn service's ACLs grant works.
+        await write(fn, topics.results)
+        await read(fn, topics.commands("fn"), group=f"{PREFIX}-step-fn")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await write(fn, topics.state)  # only the orchestrator writes execution state
+        with pytest.raises(TopicAuthorizationFailedError):
+            await read(fn, topics.results)  # it writes results (so may describe them), never reads them
+        with pytest.raises(GroupAuthorizationFailedError):
+            await read(fn, topics.commands("fn"), group=f"{PREFIX}-orchestrator")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await write(api, topics.statemachines)  # the API does not deploy
+        with pytest.raises(TransactionalIdAuthorizationFailed):
+            await write(api, topics.start, transactional_id=f"{PREFIX}-orchestrator-secure-1")
+
+    asyncio.run(scenario())
+
+
+def test_state_folder_holds_no_password_for_others(secure_broker: SecureBroker) -> None:
+    """The users' passwords, the broker's key and the admin config are readable by their owner
+    only (the throwaway CA's key is not kept at all)."""
+    state = secure_broker.layout.paths.state
+    private = [secure_broker.layout.users_file, secure_broker.layout.broker_pem,
+               secure_broker.layout.admin_properties, secure_broker.layout.paths.properties]
+    assert {path.name: path.stat().st_mode & 0o077 for path in private} == {path.name: 0 for path in private}
+    assert not [p for p in Path(state).rglob("*.key")], "no stray key files"
