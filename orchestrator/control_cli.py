@@ -233,7 +233,7 @@ def _check_name(name: str) -> None:
 
 def caught_up(db: str | None, settings: KafkaSettings, timeout: float) -> ReadModel:
     """The read model, after reading the history and events topics up to their current end."""
-    path = db if db is not None else default_path(settings.topic_prefix)
+    path = db if db is not None else default_path(settings.topic_prefix, settings.kafka_bootstrap)
     try:
         model = ReadModel(path)
     except (sqlite3.Error, OSError) as exc:

@@ -323,7 +323,7 @@ def _decision(make: Callable[[], ReviewDecision]) -> ReviewDecision:
 def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
                authorizer: Authorizer = allow_all) -> FastAPI:
     """The API and pages for the topics of `settings`; `db_path` is the read model's file."""
-    path = db_path if db_path is not None else default_path(settings.topic_prefix)
+    path = db_path if db_path is not None else default_path(settings.topic_prefix, settings.kafka_bootstrap)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 import json
 import logging
 import sqlite3
@@ -42,6 +43,7 @@ from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(".baton/readmodel.sqlite")  # for the default topic prefix, "baton"
+DEFAULT_BOOTSTRAP = KafkaSettings.model_fields["kafka_bootstrap"].default
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _TERMINAL_EVENTS = {
     "ExecutionSucceeded": "SUCCEEDED",
@@ -181,12 +183,15 @@ def merge_execution(current: ExecutionView | None, update: ExecutionView) -> Exe
     return None if merged == current else merged
 
 
-def default_path(topic_prefix: str = "baton") -> Path:
-    """Where the read model of a topic prefix lives by default: one file per prefix, since a
-    file projects one pair of topics (`.baton/readmodel.sqlite` for the default prefix)."""
-    if topic_prefix == "baton":
+def default_path(topic_prefix: str = "baton", bootstrap: str = DEFAULT_BOOTSTRAP) -> Path:
+    """Where the read model of a topic prefix on a cluster lives by default: one file per prefix
+    and cluster, since a file projects one pair of topics (`.baton/readmodel.sqlite` for the
+    default prefix on the default local broker). Another cluster gets a file of its own even
+    with the same prefix: its offsets and executions are not the local broker's."""
+    cluster = "" if bootstrap == DEFAULT_BOOTSTRAP else "." + hashlib.sha256(bootstrap.encode()).hexdigest()[:8]
+    if topic_prefix == "baton" and not cluster:
         return DEFAULT_PATH
-    return DEFAULT_PATH.with_name(f"readmodel.{topic_prefix}.sqlite")
+    return DEFAULT_PATH.with_name(f"readmodel.{topic_prefix}{cluster}.sqlite")
 
 
 def start_offset(stored: int | None, beginning: int, end: int) -> int:

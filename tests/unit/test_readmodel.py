@@ -232,3 +232,11 @@ def test_a_file_projects_one_pair_of_topics(model: ReadModel) -> None:
 def test_default_path_per_prefix() -> None:
     assert default_path() == DEFAULT_PATH == Path(".baton/readmodel.sqlite")
     assert default_path("staging") == Path(".baton/readmodel.staging.sqlite")
+
+
+def test_default_path_per_cluster() -> None:
+    # Another cluster never shares the local broker's file, even under the same prefix.
+    secured = default_path("baton", "127.0.0.1:19094")
+    assert secured != DEFAULT_PATH and secured.parent == DEFAULT_PATH.parent
+    assert default_path("baton", "127.0.0.1:19094") == secured  # stable across runs
+    assert default_path("staging", "127.0.0.1:19094") not in (secured, default_path("staging"))
