@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from schemas.base import Envelope
 
@@ -63,6 +63,18 @@ class ExecutionSnapshot(Envelope):
     version: int | None = None  # the registry version run (None: the draft, or an inline definition)
     alias: str | None = None  # the alias the start named, if any
     definition_hash: str | None = None  # sha256 of the definition's canonical JSON
+
+
+class InputPositions(BaseModel):
+    """The state topic's record (key `__baton_input_positions__`) of where the orchestrator has
+    consumed each input topic's partition of the same number to: written in each transaction
+    with the snapshots, so a restore resumes exactly there."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: Literal[1] = 1
+    kind: Literal["input_positions"] = "input_positions"
+    offsets: dict[str, int]  # input topic -> next offset to read
 
 
 class HistoryRecord(Envelope):

@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pydantic_core import to_json
 
@@ -71,7 +72,7 @@ from orchestrator.runtime.translate import (
 )
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import decode, encode
-from schemas.executions import ExecutionSnapshot, parse_request
+from schemas.executions import ExecutionSnapshot, InputPositions, parse_request
 from schemas.executions import RedriveExecution as RedriveRequest
 from schemas.executions import StartExecution as StartRequest
 from schemas.review import ReviewDecision
@@ -79,6 +80,11 @@ from schemas.steps import StepResult
 from steps.sdk.resolve import service_for
 
 log = logging.getLogger("baton.orchestrator")
+
+# The state topic's key of the records holding the input positions (never an execution id, which
+# is an ARN). The group's offsets are copied from them this often, for monitoring only.
+OFFSETS_KEY = "__baton_input_positions__"
+GROUP_COMMIT_SECONDS = 5.0
 
 # A start naming a state machine this instance's registry does not know yet waits this long for
 # the registry follower to catch up (a deploy made a moment ago) before it is dead-lettered.
@@ -168,6 +174,10 @@ class Orchestrator:
         # spliced into every snapshot rather than encoded again.
         self._definitions: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._partition_counts: dict[str, int] = {}  # output topic -> number of partitions
+        # Input partition number -> {input topic: next offset to read}, as committed. Written to
+        # the state topic in each transaction (see `_positions_records`) rather than to the group.
+        self._positions: dict[int, dict[str, int]] = {}
+        self._group_committed_at = 0.0
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
         # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
         self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
@@ -259,16 +269,18 @@ class Orchestrator:
                 del self.executions[execution_id]
             new = partitions - self.owned
             self.owned = partitions
+            self._positions = {p: known for p, known in self._positions.items() if p in partitions}
             started = time.perf_counter()
             if new:
                 await self._restore(new)
+            resumed = self._seek_to_positions(assigned)
             self.last_restore_seconds = time.perf_counter() - started
             self.metrics.restore_seconds.set(self.last_restore_seconds)
             self._rebuild_timers()
             self.running = sum(1 for x in self.executions.values() if x.status == "RUNNING")
             self.metrics.open.set(self.running)
-        log.info("assigned partitions %s: %d executions (restored in %.2fs)",
-                 sorted(partitions), len(self.executions), self.last_restore_seconds)
+        log.info("assigned partitions %s: %d executions (restored in %.2fs); %d input partitions resumed at "
+                 "recorded positions", sorted(partitions), len(self.executions), self.last_restore_seconds, resumed)
         self.ready.set()
 
     async def _restore(self, partitions: set[int]) -> None:
@@ -293,8 +305,30 @@ class Orchestrator:
         finally:
             await consumer.stop()
 
+    def _seek_to_positions(self, assigned: set[TopicPartition]) -> int:
+        """Resume every assigned input partition where the state topic says it was committed.
+
+        All of them, kept partitions too: a rebalance resets positions to the group's committed
+        offsets, which only follow ours (see `_commit_group_offsets`). A partition the state topic
+        has no position for (a new deployment, or one upgraded from offsets in the group) starts
+        from the group's committed offset, or the earliest."""
+        assert self._consumer is not None
+        resumed = 0
+        for tp in assigned:
+            position = self._positions.get(tp.partition, {}).get(tp.topic)
+            if position is not None:
+                self._consumer.seek(tp, position)
+                resumed += 1
+        return resumed
+
     def _load_snapshot(self, record: ConsumerRecord) -> None:
         key = (record.key or b"").decode()
+        if key == OFFSETS_KEY:
+            try:
+                self._positions[record.partition] = decode(InputPositions, record.value).offsets
+            except ValueError as exc:
+                log.error("unreadable input positions at %s:%d: %s", record.topic, record.offset, exc)
+            return
         if record.value is None:
             self.executions.pop(key, None)
             return
@@ -366,6 +400,7 @@ class Orchestrator:
                 log.exception("failed to fire timer %s of %s", timer_id, execution_id)
                 self.metrics.dlq.labels("internal_error").inc()
         committed: dict[str, Execution] = {}
+        positions = self._positions_records(offsets, out)
         for execution_id, working in staged.items():
             if not working.applied:
                 continue  # only looked at (e.g. a stale result): nothing changed
@@ -381,12 +416,11 @@ class Orchestrator:
                                           partition=await self._partition(o.topic, o.partition))
                 for o in out
             ]
-            if offsets:
-                await self._producer.send_offsets_to_transaction(offsets, self.group_id)
             # Not awaiting the sends here: the commit flushes them at once (awaiting first would
             # wait out the producer's linger on every batch) and fails if any of them failed.
         for future in futures:
             future.result()  # delivered by now; raises if a record failed (the commit would have too)
+        self._positions.update(positions)
         # Committed: only now does the in-memory view move on.
         for execution_id, execution in committed.items():
             before = self.executions.get(execution_id)
@@ -398,6 +432,7 @@ class Orchestrator:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_events.observe(len(records) + len(due))
         await self._update_lag()
+        await self._commit_group_offsets()
 
     async def _partition(self, topic: str, execution_partition: int | None) -> int | None:
         """The partition of `topic` for an execution's record: its own partition number, so no
@@ -417,6 +452,37 @@ class Orchestrator:
         if known is None:
             known = self._definitions[digest] = (execution.definition, to_json(execution.definition))
         return known
+
+    def _positions_records(self, offsets: dict[TopicPartition, int], out: list[Outgoing]) -> dict[int, dict[str, int]]:
+        """Record the batch's consumed offsets in the state topic, inside the transaction.
+
+        Kafka's own way (sendOffsetsToTransaction) costs two more sequential round trips per
+        transaction (AddOffsetsToTxn, TxnOffsetCommit to the group coordinator); a record in the
+        co-partitioned state topic commits atomically with the batch at no extra round trip. One
+        compacted record per partition number holds every input topic's next offset."""
+        touched: dict[int, dict[str, int]] = {}
+        for tp, next_offset in offsets.items():
+            touched.setdefault(tp.partition, dict(self._positions.get(tp.partition, {})))[tp.topic] = next_offset
+        for partition, known in touched.items():
+            out.append(Outgoing(self.topics.state, OFFSETS_KEY.encode(), encode(InputPositions(offsets=known)),
+                                partition))
+        return touched
+
+    async def _commit_group_offsets(self) -> None:
+        """Copy the committed positions to the consumer group every few seconds, for the tools
+        that read a group's lag. Never ahead of the transactions: only committed positions."""
+        assert self._consumer is not None
+        if time.monotonic() - self._group_committed_at < GROUP_COMMIT_SECONDS:
+            return
+        self._group_committed_at = time.monotonic()
+        assigned = self._consumer.assignment()
+        offsets = {tp: position for partition, known in self._positions.items() for topic, position in known.items()
+                   if (tp := TopicPartition(topic, partition)) in assigned}
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:  # e.g. a rebalance in progress: informational, try later
+                log.debug("group offsets not committed: %s", exc)
 
     async def _update_lag(self) -> None:
         """Consumer lag per input partition: the high watermark minus our position."""

@@ -116,11 +116,17 @@ def test_kill_9_mid_run_loses_and_doubles_nothing(kafka: KafkaSettings, tmp_path
             done_before = len(client.outcomes)
             first.kill()
             assert done_before < count, "every execution finished before the kill: nothing was tested"
+            before_restart = len(first.log.read_text(errors="replace"))
             first.start()  # the same instance id: fences the dead producer, aborts its open transaction
             outcomes = await client.wait(ids, timeout=180)
             assert {o.status for o in outcomes.values()} == {"SUCCEEDED"}
             assert all(outcomes[e].output == expected_output(i) for i, e in enumerate(ids))
             assert_well_formed(await client.history(), ids)
+            # It resumed exactly where the last transaction left each input partition (recorded in
+            # the state topic): nothing committed before the kill was read twice.
+            after = first.log.read_text(errors="replace")[before_restart:]
+            assert re.search(r"[1-9][0-9]* input partitions resumed at recorded positions", after), after[-2000:]
+            assert "no longer awaited" not in after, after[-2000:]
             print(f"\nkilled with {count - done_before} of {count} in flight; "
                   f"restore times {first.restore_times()}")
 
