@@ -27,7 +27,9 @@ import dataclasses
 import hashlib
 import heapq
 import logging
+import sys
 import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -104,14 +106,15 @@ class Rejected(Exception):
 class Execution:
     """One execution owned by this instance, as last committed.
 
-    The state is kept as its JSON (what the state topic holds), not as objects: a parked execution
-    costs its bytes, and every batch decodes the few executions it touches into a `Working` copy.
+    The state is kept packed (compact JSON, zlib level 1: ~330 bytes for an execution waiting on a
+    callback, a few microseconds each way), not as objects: a parked execution costs its bytes, and
+    every batch decodes the few executions it touches into a `Working` copy.
     """
 
     machine_name: str
     definition: dict[str, Any]  # shared by the executions of one definition
     machine: StateMachine
-    state_json: bytes  # the ExecutionState, as JSON
+    packed: bytes  # the ExecutionState (see `_pack`)
     status: str  # its status, so counting running executions decodes nothing
     partition: int
     # Pinned at the start and kept in the snapshot: what a restore, redrive or takeover runs,
@@ -125,7 +128,7 @@ class Execution:
         return str(self.pin.version) if self.pin.version is not None else "draft"
 
     def load(self) -> ExecutionState:
-        return ExecutionState.model_validate_json(self.state_json)
+        return ExecutionState.model_validate_json(zlib.decompress(self.packed))
 
 
 @dataclass(slots=True)
@@ -174,10 +177,13 @@ class Orchestrator:
         # spliced into every snapshot rather than encoded again.
         self._definitions: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._partition_counts: dict[str, int] = {}  # output topic -> number of partitions
+        self._pins: dict[Pin, Pin] = {}  # one Pin object per distinct pin
         # Input partition number -> {input topic: next offset to read}, as committed. Written to
         # the state topic in each transaction (see `_positions_records`) rather than to the group.
         self._positions: dict[int, dict[str, int]] = {}
+        self._durable_positions: dict[int, dict[str, int]] = {}  # the same, once committed
         self._group_committed_at = 0.0
+        self._committing: asyncio.Task[None] | None = None  # the transaction in flight
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
         # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
         self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
@@ -230,13 +236,18 @@ class Orchestrator:
                 await self._serve(stop)
             finally:
                 async with self._lock:
-                    await self._consumer.stop()
+                    try:
+                        await self._finish_commit()
+                    finally:
+                        await self._consumer.stop()
         finally:
             await self._producer.stop()
 
     async def _serve(self, stop: asyncio.Event) -> None:
         assert self._consumer is not None
         while not stop.is_set():
+            if self._committing is not None and self._committing.done():
+                await self._finish_commit()  # a failed commit ends the service (crash-only)
             timeout_ms = self._poll_timeout_ms()
             batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.max_batch)
             async with self._lock:
@@ -253,9 +264,9 @@ class Orchestrator:
     # ------------------------------------------------------------ rebalancing and restore
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Waiting for the lock lets the batch in flight commit before the partitions move.
+        # The batch being decided and the transaction in flight commit before the partitions move.
         async with self._lock:
-            pass
+            await self._finish_commit()
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         by_topic: dict[str, set[int]] = {}
@@ -265,11 +276,13 @@ class Orchestrator:
         if any(p != partitions for p in by_topic.values()):
             log.error("input topics are not co-partitioned for this member: %s", by_topic)
         async with self._lock:
+            await self._finish_commit()
             for execution_id in [e for e, x in self.executions.items() if x.partition not in partitions]:
                 del self.executions[execution_id]
             new = partitions - self.owned
             self.owned = partitions
             self._positions = {p: known for p, known in self._positions.items() if p in partitions}
+            self._durable_positions = {p: known for p, known in self._durable_positions.items() if p in partitions}
             started = time.perf_counter()
             if new:
                 await self._restore(new)
@@ -326,6 +339,7 @@ class Orchestrator:
         if key == OFFSETS_KEY:
             try:
                 self._positions[record.partition] = decode(InputPositions, record.value).offsets
+                self._durable_positions[record.partition] = dict(self._positions[record.partition])
             except ValueError as exc:
                 log.error("unreadable input positions at %s:%d: %s", record.topic, record.offset, exc)
             return
@@ -340,9 +354,9 @@ class Orchestrator:
             log.error("unreadable snapshot for %s at %s:%d: %s", key, record.topic, record.offset, exc)
             return
         pin = Pin(snapshot.version, snapshot.alias, snapshot.definition_hash or definition_hash(snapshot.definition))
-        execution = Execution(snapshot.state_machine, snapshot.definition, machine, b"", "", record.partition, pin)
-        execution.definition = self._definition(execution)[0]  # one copy per definition, not per execution
-        self.executions[state.execution_id] = self._committed(execution, state, _state_json(state))
+        execution = self._shared(Execution(snapshot.state_machine, snapshot.definition, machine, b"", "",
+                                           record.partition, pin))
+        self.executions[state.execution_id] = self._committed(execution, state)
 
     def _rebuild_timers(self) -> None:
         self.timers = [
@@ -352,10 +366,18 @@ class Orchestrator:
         ]
         heapq.heapify(self.timers)
 
-    def _committed(self, execution: Execution, state: ExecutionState, state_json: bytes) -> Execution:
-        """The execution as it is once `state` (serialised as `state_json`) is committed."""
+    def _committed(self, execution: Execution, state: ExecutionState) -> Execution:
+        """The execution as it is once `state` is committed."""
         timers = tuple((timer.fire_at, timer_id) for timer_id, timer in state.timers.items())
-        return dataclasses.replace(execution, state_json=state_json, status=state.status.value, timers=timers)
+        return dataclasses.replace(execution, packed=_pack(state), status=state.status.value, timers=timers)
+
+    def _shared(self, execution: Execution) -> Execution:
+        """The execution with its definition, pin and name shared with the executions of the same
+        definition: thousands of parked executions hold one copy, not one each."""
+        execution.definition = self._definition(execution)[0]
+        execution.pin = self._pins.setdefault(execution.pin, execution.pin)
+        execution.machine_name = sys.intern(execution.machine_name)
+        return execution
 
     def _due_timers(self, now: float) -> list[tuple[float, str, str]]:
         due: list[tuple[float, str, str]] = []
@@ -375,6 +397,12 @@ class Orchestrator:
         if self._names_unknown_state_machine(records):
             await self.registry.sync(REGISTRY_SYNC_SECONDS)
         for record in records:
+            known = self._positions.get(record.partition, {}).get(record.topic)
+            if known is not None and record.offset < known:
+                # Already applied and committed: after a rebalance aiokafka may hand out records
+                # fetched from the group's (older) offset before our seek to the recorded position.
+                self.metrics.ignored.labels("already_applied").inc()
+                continue
             offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
             try:
                 self._handle(record, staged, out, new_timers)
@@ -409,7 +437,26 @@ class Orchestrator:
             definition, definition_json = self._definition(execution)
             out.append(snapshot_record(self.topics, working.state, definition, execution.machine_name,
                                        execution.partition, execution.pin, definition_json, state_json))
-            committed[execution_id] = self._committed(execution, working.state, state_json)
+            committed[execution_id] = self._committed(execution, working.state)
+        # The in-memory view moves on now, before the commit: the next batch is decided on top of
+        # this one while its transaction is in flight (a pipeline of two). If the commit fails the
+        # instance stops (crash-only) and whoever takes the partitions over restores what was
+        # committed, so nothing decided on an uncommitted view ever becomes visible.
+        self._positions.update(positions)
+        for execution_id, execution in committed.items():
+            before = self.executions.get(execution_id)
+            self.running += (execution.status == "RUNNING") - (before is not None and before.status == "RUNNING")
+            self.executions[execution_id] = execution
+        for timer in new_timers:
+            heapq.heappush(self.timers, timer)
+        self.metrics.open.set(self.running)
+        await self._finish_commit()  # one transaction at a time: the previous one ends first
+        self._committing = asyncio.create_task(self._commit(out, positions, started, len(records) + len(due)))
+
+    async def _commit(self, out: list[Outgoing], positions: dict[int, dict[str, int]], started: float,
+                      events: int) -> None:
+        """One batch's transaction: its records and input positions, all or nothing."""
+        assert self._producer is not None
         async with self._producer.transaction():
             futures = [
                 await self._producer.send(o.topic, value=o.value, key=o.key,
@@ -420,19 +467,17 @@ class Orchestrator:
             # wait out the producer's linger on every batch) and fails if any of them failed.
         for future in futures:
             future.result()  # delivered by now; raises if a record failed (the commit would have too)
-        self._positions.update(positions)
-        # Committed: only now does the in-memory view move on.
-        for execution_id, execution in committed.items():
-            before = self.executions.get(execution_id)
-            self.running += (execution.status == "RUNNING") - (before is not None and before.status == "RUNNING")
-            self.executions[execution_id] = execution
-        for timer in new_timers:
-            heapq.heappush(self.timers, timer)
-        self.metrics.open.set(self.running)
+        self._durable_positions.update(positions)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_events.observe(len(records) + len(due))
+        self.metrics.batch_events.observe(events)
         await self._update_lag()
         await self._commit_group_offsets()
+
+    async def _finish_commit(self) -> None:
+        """Wait for the transaction in flight, if any; raise what it raised."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     async def _partition(self, topic: str, execution_partition: int | None) -> int | None:
         """The partition of `topic` for an execution's record: its own partition number, so no
@@ -476,8 +521,8 @@ class Orchestrator:
             return
         self._group_committed_at = time.monotonic()
         assigned = self._consumer.assignment()
-        offsets = {tp: position for partition, known in self._positions.items() for topic, position in known.items()
-                   if (tp := TopicPartition(topic, partition)) in assigned}
+        offsets = {tp: position for partition, known in self._durable_positions.items()
+                   for topic, position in known.items() if (tp := TopicPartition(topic, partition)) in assigned}
         if offsets:
             try:
                 await self._consumer.commit(offsets)
@@ -597,8 +642,8 @@ class Orchestrator:
                 state_machine_id=f"arn:baton:states:local:stateMachine:{machine_name}",
                 state_machine_name=machine_name,
             )
-            execution = Execution(machine_name, definition, machine, _state_json(state), state.status.value,
-                                  record.partition, pin)
+            execution = self._shared(Execution(machine_name, definition, machine, _pack(state), state.status.value,
+                                               record.partition, pin))
             working = staged[request.execution_id] = Working(execution, state)
             self.metrics.started.labels(machine_name, execution.version_label).inc()
             try:
@@ -729,6 +774,12 @@ class Orchestrator:
 
 def _state_json(state: ExecutionState) -> bytes:
     return state.__pydantic_serializer__.to_json(state)
+
+
+def _pack(state: ExecutionState) -> bytes:
+    """The in-memory form of a committed state: without default values (the snapshot keeps them
+    all, for readers of the state topic) and compressed."""
+    return zlib.compress(state.__pydantic_serializer__.to_json(state, exclude_defaults=True), 1)
 
 
 def _seed(*parts: bytes) -> int:
