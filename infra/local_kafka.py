@@ -388,9 +388,9 @@ def _run_tool(cmd: list[str]) -> str:
     return result.stdout
 
 
-def _spawn_broker(libs: Path, paths: Paths, port: int) -> int:
+def _spawn_broker(libs: Path, paths: Paths, port: int, heap: str | None = None) -> int:
     jvm_options = (
-        f"-Xmx{os.environ.get('BATON_KAFKA_HEAP', '512m')}",
+        f"-Xmx{heap or os.environ.get('BATON_KAFKA_HEAP', '512m')}",
         # Kafka's own collector settings (bin/kafka-run-class.sh).
         "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",

@@ -42,21 +42,27 @@ def _quiet_aiokafka() -> None:
 
 @click.group()
 def kafka() -> None:
-    """A local single-node Kafka broker (no Docker) and Baton's topics."""
+    """A local Kafka broker or 3-broker cluster (no Docker) and Baton's topics."""
 
 
 @kafka.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Client port (default: BATON_KAFKA_PORT or 9092).")
+              help="Client port (default: BATON_KAFKA_PORT or 9092; with --secure BATON_SECURE_KAFKA_PORT or 19094).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=90.0, show_default=True,
               help="Seconds to wait for the broker to be ready.")
-def up(port: int | None, timeout: float) -> None:
+@click.option("--secure", is_flag=True,
+              help="The secured broker instead (SASL/SCRAM over TLS, ACLs per service; port "
+                   "BATON_SECURE_KAFKA_PORT or 19094): see `python -m infra.secure_kafka --help`.")
+def up(port: int | None, timeout: float, secure: bool) -> None:
     """Start a local broker, or reuse one already answering; print its bootstrap address.
 
     Only the address goes to stdout, so `export BATON_KAFKA_BOOTSTRAP=$(baton kafka up)` works.
     """
     from infra.local_kafka import LocalKafkaError, default_paths, ensure_up
 
+    if secure:
+        _up_secure(port, timeout)
+        return
     try:
         broker = ensure_up(port, timeout)
     except LocalKafkaError as exc:
@@ -68,14 +74,32 @@ def up(port: int | None, timeout: float) -> None:
     click.echo(broker.bootstrap)
 
 
-@kafka.command()
-def down() -> None:
-    """Stop the local broker that `baton kafka up` started (never one it did not start)."""
+def _up_secure(port: int | None, timeout: float) -> None:
     from infra.local_kafka import LocalKafkaError
-    from infra.local_kafka import down as stop_broker
+    from infra.secure_kafka import ensure_up
 
     try:
-        click.echo(stop_broker())
+        broker = ensure_up(port, timeout=timeout)
+    except LocalKafkaError as exc:
+        _fail(f"{exc}\n{exc.log_tail}".rstrip())
+    except OSError as exc:
+        _fail(f"cannot start the secured Kafka: {exc}")
+    how = f"started, pid {broker.pid}" if broker.started_here else "reused a running broker"
+    click.echo(f"secured Kafka ready ({how}); a user's client settings: "
+               "eval \"$(python -m infra.secure_kafka env --user baton-cli)\"", err=True)
+    click.echo(broker.bootstrap)
+
+
+@kafka.command()
+@click.option("--secure", is_flag=True, help="Stop the secured broker (`up --secure`) instead.")
+def down(secure: bool) -> None:
+    """Stop the local broker that `baton kafka up` started (never one it did not start)."""
+    from infra.local_kafka import LocalKafkaError
+    from infra.local_kafka import down as stop_plain
+    from infra.secure_kafka import down as stop_secure
+
+    try:
+        click.echo(stop_secure() if secure else stop_plain())
     except LocalKafkaError as exc:
         _fail(str(exc))
 
@@ -99,14 +123,18 @@ def status(port: int | None) -> None:
               help="Partitions per topic (default: BATON_PARTITIONS or 3).")
 @click.option("--replication-factor", type=click.IntRange(min=1), default=None,
               help="Replicas per partition (default: BATON_REPLICATION_FACTOR or 1).")
+@click.option("--min-insync-replicas", type=click.IntRange(min=1), default=None,
+              help="min.insync.replicas of the topics created (default: BATON_MIN_INSYNC_REPLICAS, "
+                   "else the broker's default).")
 @click.option("--service", "services", multiple=True,
               help="A step service to create a command topic for (repeatable; default: "
                    f"{', '.join(DEFAULT_SERVICES)}).")
 def topics(bootstrap: str | None, prefix: str | None, partitions: int | None,
-           replication_factor: int | None, services: tuple[str, ...]) -> None:
+           replication_factor: int | None, min_insync_replicas: int | None,
+           services: tuple[str, ...]) -> None:
     """Create Baton's topics that do not exist yet; check the ones that do."""
     settings = _settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions,
-                         replication_factor=replication_factor)
+                         replication_factor=replication_factor, min_insync_replicas=min_insync_replicas)
     _quiet_aiokafka()
     wanted = services or DEFAULT_SERVICES
     try:
@@ -121,6 +149,76 @@ def topics(bootstrap: str | None, prefix: str | None, partitions: int | None,
         click.echo(f"created  {name} ({shape})" if name in report.created else f"exists   {name}")
     click.echo(f"{len(report.created)} created, {len(report.existing)} already existed "
                f"on {settings.kafka_bootstrap}")
+
+
+@kafka.group()
+def cluster() -> None:
+    """A local 3-broker KRaft cluster (replication factor 3, min.insync.replicas 2)."""
+
+
+@cluster.command("up")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True,
+              help="Seconds to wait until all three brokers are registered.")
+def cluster_up(timeout: float) -> None:
+    """Start the 3 nodes (or reuse them); print the bootstrap addresses on stdout."""
+    from infra.kafka_cluster import configured, ensure_up
+    from infra.local_kafka import LocalKafkaError
+
+    _quiet_aiokafka()
+    try:
+        nodes, started = ensure_up(configured(), timeout)
+    except LocalKafkaError as exc:
+        _fail(f"{exc} (logs: {configured().state}/node-*/logs)")
+    how = f"started nodes {', '.join(map(str, started))}" if started else "reused the running nodes"
+    click.echo(f"Kafka cluster ready ({how})", err=True)
+    click.echo(nodes.bootstrap)
+
+
+@cluster.command("down")
+def cluster_down() -> None:
+    """Stop the nodes that `baton kafka cluster up` started."""
+    from infra.kafka_cluster import down as stop_cluster
+
+    click.echo(stop_cluster())
+
+
+@cluster.command("status")
+def cluster_status() -> None:
+    """Each node's state; exit 3 unless all three brokers are registered."""
+    from infra.kafka_cluster import status as cluster_state
+
+    _quiet_aiokafka()
+    ready, lines = cluster_state()
+    click.echo("\n".join(lines))
+    sys.exit(0 if ready else 3)
+
+
+@cluster.command("kill")
+@click.argument("node", type=click.IntRange(1, 3))
+def cluster_kill(node: int) -> None:
+    """SIGKILL one node (1-3), as a crash would."""
+    from infra.kafka_cluster import configured, kill_node
+    from infra.local_kafka import LocalKafkaError
+
+    try:
+        click.echo(f"killed node {node} (pid {kill_node(configured(), node)})")
+    except LocalKafkaError as exc:
+        _fail(str(exc))
+
+
+@cluster.command("start")
+@click.argument("node", type=click.IntRange(1, 3))
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True)
+def cluster_start(node: int, timeout: float) -> None:
+    """Start one node again on its data and wait until all three brokers are registered."""
+    from infra.kafka_cluster import configured, start_node
+    from infra.local_kafka import LocalKafkaError
+
+    _quiet_aiokafka()
+    try:
+        click.echo(f"node {node} running (pid {start_node(configured(), node, timeout)})")
+    except LocalKafkaError as exc:
+        _fail(str(exc))
 
 
 @click.command()

@@ -1,7 +1,8 @@
 """Topic provisioning: create Baton's topics (DESIGN.md, "Topics") with the right shape.
 
 Baton's brokers run with automatic topic creation off, so every topic is created here, explicitly:
-``settings.partitions`` partitions, ``settings.replication_factor`` replicas, and
+``settings.partitions`` partitions, ``settings.replication_factor`` replicas,
+``min.insync.replicas`` when ``settings.min_insync_replicas`` is set, and
 ``cleanup.policy=compact`` for the keyed changelogs (execution state, state machine registry).
 
 Existing topics are checked, never altered. The orchestrator's input topics and the state topic
@@ -52,10 +53,14 @@ class TopicSpec:
     partitions: int
     compacted: bool = False
     co_partitioned: bool = False  # an orchestrator input topic or the state topic
+    min_insync_replicas: int | None = None  # None: the broker's default
 
     @property
     def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": "compact"} if self.compacted else {}
+        configs = {"cleanup.policy": "compact"} if self.compacted else {}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        return configs
 
 
 @dataclass
@@ -70,6 +75,12 @@ def topic_specs(settings: KafkaSettings, services: Iterable[str] = DEFAULT_SERVI
     """Every topic of DESIGN.md under ``settings.topic_prefix``: the fixed ones plus one command
     topic per step service (duplicates ignored). Raises on a name Kafka would refuse."""
     topics = settings.topics
+    min_isr = settings.min_insync_replicas
+    if min_isr is not None and min_isr > settings.replication_factor:
+        # Kafka would create such topics, but no acks=all write to them could ever succeed.
+        raise TopicProvisioningError(
+            f"min.insync.replicas {min_isr} exceeds the replication factor "
+            f"{settings.replication_factor}: every transactional write would be refused")
     co_partitioned = {*topics.orchestrator_inputs, topics.state}
     names = topics.all_fixed() + [topics.commands(service) for service in dict.fromkeys(services)]
     specs: list[TopicSpec] = []
@@ -81,7 +92,8 @@ def topic_specs(settings: KafkaSettings, services: Iterable[str] = DEFAULT_SERVI
                 "(check the topic prefix and the step service names)")
         specs.append(TopicSpec(name=name, partitions=settings.partitions,
                                compacted=name in topics.compacted,
-                               co_partitioned=name in co_partitioned))
+                               co_partitioned=name in co_partitioned,
+                               min_insync_replicas=min_isr))
     return specs
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.workloads import Client, Deployment, chain, histories, read_topic
+from orchestrator.settings import KafkaSettings
 from schemas.base import decode
 from schemas.steps import StepCommand
 
@@ -18,12 +19,13 @@ STEPS = 10
 
 async def drive_with_faults(deployment: Deployment, executions: int, in_flight: int,
                             faults: list[tuple[float, Callable[[], None]]], tag: str,
-                            timeout: float = 170) -> list[str]:
+                            timeout: float = 170,
+                            client_type: Callable[[KafkaSettings], Client] = Client) -> list[str]:
     """Run `executions` 10-step chains keeping `in_flight` running; each fault (fraction of
     executions finished, action) fires once when that fraction is reached. Returns the ids."""
     definition = chain(STEPS)
     pending = sorted(faults, key=lambda f: f[0])
-    async with Client(deployment.settings) as client:
+    async with client_type(deployment.settings) as client:
         ids: list[str] = []
         deadline = time.monotonic() + timeout
         while len(ids) < executions or not set(ids) <= client.done.keys():
