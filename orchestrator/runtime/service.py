@@ -131,6 +131,18 @@ class Execution:
         return ExecutionState.model_validate_json(zlib.decompress(self.packed))
 
 
+@dataclass
+class _Batch:
+    """The open batch: what the next transaction writes."""
+
+    started: float
+    events: int = 0
+    out: list[Outgoing] = dataclasses.field(default_factory=list)  # commands, history, status, DLQ, in order
+    snapshots: dict[str, Outgoing] = dataclasses.field(default_factory=dict)  # the last one per execution
+    positions: dict[int, Outgoing] = dataclasses.field(default_factory=dict)  # per input partition number
+    positions_committed: dict[int, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class Working:
     """An execution being decided in the current batch: its working state, changed in place by
@@ -184,6 +196,7 @@ class Orchestrator:
         self._durable_positions: dict[int, dict[str, int]] = {}  # the same, once committed
         self._group_committed_at = 0.0
         self._committing: asyncio.Task[None] | None = None  # the transaction in flight
+        self._open: _Batch | None = None  # decided, not yet handed to a transaction
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
         # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
         self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
@@ -238,24 +251,41 @@ class Orchestrator:
             finally:
                 async with self._lock:
                     try:
-                        await self._finish_commit()
+                        await self._flush()
                     finally:
                         await self._consumer.stop()
         finally:
             await self._producer.stop()
 
     async def _serve(self, stop: asyncio.Event) -> None:
+        """Decide events as they arrive into the open batch; commit it as soon as the transaction
+        before it has ended. While a transaction is in flight (a few round trips) the next batch
+        keeps growing, so the busier the instance the more events share one transaction, without
+        making a lone event wait for anything."""
         assert self._consumer is not None
-        while not stop.is_set():
-            if self._committing is not None and self._committing.done():
-                await self._finish_commit()  # a failed commit ends the service (crash-only)
-            timeout_ms = self._poll_timeout_ms()
-            batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.max_batch)
-            async with self._lock:
-                due = self._due_timers(time.time())
-                records = [r for rs in batch.values() for r in rs]
-                if records or due:
-                    await self._process(records, due)
+        fetch: asyncio.Future[dict[TopicPartition, list[ConsumerRecord]]] | None = None
+        try:
+            while not stop.is_set():
+                if fetch is None and (self._open is None or self._open.events < self.settings.max_batch):
+                    fetch = asyncio.ensure_future(self._consumer.getmany(
+                        timeout_ms=self._poll_timeout_ms(), max_records=self.settings.max_batch))
+                await asyncio.wait([w for w in (fetch, self._committing) if w is not None],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                async with self._lock:
+                    records: list[ConsumerRecord] = []
+                    if fetch is not None and fetch.done():
+                        records = [r for rs in fetch.result().values() for r in rs]
+                        fetch = None
+                    due = self._due_timers(time.time())
+                    if records or due:
+                        await self._prepare(records, due)
+                    if self._committing is None or self._committing.done():
+                        await self._finish_commit()  # a failed commit ends the service (crash-only)
+                        self._start_commit()
+        finally:
+            if fetch is not None:
+                fetch.cancel()
+                await asyncio.gather(fetch, return_exceptions=True)
 
     def _poll_timeout_ms(self) -> int:
         if not self.timers:
@@ -267,7 +297,7 @@ class Orchestrator:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         # The batch being decided and the transaction in flight commit before the partitions move.
         async with self._lock:
-            await self._finish_commit()
+            await self._flush()
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         by_topic: dict[str, set[int]] = {}
@@ -277,7 +307,7 @@ class Orchestrator:
         if any(p != partitions for p in by_topic.values()):
             log.error("input topics are not co-partitioned for this member: %s", by_topic)
         async with self._lock:
-            await self._finish_commit()
+            await self._flush()
             for execution_id in [e for e, x in self.executions.items() if x.partition not in partitions]:
                 del self.executions[execution_id]
             new = partitions - self.owned
@@ -388,11 +418,13 @@ class Orchestrator:
 
     # ------------------------------------------------------------ one transaction per batch
 
-    async def _process(self, records: list[ConsumerRecord], due: list[tuple[float, str, str]]) -> None:
+    async def _prepare(self, records: list[ConsumerRecord], due: list[tuple[float, str, str]]) -> None:
+        """Decide records and due timers into the open batch (the next transaction)."""
         assert self._producer is not None and self._consumer is not None
-        started = time.perf_counter()
+        batch = self._open = self._open or _Batch(started=time.perf_counter())
+        batch.events += len(records) + len(due)
         staged: dict[str, Working] = {}
-        out: list[Outgoing] = []
+        out = batch.out
         offsets: dict[TopicPartition, int] = {}
         new_timers: list[tuple[float, str, str]] = []
         if self._names_unknown_state_machine(records):
@@ -429,15 +461,17 @@ class Orchestrator:
                 log.exception("failed to fire timer %s of %s", timer_id, execution_id)
                 self.metrics.dlq.labels("internal_error").inc()
         committed: dict[str, Execution] = {}
-        positions = self._positions_records(offsets, out)
+        positions = self._positions_records(offsets, batch)
         for execution_id, working in staged.items():
             if not working.applied:
                 continue  # only looked at (e.g. a stale result): nothing changed
             execution = working.execution
             state_json = _state_json(working.state)
             definition, definition_json = self._definition(execution)
-            out.append(snapshot_record(self.topics, working.state, definition, execution.machine_name,
-                                       execution.partition, execution.pin, definition_json, state_json))
+            # One snapshot per execution per transaction: a later decision's replaces it.
+            batch.snapshots[execution_id] = snapshot_record(
+                self.topics, working.state, definition, execution.machine_name, execution.partition, execution.pin,
+                definition_json, state_json)
             committed[execution_id] = self._committed(execution, working.state)
         # The in-memory view moves on now, before the commit: the next batch is decided on top of
         # this one while its transaction is in flight (a pipeline of two). If the commit fails the
@@ -451,13 +485,23 @@ class Orchestrator:
         for timer in new_timers:
             heapq.heappush(self.timers, timer)
         self.metrics.open.set(self.running)
-        await self._finish_commit()  # one transaction at a time: the previous one ends first
-        self._committing = asyncio.create_task(self._commit(out, positions, started, len(records) + len(due)))
 
-    async def _commit(self, out: list[Outgoing], positions: dict[int, dict[str, int]], started: float,
-                      events: int) -> None:
+    def _start_commit(self) -> None:
+        """Commit the open batch in the background (the transaction before it has ended)."""
+        batch, self._open = self._open, None
+        if batch is not None:
+            self._committing = asyncio.create_task(self._commit(batch))
+
+    async def _flush(self) -> None:
+        """Commit everything decided so far, and wait (before a rebalance, or to stop)."""
+        await self._finish_commit()
+        self._start_commit()
+        await self._finish_commit()
+
+    async def _commit(self, batch: _Batch) -> None:
         """One batch's transaction: its records and input positions, all or nothing."""
         assert self._producer is not None
+        out = [*batch.out, *batch.positions.values(), *batch.snapshots.values()]
         async with self._producer.transaction():
             futures = [
                 await self._producer.send(o.topic, value=o.value, key=o.key,
@@ -468,9 +512,9 @@ class Orchestrator:
             # wait out the producer's linger on every batch) and fails if any of them failed.
         for future in futures:
             future.result()  # delivered by now; raises if a record failed (the commit would have too)
-        self._durable_positions.update(positions)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_events.observe(events)
+        self._durable_positions.update(batch.positions_committed)
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
+        self.metrics.batch_events.observe(batch.events)
         await self._update_lag()
         await self._commit_group_offsets()
 
@@ -499,7 +543,7 @@ class Orchestrator:
             known = self._definitions[digest] = (execution.definition, to_json(execution.definition))
         return known
 
-    def _positions_records(self, offsets: dict[TopicPartition, int], out: list[Outgoing]) -> dict[int, dict[str, int]]:
+    def _positions_records(self, offsets: dict[TopicPartition, int], batch: _Batch) -> dict[int, dict[str, int]]:
         """Record the batch's consumed offsets in the state topic, inside the transaction.
 
         Kafka's own way (sendOffsetsToTransaction) costs two more sequential round trips per
@@ -510,8 +554,9 @@ class Orchestrator:
         for tp, next_offset in offsets.items():
             touched.setdefault(tp.partition, dict(self._positions.get(tp.partition, {})))[tp.topic] = next_offset
         for partition, known in touched.items():
-            out.append(Outgoing(self.topics.state, OFFSETS_KEY.encode(), encode(InputPositions(offsets=known)),
-                                partition))
+            batch.positions[partition] = Outgoing(self.topics.state, OFFSETS_KEY.encode(),
+                                                  encode(InputPositions(offsets=known)), partition)
+            batch.positions_committed[partition] = known
         return touched
 
     async def _commit_group_offsets(self) -> None:
