@@ -141,6 +141,7 @@ class Deployment:
     orchestrator_services: list[Service] = field(default_factory=list)
     fn_services: list[Service] = field(default_factory=list)
     metrics_ports: list[int] = field(default_factory=list)
+    keep_topics: bool = False  # leave the topics after exit (e.g. to inspect them)
 
     def __post_init__(self) -> None:
         prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -207,7 +208,8 @@ class Deployment:
         for service in self.services:
             service.stop()
         # A broker that keeps every run's topics slows down (thousands of partitions on one node).
-        asyncio.run(delete_topics(self.settings))
+        if not self.keep_topics:
+            asyncio.run(delete_topics(self.settings))
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of each service process, and of the broker when it is the local one."""

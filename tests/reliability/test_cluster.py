@@ -155,7 +155,8 @@ def test_broker_killed_in_a_3_node_cluster(cluster: Cluster, monkeypatch: pytest
     monkeypatch.setenv("BATON_MIN_INSYNC_REPLICAS", str(MIN_INSYNC_REPLICAS))
     began = time.monotonic()
     with contextlib.ExitStack() as stack:
-        deployment = Deployment(cluster.bootstrap)
+        # Topics kept after the services stop: the last check reads their replicas.
+        deployment = Deployment(cluster.bootstrap, keep_topics=True)
         # Registered before entering: if the services start but never settle, they still stop.
         stack.callback(deployment.__exit__)
         deployment.__enter__()
