@@ -1,7 +1,8 @@
-"""`baton tokens create --role R --name N | revoke NAME | list`: the API's bearer tokens.
+"""`baton tokens create --role R --name N [--queue Q ...] | revoke NAME | list`: the API's bearer tokens.
 
 Tokens are stored hashed (PBKDF2) in the token file (`orchestrator.api.auth`); `create` prints the
-token once. A running `baton api` sees a new or revoked token on its next request.
+token once. A running `baton api` sees a new or revoked token on its next request. `--queue`
+limits the reviews a reviewer (or admin) token may see and decide to those state machines.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ def tokens() -> None:
               help="admin: everything; operator: start/stop/redrive/deploy + read; reviewer: reviews + read; "
                    "viewer: read.")
 @click.option("--name", required=True, help="Who or what uses it; review decisions record this name.")
+@click.option("--queue", "queues", multiple=True, metavar="NAME",
+              help="Review only the executions of this state machine (its registered name: every version and "
+                   "alias of it). Repeat for several; without it, every queue. Reviewer and admin tokens only.")
 @_file
-def create(role: str, name: str, tokens_file: str | None) -> None:
+def create(role: str, name: str, queues: tuple[str, ...], tokens_file: str | None) -> None:
     """Create a token and print it (only now: it is stored hashed)."""
     try:
-        click.echo(TokenStore(tokens_file).create(name, role))
+        click.echo(TokenStore(tokens_file).create(name, role, queues))
     except TokenStoreError as exc:
         fail(str(exc))
 
@@ -50,10 +54,12 @@ def revoke(name: str, tokens_file: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @_file
 def list_tokens(as_json: bool, tokens_file: str | None) -> None:
-    """Every token's name, role and creation time (never the token)."""
+    """Every token's name, role, creation time and review queues (never the token)."""
     entries = TokenStore(tokens_file).list()
     if as_json:
         print_json(entries)
         return
     for entry in entries:
-        click.echo(f"{entry['name']}\t{entry['role']}\t{entry['created']}")
+        queues = "(unusable: revoke it)" if entry.get("unusable") else \
+            "all queues" if entry["queues"] is None else "queues: " + (",".join(entry["queues"]) or "(none)")
+        click.echo(f"{entry['name']}\t{entry['role']}\t{entry['created']}\t{queues}")

@@ -17,6 +17,10 @@ Auth: every route declares the role it needs (viewer, operator, reviewer) throug
 tokens, and an identity provider's JWTs when BATON_OIDC_ISSUER is set: `orchestrator.api.oidc`),
 which answers 401 / 403 in the same error shape and keeps the caller's identity for the review routes.
 A page visited with `?token=<token>` sets the `baton_token` cookie, so the pages' own calls carry it.
+
+Review queues: an identity limited to some state machines' reviews (`Identity.queues`) lists only
+their pending reviews, and a decision (`/api/reviews/decision`, `/api/tasks/*`) for a task of any
+other execution answers 403 before anything is published (`_check_queue`).
 """
 
 from __future__ import annotations
@@ -561,6 +565,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         """SendTaskSuccess: the waiting task succeeds with `output` (published to the review topic)."""
         from steps.review.decisions import check_token
 
+        _check_queue(request, body.task_token)
         decision = _decision(lambda: ReviewDecision(execution_id=check_token(body.task_token),
                                                     task_token=body.task_token.strip(), outcome="success",
                                                     output=body.output, reviewer=_who(request)))
@@ -571,6 +576,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         """SendTaskFailure: the waiting task fails with `error` and `cause`."""
         from steps.review import decisions
 
+        _check_queue(request, body.task_token)
         return await _post_decision(request, _decision(lambda: decisions.reject(body.task_token, error=body.error,
                                                                                  cause=body.cause,
                                                                                  reviewer=_who(request))))
@@ -580,23 +586,29 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         """SendTaskHeartbeat: restart the waiting task's HeartbeatSeconds clock."""
         from steps.review import decisions
 
+        _check_queue(request, body.task_token)
         return await _post_decision(request, _decision(lambda: decisions.heartbeat(body.task_token,
                                                                                     reviewer=_who(request))))
 
     @app.get("/api/reviews", dependencies=[reviewer], tags=["reviews"])
     async def list_reviews(request: Request) -> list[dict[str, Any]]:
-        """The reviews waiting for a decision, oldest first, each with its task token."""
+        """The reviews waiting for a decision, oldest first, each with its task token (only those of
+        the caller's review queues when it is limited to some)."""
         from steps.review.inbox import pending_reviews
 
         backend = _backend(request)
+        identity = identity_of(request)
         with kafka_errors(backend.settings):
-            return [review.as_json() for review in await pending_reviews(backend.settings, 30.0)]
+            reviews = await pending_reviews(backend.settings, 30.0)
+        return [review.as_json() for review in reviews
+                if identity is None or identity.may_review(review.state_machine)]
 
     @app.post("/api/reviews/decision", status_code=202, dependencies=[reviewer], tags=["reviews"])
     async def decide_review(body: ReviewDecisionRequest, request: Request) -> dict[str, Any]:
         """Approve, edit or reject a pending review (what `baton review approve|edit|reject` posts)."""
         from steps.review import decisions
 
+        _check_queue(request, body.task_token)
         identity = identity_of(request)  # with auth, the decision records who made it, not what the body says
         reviewer = identity.name if identity is not None else body.reviewer
         if body.decision == "approve":
@@ -696,6 +708,38 @@ def _who(request: Request) -> str | None:
     return identity.name if identity is not None else None
 
 
+def _check_queue(request: Request, task_token: str) -> None:
+    """403 unless the caller may review the execution `task_token` names (a no-op without a limit).
+
+    The execution's state machine is the one the orchestrator resolved its start to, from the read
+    model. An execution the read model does not know gets the same 403 as one of another queue, so
+    a limited reviewer cannot probe which executions exist; a malformed token is still a 400 (that
+    depends on the text alone). The orchestrator verifies the token's signature either way, and
+    the signature covers the execution id read here.
+    """
+    from steps.review.decisions import check_token
+
+    identity = identity_of(request)
+    if identity is None or identity.may_review(None):
+        return
+    try:
+        execution_id = check_token(task_token)
+    except InvalidToken as exc:
+        raise ApiError(400, "InvalidDecision", str(exc)) from None
+    if not identity.may_review(_state_machine_of(_backend(request), execution_id)):
+        raise AuthError(403, "Forbidden", f"the token {identity.name!r} may decide only the tasks of its review queues")
+
+
+def _state_machine_of(backend: Backend, execution_id: str) -> str | None:
+    """The registered name an execution runs (any version or alias), None when it is not known."""
+    try:
+        view = backend.model.describe(execution_id)
+    except AmbiguousExecution:
+        return None
+    # describe() also matches names: only the exact id counts here.
+    return view.state_machine if view is not None and view.execution_id == execution_id else None
+
+
 async def _post_decision(request: Request, decision: ReviewDecision) -> dict[str, Any]:
     backend = _backend(request)
     await backend.publish(backend.settings.topics.review_decisions, decision)
@@ -786,4 +830,6 @@ def _pages(app: FastAPI) -> None:
 
     @app.get("/reviews", response_class=HTMLResponse, dependencies=[reviewer], include_in_schema=False)
     async def reviews_page(request: Request) -> HTMLResponse:
-        return page("reviews.html")
+        identity = identity_of(request)  # the list itself comes from /api/reviews, filtered there
+        queues = None if identity is None or identity.may_review(None) else sorted(identity.queues or ())
+        return page("reviews.html", queues=queues)

@@ -13,6 +13,11 @@ cookie that a visit to any page with `?token=<token>` sets.
 
 With OIDC configured (`orchestrator.api.oidc`), an identity provider's JWTs are accepted as well,
 with the same roles; the JWT's subject is the identity's name.
+
+Review queues: an identity may be limited to the reviews of some state machines (`queues`, the
+registered names; `baton tokens create --queue NAME`, or a JWT claim). A review belongs to the
+queue of the state machine its execution runs, whatever version or alias the start named; an
+identity without a limit (`queues` None) reviews every queue. See `Identity.may_review`.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Literal, Protocol, get_args
 
 from fastapi import Request
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 Role = Literal["viewer", "operator", "reviewer", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -42,6 +49,8 @@ COOKIE = "baton_token"
 PREFIX = "baton_"
 _ITERATIONS = 100_000
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@")
+# A queue meaning every queue (an OIDC queue map may grant it). `*` cannot be a state machine name.
+ALL_QUEUES = "*"
 
 
 def default_tokens_path() -> Path:
@@ -69,15 +78,63 @@ class Identity:
     """Who made a request: the token's name (a JWT's subject) and role.
 
     `other_roles`: an OIDC user may hold several roles (operator and reviewer); `role` is the
-    strongest of them.
+    strongest of them. `queues`: the state machines whose reviews it may see and decide; None
+    means all of them (an empty set, none).
     """
 
     name: str
     role: str
     other_roles: frozenset[str] = frozenset()
+    queues: frozenset[str] | None = None
 
     def may(self, role: str) -> bool:
         return any(role in IMPLIES.get(held, frozenset()) for held in (self.role, *self.other_roles))
+
+    def may_review(self, state_machine: str | None) -> bool:
+        """Whether a review of an execution of `state_machine` (its registered name, None when it
+        is not known) is in this identity's queues."""
+        return in_queues(self.queues, state_machine)
+
+
+def in_queues(queues: frozenset[str] | None, state_machine: str | None) -> bool:
+    """The matching rule: exact registered name, or no limit at all (None, or `*` among them).
+
+    An unknown state machine matches only without a limit, so a limited reviewer cannot tell an
+    execution of another queue from one that does not exist.
+    """
+    if queues is None or ALL_QUEUES in queues:
+        return True
+    return state_machine is not None and state_machine in queues
+
+
+def check_queues(queues: Iterable[str]) -> list[str]:
+    """Queue names for a token, sorted and without duplicates; TokenStoreError for anything that is
+    not a state machine name, such as `approval:live` (a queue holds every version and alias)."""
+    from orchestrator.registry.errors import InvalidName
+    from orchestrator.registry.model import check_name
+
+    checked = set()
+    for queue in queues:
+        try:
+            checked.add(check_name(queue))
+        except InvalidName as exc:
+            raise TokenStoreError(f"{exc}; a queue is a state machine's registered name, without :VERSION "
+                                  "or :ALIAS (it holds the reviews of every version and alias)") from None
+    return sorted(checked)
+
+
+class TokenEntry(BaseModel):
+    """One token of the file. `queues` came later: an entry without it (an older file) is not
+    limited; unknown fields are ignored here and kept when the file is rewritten."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    role: str = ""
+    salt: str = ""
+    hash: str = ""
+    created: str | None = None
+    queues: list[str] | None = None
 
 
 def _hash(secret: str, salt: bytes) -> str:
@@ -85,7 +142,7 @@ def _hash(secret: str, salt: bytes) -> str:
 
 
 class TokenStore:
-    """The token file: `{"tokens": {id: {name, role, salt, hash, created}}}` (no secret in it)."""
+    """The token file: `{"tokens": {id: {name, role, salt, hash, created, queues?}}}` (no secret in it)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_tokens_path()
@@ -127,23 +184,34 @@ class TokenStore:
             if not token.startswith(PREFIX):
                 return None
             token_id, _, secret = token[len(PREFIX):].partition("_")
-            entry = self._entries.get(token_id)
-            if entry is None or not secret:
+            raw = self._entries.get(token_id)
+            if raw is None or not secret:
                 return None
-            try:
-                expected, salt = str(entry["hash"]), bytes.fromhex(str(entry["salt"]))
-            except (KeyError, ValueError):
+            try:  # a damaged entry (say, queues that are not a list of names) lets nobody in
+                entry = TokenEntry.model_validate(raw)
+                salt = bytes.fromhex(entry.salt)
+            except (ValidationError, ValueError):
                 return None
-            if not hmac.compare_digest(_hash(secret, salt), expected):
+            if not entry.hash or not hmac.compare_digest(_hash(secret, salt), entry.hash):
                 return None
-            identity = Identity(str(entry.get("name", token_id)), str(entry.get("role", "")))
+            identity = Identity(entry.name or token_id, entry.role,
+                                queues=frozenset(entry.queues) if entry.queues is not None else None)
             self._verified[digest] = identity
             return identity
 
     def list(self) -> list[dict[str, Any]]:
-        """Every token's name, role and creation time (never a secret or hash)."""
-        return sorted(({"name": e.get("name"), "role": e.get("role"), "created": e.get("created")}
-                       for e in self._read().values()), key=lambda e: str(e["name"]))
+        """Every token's name, role, creation time and queues (None: all), never a secret or hash."""
+        listed = []
+        for raw in self._read().values():
+            try:
+                entry = TokenEntry.model_validate(raw)
+            except ValidationError:  # shown, so that it can be revoked; it verifies nothing
+                fields = raw if isinstance(raw, dict) else {}
+                listed.append({"name": fields.get("name"), "role": fields.get("role"),
+                               "created": fields.get("created"), "queues": None, "unusable": True})
+                continue
+            listed.append({"name": entry.name, "role": entry.role, "created": entry.created, "queues": entry.queues})
+        return sorted(listed, key=lambda e: str(e["name"]))
 
     # ---------------------------------------------------------------- writing
 
@@ -155,18 +223,28 @@ class TokenStore:
             json.dump({"tokens": entries}, handle, indent=2)
         os.replace(temporary, self.path)
 
-    def create(self, name: str, role: str) -> str:
-        """A new token for `name` with `role`; the token is returned once and stored only hashed."""
+    def create(self, name: str, role: str, queues: Iterable[str] | None = None) -> str:
+        """A new token for `name` with `role`; the token is returned once and stored only hashed.
+
+        `queues` (state machine names) limits the reviews it may see and decide; None or empty:
+        every queue.
+        """
         if role not in ROLES:
             raise TokenStoreError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
         if not name or len(name) > 64 or not set(name) <= _NAME_CHARS:
             raise TokenStoreError("a token name is 1 to 64 letters, digits or -_.@")
+        limited = check_queues(queues or ())
+        if limited and "reviewer" not in IMPLIES[role]:
+            raise TokenStoreError(f"a {role} token cannot review: queues are for reviewer and admin tokens")
         entries = self._read()
         if any(e.get("name") == name for e in entries.values()):
             raise TokenStoreError(f"a token named {name!r} exists; revoke it first")
         token_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_bytes(16)
-        entries[token_id] = {"name": name, "role": role, "salt": salt.hex(), "hash": _hash(secret, salt),
-                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        entry: dict[str, Any] = {"name": name, "role": role, "salt": salt.hex(), "hash": _hash(secret, salt),
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if limited:  # no key at all for an unlimited token: the file reads as it did before queues
+            entry["queues"] = limited
+        entries[token_id] = entry
         self._write(entries)
         return f"{PREFIX}{token_id}_{secret}"
 

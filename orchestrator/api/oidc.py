@@ -20,6 +20,12 @@ The roles are read from `roles_claim` (a dotted path for nested claims, e.g.
 (claim value -> Baton role) only mapped values count; without it, values that are Baton role
 names (viewer, operator, reviewer, admin) count as themselves. A valid JWT without a role is
 answered 403 like a token whose role is not enough.
+
+Review queues (optional): with `queues_claim` set, the identity may review only the state
+machines that claim names (read like the roles claim); with `queue_map` (claim value -> queue
+name, a list of them, or `*` for every queue) only mapped values count. Once the claim is
+configured, a JWT without it (or with no value that counts) reviews no queue: a provider that
+leaves out an empty group list must not open every queue. Unset, JWTs are not queue-limited.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from jwt import PyJWK
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.api.auth import IMPLIES, AuthError, Identity
+from orchestrator.api.auth import ALL_QUEUES, IMPLIES, AuthError, Identity, TokenStoreError, check_queues
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,8 @@ class OidcSettings(BaseSettings):
     """Env: BATON_OIDC_ISSUER, BATON_OIDC_AUDIENCE, BATON_OIDC_JWKS_URL, BATON_OIDC_ROLES_CLAIM, ...
 
     Lists and maps are JSON in the environment, e.g.
-    `BATON_OIDC_ROLE_MAP='{"baton-admins": "admin", "support": "reviewer"}'`.
+    `BATON_OIDC_ROLE_MAP='{"baton-admins": "admin", "support": "reviewer"}'`,
+    `BATON_OIDC_QUEUE_MAP='{"finance": ["refunds", "invoices"], "review-leads": "*"}'`.
     """
 
     model_config = SettingsConfigDict(env_prefix="BATON_OIDC_", extra="ignore")
@@ -61,6 +68,8 @@ class OidcSettings(BaseSettings):
     jwks_url: str | None = None  # default: discovered from the issuer
     roles_claim: str = "roles"
     role_map: dict[str, str] = {}
+    queues_claim: str | None = None  # unset: JWTs may review every queue
+    queue_map: dict[str, list[str]] = {}  # claim value -> queue names (a single name is accepted too)
     subject_claim: str = "sub"
     algorithms: list[str] = ["RS256", "ES256"]
     leeway_seconds: float = Field(default=30.0, ge=0, le=300)  # clock skew allowed on exp / nbf / iat
@@ -89,6 +98,23 @@ class OidcSettings(BaseSettings):
             raise ValueError(f"role_map maps to unknown role(s) {', '.join(unknown)}; use {', '.join(_STRENGTH)}")
         return values
 
+    @field_validator("queue_map", mode="before")
+    @classmethod
+    def _queue_lists(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return {key: [value] if isinstance(value, str) else value for key, value in values.items()}
+        return values
+
+    @field_validator("queue_map")
+    @classmethod
+    def _queue_names(cls, values: dict[str, list[str]]) -> dict[str, list[str]]:
+        for queues in values.values():
+            try:
+                check_queues(queue for queue in queues if queue != ALL_QUEUES)
+            except TokenStoreError as exc:
+                raise ValueError(f"queue_map: {exc}") from None
+        return values
+
     @model_validator(mode="after")
     def _audience_with_issuer(self) -> OidcSettings:
         # Without an audience check, any token the provider issued to any application would do.
@@ -98,32 +124,48 @@ class OidcSettings(BaseSettings):
         return self
 
 
-def roles_of(claims: dict[str, Any], claim: str, role_map: dict[str, str]) -> frozenset[str]:
-    """The Baton roles a token's claims grant (see the module docstring)."""
+def claim_values(claims: dict[str, Any], claim: str) -> list[str]:
+    """The strings of a claim: a dotted path for nested claims; a list, or a space-separated string."""
     value: Any = claims
     for part in claim.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, str):
-        values = value.split()
-    elif isinstance(value, list):
-        values = [item for item in value if isinstance(item, str)]
-    else:
-        values = []
+        return value.split()
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+def roles_of(claims: dict[str, Any], claim: str, role_map: dict[str, str]) -> frozenset[str]:
+    """The Baton roles a token's claims grant (see the module docstring)."""
+    values = claim_values(claims, claim)
     if role_map:
         return frozenset(role_map[item] for item in values if item in role_map)
     return frozenset(item for item in values if item in IMPLIES)
 
 
+def queues_of(claims: dict[str, Any], settings: OidcSettings) -> frozenset[str] | None:
+    """The review queues a token's claims grant: None (all) without `queues_claim`; otherwise what
+    the claim names (mapped when `queue_map` is set), possibly nothing."""
+    if not settings.queues_claim:
+        return None
+    values = claim_values(claims, settings.queues_claim)
+    if settings.queue_map:
+        return frozenset(queue for item in values for queue in settings.queue_map.get(item, ()))
+    return frozenset(values)
+
+
 def identity_from(claims: dict[str, Any], settings: OidcSettings) -> Identity:
-    """The identity of verified claims: the subject, its strongest role, and the others."""
+    """The identity of verified claims: the subject, its strongest role, the others, its queues."""
     subject = claims.get(settings.subject_claim)
     if not isinstance(subject, str) or not subject:
         raise AuthError(401, "Unauthorized", f"the bearer JWT has no {settings.subject_claim!r} claim")
     roles = roles_of(claims, settings.roles_claim, settings.role_map)
     ordered = [role for role in _STRENGTH if role in roles]
+    queues = queues_of(claims, settings)
     if not ordered:
-        return Identity(subject, "")
-    return Identity(subject, ordered[0], frozenset(ordered[1:]))
+        return Identity(subject, "", queues=queues)
+    return Identity(subject, ordered[0], frozenset(ordered[1:]), queues=queues)
 
 
 # PyJWT's messages are fine but some quote token parts: answer with fixed phrases instead.

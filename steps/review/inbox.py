@@ -38,6 +38,7 @@ class PendingReview:
 
     request: ReviewRequest
     details: ReviewDetails
+    state_machine: str | None = None  # the registered name its execution runs (its review queue)
 
     @property
     def token(self) -> str:
@@ -49,7 +50,8 @@ class PendingReview:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "task_token": self.token, "execution_id": self.execution_id, "state_name": self.request.state_name,
+            "task_token": self.token, "execution_id": self.execution_id, "state_machine": self.state_machine,
+            "state_name": self.request.state_name,
             "requested_at": self.request.timestamp.isoformat(), "instructions": self.request.instructions,
             **self.details.model_dump(mode="json", exclude={"requested_at"}),
         }
@@ -69,7 +71,7 @@ async def pending_reviews(settings: KafkaSettings, timeout: float = 30.0) -> lis
     if not requests:
         return []
     wanted = {request.execution_id for request in requests.values()}
-    awaited: dict[str, set[str]] = {}
+    awaited: dict[str, tuple[str | None, set[str]]] = {}  # execution -> (state machine, awaited tasks)
     async for record in _read(settings, topics.state, partitions[topics.state], timeout):
         key = (record.key or b"").decode(errors="replace")
         if key not in wanted:
@@ -81,8 +83,9 @@ async def pending_reviews(settings: KafkaSettings, timeout: float = 30.0) -> lis
     pending = []
     for request in requests.values():
         details = ReviewDetails.of(request)
-        if details.task_id and details.task_id in awaited.get(request.execution_id, set()):
-            pending.append(PendingReview(request, details))
+        state_machine, tasks = awaited.get(request.execution_id, (None, set()))
+        if details.task_id and details.task_id in tasks:
+            pending.append(PendingReview(request, details, state_machine))
     return sorted(pending, key=lambda review: review.request.timestamp)
 
 
@@ -105,15 +108,17 @@ async def post_decision(settings: KafkaSettings, decision: ReviewDecision) -> No
         await producer.stop()
 
 
-def _awaited_tasks(value: bytes) -> set[str]:
+def _awaited_tasks(value: bytes) -> tuple[str | None, set[str]]:
+    """A snapshot's state machine (the name the orchestrator resolved the start to, so `NAME:ALIAS`
+    and `NAME:3` both give NAME) and the tasks it awaits."""
     try:
         snapshot = decode(ExecutionSnapshot, value)
     except (ValidationError, ValueError):
-        return set()
+        return None, set()
     if snapshot.state.get("status") != "RUNNING":
-        return set()
+        return snapshot.state_machine, set()
     tasks = snapshot.state.get("tasks") or {}
-    return set(tasks) if isinstance(tasks, dict) else set()
+    return snapshot.state_machine, set(tasks) if isinstance(tasks, dict) else set()
 
 
 async def _read(settings: KafkaSettings, topic: str, partitions: list[int],

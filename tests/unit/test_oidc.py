@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
 from orchestrator.api.auth import AuthError, Identity
-from orchestrator.api.oidc import JwksCache, OidcSettings, OidcVerifier, roles_of
+from orchestrator.api.oidc import JwksCache, OidcSettings, OidcVerifier, queues_of, roles_of
 from tests.oidc_support import AUDIENCE, IdentityProvider, identity_provider, rsa_key
 
 
@@ -179,3 +179,47 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATON_OIDC_ROLE_MAP", '{"baton-admins": "admin"}')
     settings = OidcSettings()
     assert settings.enabled and settings.roles_claim == "groups" and settings.role_map == {"baton-admins": "admin"}
+
+
+def test_queues_from_claims() -> None:
+    def queues(claims: dict[str, Any], **settings: Any) -> frozenset[str] | None:
+        return queues_of(claims, OidcSettings(**settings))
+
+    assert queues({"baton_queues": ["approval"]}) is None  # no claim configured: every queue
+    assert queues({"q": ["approval", "refunds", 7]}, queues_claim="q") == frozenset({"approval", "refunds"})
+    assert queues({"q": "approval refunds"}, queues_claim="q") == frozenset({"approval", "refunds"})
+    assert queues({"app": {"queues": ["approval"]}}, queues_claim="app.queues") == frozenset({"approval"})
+    # Configured but missing or empty: no queue at all (a provider may leave out an empty list).
+    assert queues({"sub": "ana"}, queues_claim="q") == frozenset()
+    assert queues({"q": []}, queues_claim="q") == frozenset()
+    # With a map only mapped values count; a value may grant several queues, or all of them.
+    mapped = {"finance": ["refunds", "invoices"], "ops": "approval", "leads": "*"}
+    assert queues({"groups": ["finance", "approval"]}, queues_claim="groups", queue_map=mapped) == frozenset({
+        "refunds", "invoices"})
+    assert queues({"groups": "ops"}, queues_claim="groups", queue_map=mapped) == frozenset({"approval"})
+    assert queues({"groups": ["leads"]}, queues_claim="groups", queue_map=mapped) == frozenset({"*"})
+
+
+def test_a_jwt_with_a_queues_claim_is_limited(idp: IdentityProvider) -> None:
+    verifier = OidcVerifier(idp.settings(queues_claim="baton_queues", queue_map={"fin": "refunds", "leads": "*"}))
+    limited = _verify(verifier, idp.token("ana", ["reviewer"], baton_queues=["fin"]))
+    assert limited == Identity("ana", "reviewer", queues=frozenset({"refunds"}))
+    assert limited.may_review("refunds") and not limited.may_review("approval") and not limited.may_review(None)
+    lead = _verify(verifier, idp.token("bo", ["reviewer"], baton_queues="leads"))
+    assert lead.may_review("approval") and lead.may_review(None)
+    without = _verify(verifier, idp.token("cy", ["reviewer"]))
+    assert without.queues == frozenset() and not without.may_review("refunds")
+    unlimited = _verify(OidcVerifier(idp.settings()), idp.token("dee", ["reviewer"], baton_queues=["fin"]))
+    assert unlimited.queues is None and unlimited.may_review("approval")
+
+
+def test_queue_map_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="registered name"):
+        OidcSettings(issuer="https://idp", audience="a", queue_map={"g": ["approval:live"]})
+    with pytest.raises(ValidationError, match="queue_map"):
+        OidcSettings(issuer="https://idp", audience="a", queue_map={"g": ["ok", "not ok"]})
+    monkeypatch.setenv("BATON_OIDC_QUEUES_CLAIM", "groups")
+    monkeypatch.setenv("BATON_OIDC_QUEUE_MAP", '{"finance": ["refunds", "invoices"], "support": "approval"}')
+    settings = OidcSettings()
+    assert settings.queues_claim == "groups"
+    assert settings.queue_map == {"finance": ["refunds", "invoices"], "support": ["approval"]}

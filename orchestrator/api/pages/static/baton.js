@@ -57,7 +57,7 @@ function reviewCard(r) {
       .catch(e => status.replaceChildren(el("span", {className: "error-line", textContent: e.message})));
   };
   card.append(el("h2", {textContent: r.question || r.state_name}),
-    el("p", {className: "meta", innerHTML: ""}, `${r.state_name} of `, el("a", {href: "/executions/" + encodeURIComponent(r.execution_id), textContent: r.execution_id})));
+    el("p", {className: "meta", innerHTML: ""}, `${r.state_name} of ${r.state_machine ? r.state_machine + " " : ""}`, el("a", {href: "/executions/" + encodeURIComponent(r.execution_id), textContent: r.execution_id})));
   if (r.instructions) card.append(el("p", {textContent: r.instructions}));
   if (r.context) card.append(el("pre", {textContent: "context: " + pretty(r.context)}));
   card.append(el("h3", {textContent: "Content"}));
