@@ -269,8 +269,15 @@ class Orchestrator:
                 if fetch is None and (self._open is None or self._open.events < self.settings.max_batch):
                     fetch = asyncio.ensure_future(self._consumer.getmany(
                         timeout_ms=self._poll_timeout_ms(), max_records=self.settings.max_batch))
-                await asyncio.wait([w for w in (fetch, self._committing) if w is not None],
-                                   return_when=asyncio.FIRST_COMPLETED)
+                waiters = [w for w in (fetch, self._committing) if w is not None and not w.done()]
+                if fetch is not None and fetch.done():
+                    waiters = [fetch]
+                if waiters:
+                    # Wake for the commit interval only when no transaction is in flight (its end
+                    # wakes the loop anyway).
+                    idle = self._committing is None or self._committing.done()
+                    await asyncio.wait(waiters, timeout=self._open_wait() if idle else None,
+                                       return_when=asyncio.FIRST_COMPLETED)
                 async with self._lock:
                     records: list[ConsumerRecord] = []
                     if fetch is not None and fetch.done():
@@ -279,13 +286,23 @@ class Orchestrator:
                     due = self._due_timers(time.time())
                     if records or due:
                         await self._prepare(records, due)
-                    if self._committing is None or self._committing.done():
+                    if (self._committing is None or self._committing.done()) and self._open_wait() == 0:
                         await self._finish_commit()  # a failed commit ends the service (crash-only)
                         self._start_commit()
         finally:
             if fetch is not None:
                 fetch.cancel()
                 await asyncio.gather(fetch, return_exceptions=True)
+
+    def _open_wait(self) -> float | None:
+        """Seconds the open batch still waits for more events before its commit may begin (0: now;
+        None: there is none). With `commit_interval_ms` 0, the default, it never waits: a batch
+        commits as soon as the transaction before it ends."""
+        if self._open is None:
+            return None
+        if self._open.events >= self.settings.max_batch:
+            return 0
+        return max(0.0, self._open.started + self.settings.commit_interval_ms / 1000 - time.perf_counter())
 
     def _poll_timeout_ms(self) -> int:
         if not self.timers:

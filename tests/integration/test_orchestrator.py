@@ -35,10 +35,10 @@ def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
 
 
 @contextlib.asynccontextmanager
-async def running(kafka: KafkaSettings, instance: str = "o1") -> AsyncIterator[Orchestrator]:
+async def running(kafka: KafkaSettings, instance: str = "o1", **settings: Any) -> AsyncIterator[Orchestrator]:
     """An orchestrator and a fn step service, both on the real broker, for the block's duration."""
     stop = asyncio.Event()
-    orchestrator = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None))
+    orchestrator = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None, **settings))
     task = asyncio.create_task(orchestrator.run(stop))
     try:
         async with fn_service([STEPS], settings=kafka):
@@ -266,5 +266,28 @@ def test_metrics_are_served(kafka: KafkaSettings) -> None:
             assert re.search(r"^baton_executions_started_total(\{[^}]*\})? 1\.0$", text, re.M), text
             assert re.search(r'^baton_executions_finished_total\{[^}]*status="SUCCEEDED"[^}]*\} 1\.0$', text, re.M)
             assert re.search(r"^baton_state_transitions_total(\{[^}]*\})? 3\.0$", text, re.M)
+
+    asyncio.run(scenario())
+
+
+def test_a_commit_interval_gathers_events_into_fewer_transactions(kafka: KafkaSettings) -> None:
+    """commit_interval_ms: each transaction waits that long for more events, so 40 one-Task
+    executions started one by one share a handful of transactions; every one still completes."""
+    definition = {"StartAt": "Add", "States": {"Add": task("add", Parameters={"a.$": "$.i", "b": 1}, End=True)}}
+
+    async def scenario() -> None:
+        async with running(kafka, commit_interval_ms=200) as orchestrator, RuntimeClient(kafka) as client:
+            ids = []
+            for i in range(40):  # one at a time, as a trickle
+                ids.append(await client.start(definition, {"i": i}, name=f"e{i}"))
+                await client.producer.flush()
+                await asyncio.sleep(0.01)
+            outcomes = await client.wait(ids, timeout=60)
+            assert [outcomes[e].output for e in ids] == [{"sum": i + 1} for i in range(40)]
+            batches = orchestrator.metrics.batch_events
+            transactions = sum(bucket.get() for bucket in batches._buckets)
+            events = batches._sum.get()
+            # 80 events (40 starts, 40 results); at 200 ms apiece they share few transactions.
+            assert events >= 80 and transactions <= events / 4, (transactions, events)
 
     asyncio.run(scenario())
