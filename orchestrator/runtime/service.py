@@ -23,6 +23,7 @@ same definition whatever the registry says later.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import hashlib
 import heapq
@@ -87,6 +88,7 @@ log = logging.getLogger("baton.orchestrator")
 # is an ARN). The group's offsets are copied from them this often, for monitoring only.
 OFFSETS_KEY = "__baton_input_positions__"
 GROUP_COMMIT_SECONDS = 5.0
+TRIM_AFTER_EVENTS = 1000  # events decided since the last trim before an idle moment trims
 
 # A start naming a state machine this instance's registry does not know yet waits this long for
 # the registry follower to catch up (a deploy made a moment ago) before it is dead-lettered.
@@ -197,6 +199,7 @@ class Orchestrator:
         self._group_committed_at = 0.0
         self._committing: asyncio.Task[None] | None = None  # the transaction in flight
         self._open: _Batch | None = None  # decided, not yet handed to a transaction
+        self._events_since_trim = 0
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
         # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
         self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
@@ -285,7 +288,11 @@ class Orchestrator:
                         fetch = None
                     due = self._due_timers(time.time())
                     if records or due:
+                        self._events_since_trim += len(records) + len(due)
                         await self._prepare(records, due)
+                    elif self._events_since_trim >= TRIM_AFTER_EVENTS and self._open is None:
+                        self._events_since_trim = 0
+                        _release_free_memory()
                     if (self._committing is None or self._committing.done()) and self._open_wait() == 0:
                         await self._finish_commit()  # a failed commit ends the service (crash-only)
                         self._start_commit()
@@ -833,6 +840,19 @@ class Orchestrator:
         cost = result.metadata.get("cost_usd")
         if isinstance(cost, int | float) and cost > 0:
             self.metrics.execution_cost.labels(*labels).inc(cost)
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc's malloc_trim), once a burst is over.
+
+    A burst (10,000 starts) allocates records, batches and JSON that are freed right after, but
+    glibc keeps the pages: RSS stayed ~1.3 KiB per parked execution above the ~0.7 KiB the
+    executions themselves hold. Called when the instance goes idle after many events; a no-op
+    where there is no glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _tune_transaction_retry(backoff_ms: float) -> None:
