@@ -276,11 +276,7 @@ class Orchestrator:
                 if fetch is not None and fetch.done():
                     waiters = [fetch]
                 if waiters:
-                    # Wake for the commit interval only when no transaction is in flight (its end
-                    # wakes the loop anyway).
-                    idle = self._committing is None or self._committing.done()
-                    await asyncio.wait(waiters, timeout=self._open_wait() if idle else None,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(waiters, timeout=self._wake_in(), return_when=asyncio.FIRST_COMPLETED)
                 async with self._lock:
                     records: list[ConsumerRecord] = []
                     if fetch is not None and fetch.done():
@@ -300,6 +296,19 @@ class Orchestrator:
             if fetch is not None:
                 fetch.cancel()
                 await asyncio.gather(fetch, return_exceptions=True)
+
+    def _wake_in(self) -> float | None:
+        """Seconds until the loop must act without new input: the next timer (the fetch in flight
+        was given the timeout of the timers known when it began), or the end of the commit
+        interval when no transaction is in flight (a transaction's end wakes the loop anyway)."""
+        waits = []
+        if self.timers:
+            waits.append(max(0.0, self.timers[0][0] - time.time()))
+        if self._committing is None or self._committing.done():
+            open_wait = self._open_wait()
+            if open_wait is not None:
+                waits.append(open_wait)
+        return min(waits) if waits else None
 
     def _open_wait(self) -> float | None:
         """Seconds the open batch still waits for more events before its commit may begin (0: now;
