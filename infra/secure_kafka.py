@@ -1,23 +1,27 @@
-"""A secured single-node Kafka for Baton: SASL/SCRAM-SHA-512 over TLS, least-privilege ACLs.
+"""A secured single-node Kafka for Baton: SASL/SCRAM-SHA-512 or mTLS, least-privilege ACLs.
 
 Usage (from the repository root)::
 
     python -m infra.secure_kafka up                  # start it (or reuse ours), apply the ACLs
     python -m infra.secure_kafka env --user baton-orchestrator   # `export BATON_KAFKA_...` lines
+    python -m infra.secure_kafka env --user baton-step-fn --mtls  # the same, by certificate
     python -m infra.secure_kafka status
     python -m infra.secure_kafka down
 
 It runs beside the plain broker of ``infra.local_kafka`` (same jars, own state folder and ports)
 and never touches that one. On the first ``up`` it makes a throwaway CA and a broker certificate
 for 127.0.0.1/localhost (``openssl``), formats the storage with one SCRAM user per Baton service
-(``kafka-storage format --add-scram``), and after the start grants each user what
-:func:`baton_roles` lists, with Kafka's ACL tool (``kafka-acls``). Clients connect with SASL_SSL
-to the client listener; the controller listener takes only the broker's own certificate (mTLS),
-so no listener serves anyone unauthenticated.
+(``kafka-storage format --add-scram``) and signs a client certificate (CN=<user>) per Baton
+user, and after the start grants each user what :func:`baton_roles` lists, with Kafka's ACL tool
+(``kafka-acls``). Clients connect with SASL_SSL to the client listener, or with their certificate
+to the mTLS listener, where CN=<user> is the principal User:<user> (the same ACLs apply); the
+controller listener takes only the broker's own certificate, so no listener serves anyone
+unauthenticated.
 
 Environment:
     BATON_SECURE_KAFKA_PORT             SASL_SSL client port (default 19094)
     BATON_SECURE_KAFKA_CONTROLLER_PORT  controller port (default: client port + 1)
+    BATON_SECURE_KAFKA_MTLS_PORT        mTLS client port (default: client port + 2)
     BATON_STATE_DIR                     state root; this broker's lives in <root>/kafka-secure
 and those of ``infra.local_kafka`` for the jars (BATON_KAFKA_VERSION, BATON_KAFKA_CACHE,
 BATON_KAFKA_HEAP).
@@ -164,10 +168,15 @@ class Layout:
     paths: Paths
     port: int
     controller_port: int
+    mtls_port: int
 
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        return f"{HOST}:{self.mtls_port}"
 
     @property
     def tls(self) -> Path:
@@ -181,6 +190,11 @@ class Layout:
     def broker_pem(self) -> Path:
         """The broker's private key and certificate chain in one file (a PEM key store)."""
         return self.tls / "broker.pem"
+
+    @property
+    def clients(self) -> Path:
+        """The users' client certificates (``<user>-cert.pem``) and keys (``<user>-key.pem``)."""
+        return self.tls / "clients"
 
     @property
     def users_file(self) -> Path:
@@ -197,14 +211,16 @@ class Layout:
 
 
 def layout(port: int | None = None, controller_port: int | None = None,
-           state: Path | None = None) -> Layout:
-    """The default layout, with ``port``, ``controller_port`` or ``state`` overridden."""
+           state: Path | None = None, mtls_port: int | None = None) -> Layout:
+    """The default layout, with ``port``, ``controller_port``, ``state`` or ``mtls_port`` overridden."""
     plain = default_paths()
     port = port if port is not None else int(os.environ.get("BATON_SECURE_KAFKA_PORT", DEFAULT_PORT))
     cport = controller_port if controller_port is not None else int(
         os.environ.get("BATON_SECURE_KAFKA_CONTROLLER_PORT", port + 1))
+    mport = mtls_port if mtls_port is not None else int(
+        os.environ.get("BATON_SECURE_KAFKA_MTLS_PORT", port + 2))
     state = state.resolve() if state is not None else plain.state.parent / "kafka-secure"
-    return Layout(Paths(cache=plain.cache, state=state), port, cport)
+    return Layout(Paths(cache=plain.cache, state=state), port, cport, mport)
 
 
 @dataclass(frozen=True)
@@ -222,8 +238,11 @@ class SecureBroker:
     def passwords(self) -> dict[str, str]:
         return _read_users(self.layout)
 
-    def client_env(self, user: str | None) -> dict[str, str]:
-        """The BATON_KAFKA_* settings of a client logging in as ``user`` (None: TLS only)."""
+    def client_env(self, user: str | None, *, mtls: bool = False) -> dict[str, str]:
+        """The BATON_KAFKA_* settings of a client logging in as ``user`` (None: TLS only), or
+        with ``mtls`` authenticated as ``user`` by its certificate on the mTLS listener."""
+        if mtls:
+            return self.mtls_env(user)
         env = {"BATON_KAFKA_BOOTSTRAP": self.bootstrap,
                "BATON_KAFKA_SECURITY_PROTOCOL": "SASL_SSL" if user else "SSL",
                "BATON_KAFKA_SSL_CAFILE": str(self.layout.ca_file)}
@@ -235,6 +254,21 @@ class SecureBroker:
                     "BATON_KAFKA_SASL_PASSWORD": passwords[user]}
         return env
 
+    def mtls_env(self, user: str | None) -> dict[str, str]:
+        """The settings of a client on the mTLS listener with ``user``'s certificate (None: none)."""
+        env = {"BATON_KAFKA_BOOTSTRAP": self.layout.mtls_bootstrap,
+               "BATON_KAFKA_SECURITY_PROTOCOL": "SSL",
+               "BATON_KAFKA_SSL_CAFILE": str(self.layout.ca_file)}
+        if user is None:
+            return env
+        cert, key = (self.layout.clients / f"{user}-{kind}.pem" for kind in ("cert", "key"))
+        if not (cert.is_file() and key.is_file()):
+            # The CA key is not kept, so certificates exist only for the users of the first `up`.
+            raise LocalKafkaError(f"no client certificate for {user!r} in {self.layout.clients}; "
+                                  f"certificates exist for: {', '.join(role.user for role in baton_roles())} "
+                                  "(a state folder made before mTLS has none: `down`, remove it, `up`)")
+        return env | {"BATON_KAFKA_SSL_CERTFILE": str(cert), "BATON_KAFKA_SSL_KEYFILE": str(key)}
+
 
 # --------------------------------------------------------------------------- TLS material
 
@@ -242,37 +276,69 @@ class SecureBroker:
 def _make_tls(lay: Layout) -> None:
     """A throwaway CA, and a broker certificate it signs for 127.0.0.1 and localhost.
 
-    The broker uses the certificate on both listeners, and as a client certificate on the
-    controller listener, hence both serverAuth and clientAuth.
+    The broker uses the certificate on every listener, and as a client certificate on the
+    controller listener, hence both serverAuth and clientAuth. Each Baton user (not the admin) gets
+    a client certificate CN=<user> for the mTLS listener.
     """
     if lay.ca_file.is_file() and lay.broker_pem.is_file():
         return
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise LocalKafkaError("openssl is not on PATH; it makes the secured broker's certificates")
     lay.tls.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=lay.tls) as scratch:
         work = Path(scratch)
-        ca_key, key, csr, cert, ext = (work / name for name in
-                                       ("ca.key", "broker.key", "broker.csr", "broker.crt", "ext.cnf"))
-        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc")
-        _openssl(openssl, "req", "-x509", *ec, "-keyout", ca_key, "-out", work / "ca.pem",
-                 "-days", str(CERT_DAYS), "-subj", "/CN=Baton throwaway CA",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        _openssl(openssl, "req", "-new", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={BROKER_CN}")
-        ext.write_text("basicConstraints=critical,CA:FALSE\n"
-                       "keyUsage=critical,digitalSignature,keyAgreement\n"
-                       "extendedKeyUsage=serverAuth,clientAuth\n"
-                       f"subjectAltName=IP:{HOST},DNS:localhost\n"
-                       "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
-        _openssl(openssl, "x509", "-req", "-in", csr, "-CA", work / "ca.pem", "-CAkey", ca_key,
-                 "-set_serial", f"0x{secrets.token_hex(16)}", "-days", str(CERT_DAYS),
-                 "-extfile", ext, "-out", cert)
+        ca_pem, ca_key = new_ca(work, "Baton throwaway CA")
+        key, cert = _sign(ca_pem, ca_key, BROKER_CN, work, "serverAuth,clientAuth",
+                          f"subjectAltName=IP:{HOST},DNS:localhost\n")
+        issue_client_certificates(ca_pem, ca_key, [role.user for role in baton_roles()], lay.clients)
         # The CA key is not kept: nothing else is ever signed with it.
-        chain = key.read_text() + cert.read_text() + (work / "ca.pem").read_text()
+        chain = key.read_text() + cert.read_text() + ca_pem.read_text()
         _write_private(lay.broker_pem, chain)
-        (work / "ca.pem").replace(lay.ca_file)
+        ca_pem.replace(lay.ca_file)
+
+
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc")
+
+
+def _openssl_binary() -> str:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise LocalKafkaError("openssl is not on PATH; it makes the secured broker's certificates")
+    return openssl
+
+
+def new_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed CA in ``folder``: (certificate, key) as ``ca.pem`` and ``ca-key.pem``."""
+    ca_pem, ca_key = folder / "ca.pem", folder / "ca-key.pem"
+    _openssl(_openssl_binary(), "req", "-x509", *_EC_KEY, "-keyout", ca_key, "-out", ca_pem,
+             "-days", str(CERT_DAYS), "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return ca_pem, ca_key
+
+
+def _sign(ca_pem: Path, ca_key: Path, cn: str, folder: Path, usage: str, extra: str = "") -> tuple[Path, Path]:
+    """A new key and a certificate CN=``cn`` signed by the CA, in ``folder``: (key, certificate)."""
+    openssl = _openssl_binary()
+    key, csr, cert, ext = (folder / f"{cn}{suffix}" for suffix in ("-key.pem", ".csr", "-cert.pem", ".cnf"))
+    _openssl(openssl, "req", "-new", *_EC_KEY, "-keyout", key, "-out", csr, "-subj", f"/CN={cn}")
+    ext.write_text("basicConstraints=critical,CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature,keyAgreement\n"
+                   f"extendedKeyUsage={usage}\n{extra}"
+                   "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+    _openssl(openssl, "x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key,
+             "-set_serial", f"0x{secrets.token_hex(16)}", "-days", str(CERT_DAYS),
+             "-extfile", ext, "-out", cert)
+    csr.unlink()
+    ext.unlink()
+    return key, cert
+
+
+def issue_client_certificates(ca_pem: Path, ca_key: Path, names: Sequence[str], folder: Path) -> None:
+    """Client certificates CN=<name> signed by the CA: ``<name>-cert.pem`` and ``<name>-key.pem``
+    (mode 0600) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        key, _ = _sign(ca_pem, ca_key, name, folder, "clientAuth")
+        key.chmod(0o600)
 
 
 def _openssl(openssl: str, *args: str | Path) -> None:
@@ -307,9 +373,10 @@ def render_secure_properties(lay: Layout, admin_password: str) -> str:
             key, _, value = line.partition("=")
             settings[key] = value.replace("\\\\", "\\")
     settings |= {
-        "listeners": f"CLIENT://{HOST}:{lay.port},CONTROLLER://{HOST}:{lay.controller_port}",
-        "advertised.listeners": f"CLIENT://{HOST}:{lay.port}",
-        "listener.security.protocol.map": "CLIENT:SASL_SSL,CONTROLLER:SSL",
+        "listeners": (f"CLIENT://{HOST}:{lay.port},CONTROLLER://{HOST}:{lay.controller_port},"
+                      f"MTLS://{HOST}:{lay.mtls_port}"),
+        "advertised.listeners": f"CLIENT://{HOST}:{lay.port},MTLS://{HOST}:{lay.mtls_port}",
+        "listener.security.protocol.map": "CLIENT:SASL_SSL,CONTROLLER:SSL,MTLS:SSL",
         # Transaction markers go over the inter-broker listener, even to this node itself.
         "inter.broker.listener.name": "CLIENT",
         "sasl.enabled.mechanisms": SCRAM,
@@ -318,6 +385,11 @@ def render_secure_properties(lay: Layout, admin_password: str) -> str:
         # SCRAM credentials live in the metadata the controller serves, so the controller listener
         # cannot use them: it takes the broker's certificate instead (and nothing else).
         "listener.name.controller.ssl.client.auth": "required",
+        # mTLS clients: a certificate CN=<user> from our CA is the principal User:<user>, so the
+        # SCRAM user's ACLs apply to it. Only on this listener: on the controller the broker stays
+        # User:CN=baton-broker (a super user), and here it is a mere User:baton-broker.
+        "listener.name.mtls.ssl.client.auth": "required",
+        "listener.name.mtls.ssl.principal.mapping.rules": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(lay.broker_pem),
         "ssl.truststore.type": "PEM",
@@ -449,14 +521,14 @@ def tls_answers(lay: Layout, timeout: float = 2.0) -> bool:
 
 
 def ensure_up(port: int | None = None, controller_port: int | None = None, *,
-              state: Path | None = None, prefix: str = "baton",
+              state: Path | None = None, mtls_port: int | None = None, prefix: str = "baton",
               services: Sequence[str] = STEP_SERVICES, timeout: float = 120) -> SecureBroker:
     """Return a ready secured broker with Baton's ACLs for ``prefix``, starting it if needed.
 
     Reuses only a broker this tool started on the same state folder (it needs that broker's
     passwords); anything else on the ports is an error. Raises :class:`LocalKafkaError`.
     """
-    lay = layout(port, controller_port, state)
+    lay = layout(port, controller_port, state, mtls_port)
     with _state_lock(lay.paths):
         record = _recorded_broker(lay.paths)
         if record is not None:
@@ -466,10 +538,10 @@ def ensure_up(port: int | None = None, controller_port: int | None = None, *,
             _wait_ready(lay, record["pid"], timeout, None)
             broker = SecureBroker(lay, started_here=False, pid=record["pid"])
         else:
-            for busy in (lay.port, lay.controller_port):
+            for busy in (lay.port, lay.controller_port, lay.mtls_port):
                 if port_accepts(busy):
                     raise LocalKafkaError(f"port {busy} is in use; set BATON_SECURE_KAFKA_PORT "
-                                          "(and _CONTROLLER_PORT) to free ones")
+                                          "(and _CONTROLLER_PORT, _MTLS_PORT) to free ones")
             broker = _start(lay, timeout)
         try:
             apply_acls(lay, prefix, services)
@@ -553,7 +625,10 @@ def running_broker(lay: Layout | None = None) -> SecureBroker | None:
     record = _recorded_broker(lay.paths)
     if record is None:
         return None
-    return SecureBroker(Layout(lay.paths, record["port"], lay.controller_port), False, record["pid"])
+    # The pid record holds the SASL port only; the others follow it as in `layout` (or their env).
+    recorded = layout(record["port"], state=lay.paths.state)
+    return SecureBroker(Layout(lay.paths, record["port"], lay.controller_port, recorded.mtls_port),
+                        False, record["pid"])
 
 
 # --------------------------------------------------------------------------- CLI
@@ -572,6 +647,9 @@ def _parser() -> argparse.ArgumentParser:
     env_cmd = commands.add_parser("env", help="print `export BATON_KAFKA_...` for a user")
     env_cmd.add_argument("--user", default="baton-cli",
                          help=f"one of {', '.join(users())} (default baton-cli)")
+    env_cmd.add_argument("--mtls", action="store_true",
+                         help="authenticate by the user's client certificate on the mTLS port "
+                              "(every user but the admin has one)")
     return parser
 
 
@@ -580,7 +658,8 @@ def _run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         broker = ensure_up(args.port, prefix=args.prefix, timeout=args.timeout)
         how = "started" if broker.started_here else "reused"
-        print(f"secured Kafka {kafka_version()} {how} at {broker.bootstrap} (SASL_SSL, {SCRAM}; "
+        print(f"secured Kafka {kafka_version()} {how} at {broker.bootstrap} (SASL_SSL, {SCRAM}) "
+              f"and {broker.layout.mtls_bootstrap} (mTLS; "
               f"pid {broker.pid}, {time.monotonic() - started:.1f} s); users: {', '.join(users())}; "
               f"client settings: python -m infra.secure_kafka env --user USER")
         return 0
@@ -592,12 +671,13 @@ def _run(args: argparse.Namespace) -> int:
         if running is None or not tls_answers(running.layout):
             print("down: no secured broker started by this tool answers")
             return 3  # LSB: 3 = "program is not running"
-        print(f"up: bootstrap {running.bootstrap} (SASL_SSL), pid {running.pid}, "
+        print(f"up: bootstrap {running.bootstrap} (SASL_SSL), {running.layout.mtls_bootstrap} "
+              f"(mTLS), pid {running.pid}, "
               f"state {running.layout.paths.state}")
         return 0
     if running is None:
         raise LocalKafkaError("the secured broker is not running; run `up` first")
-    for key, value in running.client_env(args.user).items():
+    for key, value in running.client_env(args.user, mtls=args.mtls).items():
         print(f"export {key}={shlex.quote(value)}")
     return 0
 

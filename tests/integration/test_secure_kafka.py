@@ -1,9 +1,10 @@
-"""Baton on a secured broker (infra/secure_kafka.py): SASL/SCRAM-SHA-512 over TLS, and the ACLs of
-docs/security.md enforced by Kafka's StandardAuthorizer.
+"""Baton on a secured broker (infra/secure_kafka.py): SASL/SCRAM-SHA-512 over TLS or mutual TLS, and
+the ACLs of docs/security.md enforced by Kafka's StandardAuthorizer.
 
 The orchestrator, the fn step service and a client each log in as their own SCRAM user and run an
-execution end to end with only their ACLs; clients without (valid) credentials are refused, and a
-user is refused what its ACLs do not grant.
+execution end to end with only their ACLs, and again with the fn service authenticated by its
+client certificate only; clients without (valid) credentials or certificates are refused, and a
+user (by password or certificate) is refused what its ACLs do not grant.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from aiokafka.errors import (
 from aiokafka.structs import TopicPartition
 
 from infra.local_kafka import LocalKafkaError
-from infra.secure_kafka import ADMIN_USER, SecureBroker, baton_roles, ensure_up, stop
+from infra.secure_kafka import (
+    ADMIN_USER,
+    SecureBroker,
+    baton_roles,
+    ensure_up,
+    issue_client_certificates,
+    new_ca,
+    stop,
+)
 from orchestrator.registry.store import RegistryWriter
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.topics import provision_topics
@@ -69,10 +78,10 @@ def _free_ports(count: int) -> list[int]:
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     """A fresh secured broker (own state folder and ports) with Baton's topics and ACLs."""
-    port, controller_port = _free_ports(2)
+    port, controller_port, mtls_port = _free_ports(3)
     try:
         broker = ensure_up(port, controller_port, state=tmp_path_factory.mktemp("kafka-secure"),
-                           prefix=PREFIX)
+                           mtls_port=mtls_port, prefix=PREFIX)
     except LocalKafkaError as error:
         pytest.fail(f"secured Kafka did not start: {error}\n{error.log_tail}", pytrace=False)
     try:
@@ -82,23 +91,25 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         stop(broker)
 
 
-def settings_for(broker: SecureBroker, user: str | None, **changes: Any) -> KafkaSettings:
-    """A user's client settings, exactly as `python -m infra.secure_kafka env` prints them."""
-    env = {key.removeprefix("BATON_").lower(): value for key, value in broker.client_env(user).items()}
-    # Explicit Nones: a BATON_KAFKA_SASL_* in the test's own environment must not log in for it.
-    unset = {"kafka_sasl_mechanism": None, "kafka_sasl_username": None, "kafka_sasl_password": None}
+def settings_for(broker: SecureBroker, user: str | None, *, mtls: bool = False, **changes: Any) -> KafkaSettings:
+    """A user's client settings, exactly as `python -m infra.secure_kafka env [--mtls]` prints them."""
+    env = {key.removeprefix("BATON_").lower(): value
+           for key, value in broker.client_env(user, mtls=mtls).items()}
+    # Explicit Nones: a BATON_KAFKA_SASL_*/SSL_* in the test's own environment must not log in for it.
+    unset = {"kafka_sasl_mechanism": None, "kafka_sasl_username": None, "kafka_sasl_password": None,
+             "kafka_ssl_certfile": None, "kafka_ssl_keyfile": None}
     return KafkaSettings(**{**unset, **env, "topic_prefix": PREFIX, **changes})
 
 
 @contextlib.asynccontextmanager
-async def running(broker: SecureBroker) -> AsyncIterator[None]:
-    """The orchestrator and the fn step service, each logged in as its own user."""
+async def running(broker: SecureBroker, fn: KafkaSettings) -> AsyncIterator[None]:
+    """The orchestrator (logged in as its own user) and the fn step service with ``fn``."""
     stop_event = asyncio.Event()
     orchestrator = Orchestrator(settings_for(broker, "baton-orchestrator"),
                                 OrchestratorSettings(instance_id="secure-1", metrics_port=None))
     task = asyncio.create_task(orchestrator.run(stop_event))
     try:
-        async with fn_service([STEPS], settings=settings_for(broker, "baton-step-fn")):
+        async with fn_service([STEPS], settings=fn):
             await asyncio.wait_for(_ready_or_ended(orchestrator, task), 30)
             assert not task.done(), f"the orchestrator stopped: {task.exception()!r}"
             yield
@@ -129,8 +140,15 @@ async def _terminal_status(settings: KafkaSettings, execution_id: str, timeout: 
         await asyncio.sleep(0.3)
 
 
-def test_execution_runs_end_to_end_with_least_privilege_users(secure_broker: SecureBroker) -> None:
+@pytest.mark.parametrize("fn_auth", ["scram", "certificate"])
+def test_execution_runs_end_to_end_with_least_privilege_users(secure_broker: SecureBroker, fn_auth: str) -> None:
+    """The fn service logs in as baton-step-fn by password, or by its certificate alone on the
+    mTLS listener (no SASL settings at all); the orchestrator uses SASL_SSL either way."""
     client = settings_for(secure_broker, "baton-cli")
+    fn = settings_for(secure_broker, "baton-step-fn", mtls=fn_auth == "certificate")
+    if fn_auth == "certificate":
+        assert (fn.kafka_security_protocol, fn.kafka_sasl_mechanism, fn.kafka_sasl_username) == ("SSL", None, None)
+        assert fn.bootstrap_servers == [secure_broker.layout.mtls_bootstrap] and fn.kafka_ssl_certfile
 
     async def scenario() -> None:
         # Deployed to the registry (a transactional write) as the CLI user, started by name.
@@ -138,7 +156,7 @@ def test_execution_runs_end_to_end_with_least_privilege_users(secure_broker: Sec
         name = uuid.uuid4().hex[:12]
         execution_id = execution_id_for("secure-sequence", name)
         request = StartExecution(execution_id=execution_id, state_machine="secure-sequence", name=name, input={})
-        async with running(secure_broker):
+        async with running(secure_broker, fn):
             producer = AIOKafkaProducer(**client.client_options(), enable_idempotence=True)
             await producer.start()
             try:
@@ -173,12 +191,14 @@ REFUSALS = {
 }
 
 
-async def _broker_logged(broker: SecureBroker, since: int, text: str, timeout: float = 5.0) -> bool:
+async def _broker_logged(broker: SecureBroker, since: int, *texts: str, timeout: float = 5.0) -> bool:
+    """True if one line the broker logged after ``since`` holds all of ``texts``."""
     deadline = time.monotonic() + timeout
     while True:
         with open(broker.layout.paths.server_log, "rb") as log:
             log.seek(since)
-            if text in log.read().decode(errors="replace"):
+            lines = log.read().decode(errors="replace").splitlines()
+            if any(all(text in line for text in texts) for line in lines):
                 return True
         if time.monotonic() > deadline:
             return False
@@ -231,36 +251,39 @@ def test_each_user_sees_exactly_the_topics_of_its_acls(secure_broker: SecureBrok
     """Metadata lists only topics a user may describe (Read or Write imply it): the table of
     `baton_roles`, as the broker enforces it, and nothing more."""
 
-    async def visible(user: str) -> set[str]:
-        consumer = AIOKafkaConsumer(**settings_for(secure_broker, user).client_options(), group_id=None)
-        await consumer.start()
-        try:
-            return set(await consumer.topics())
-        finally:
-            await consumer.stop()
-
     async def scenario() -> None:
-        seen = {role.user: await visible(role.user) for role in baton_roles(PREFIX)}
+        seen = {role.user: await visible(settings_for(secure_broker, role.user)) for role in baton_roles(PREFIX)}
         assert seen == {role.user: {*role.reads, *role.writes} for role in baton_roles(PREFIX)}
         assert seen["baton-step-fn"] == {f"{PREFIX}.steps.fn.commands", f"{PREFIX}.steps.results", f"{PREFIX}.dlq"}
         # Control: the admin (a super user) sees every topic, e.g. the start topic fn cannot.
-        assert f"{PREFIX}.executions.start" in await visible(ADMIN_USER)
+        assert f"{PREFIX}.executions.start" in await visible(settings_for(secure_broker, ADMIN_USER))
 
     asyncio.run(scenario())
+
+
+async def write(settings: KafkaSettings, topic: str, **options: Any) -> None:
+    producer = AIOKafkaProducer(**settings.client_options(), request_timeout_ms=REFUSAL_TIMEOUT_MS, **options)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"{}", key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def visible(settings: KafkaSettings) -> set[str]:
+    """The topics the broker lists to this client: those its principal may describe."""
+    consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None)
+    await consumer.start()
+    try:
+        return set(await consumer.topics())
+    finally:
+        await consumer.stop()
 
 
 def test_users_are_refused_what_their_acls_do_not_grant(secure_broker: SecureBroker) -> None:
     fn = settings_for(secure_broker, "baton-step-fn")
     api = settings_for(secure_broker, "baton-api")
     topics = fn.topics
-
-    async def write(settings: KafkaSettings, topic: str, **options: Any) -> None:
-        producer = AIOKafkaProducer(**settings.client_options(), request_timeout_ms=REFUSAL_TIMEOUT_MS, **options)
-        await producer.start()
-        try:
-            await producer.send_and_wait(topic, b"{}", key=b"k")
-        finally:
-            await producer.stop()
 
     async def read(settings: KafkaSettings, topic: str, group: str | None = None) -> None:
         """Fetch from the topic (assigned partitions), or join ``group`` and be given partitions."""
@@ -303,6 +326,63 @@ def test_state_folder_holds_no_password_for_others(secure_broker: SecureBroker) 
     only (the throwaway CA's key is not kept at all)."""
     state = secure_broker.layout.paths.state
     private = [secure_broker.layout.users_file, secure_broker.layout.broker_pem,
-               secure_broker.layout.admin_properties, secure_broker.layout.paths.properties]
+               secure_broker.layout.admin_properties, secure_broker.layout.paths.properties,
+               *secure_broker.layout.clients.glob("*-key.pem")]
+    assert len(private) == 4 + len(baton_roles()), "a client key per user"
     assert {path.name: path.stat().st_mode & 0o077 for path in private} == {path.name: 0 for path in private}
     assert not [p for p in Path(state).rglob("*.key")], "no stray key files"
+    assert not [p for p in Path(state).rglob("ca-key.pem")], "the CA key is not kept"
+
+
+# --------------------------------------------------------------------------- mutual TLS
+
+
+@pytest.fixture(scope="module")
+def foreign_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) for CN=baton-step-fn from another CA: the right name, the wrong issuer."""
+    folder = tmp_path_factory.mktemp("foreign-ca")
+    ca_pem, ca_key = new_ca(folder, "Another CA")
+    issue_client_certificates(ca_pem, ca_key, ["baton-step-fn"], folder)
+    return folder / "baton-step-fn-cert.pem", folder / "baton-step-fn-key.pem"
+
+
+@pytest.mark.parametrize("case", ["no-certificate", "foreign-ca"])
+def test_mtls_listener_refuses_clients_without_a_certificate_of_our_ca(
+        secure_broker: SecureBroker, foreign_certificate: tuple[Path, Path], case: str) -> None:
+    good = settings_for(secure_broker, "baton-step-fn", mtls=True)
+    cert, key = foreign_certificate
+    refused = {
+        "no-certificate": settings_for(secure_broker, None, mtls=True),
+        "foreign-ca": good.model_copy(update={"kafka_ssl_certfile": str(cert), "kafka_ssl_keyfile": str(key)}),
+    }[case]
+    assert refused.kafka_security_protocol == "SSL" and refused.bootstrap_servers == good.bootstrap_servers
+    # The refusal is the mTLS listener's: Kafka's channel ids start with the local address.
+    refusal = f"(channelId={secure_broker.layout.mtls_bootstrap}-"
+
+    async def scenario() -> None:
+        await _connects(good)  # control: the same client with our CA's certificate gets in
+        since = secure_broker.layout.paths.server_log.stat().st_size
+        with pytest.raises((KafkaError, OSError, asyncio.TimeoutError)):
+            await _connects(refused)
+        assert await _broker_logged(secure_broker, since, refusal, "(SSL handshake failed)"), refusal
+
+    asyncio.run(scenario())
+
+
+def test_certificate_principal_is_subject_to_acls(secure_broker: SecureBroker) -> None:
+    """CN=baton-step-fn is User:baton-step-fn on the mTLS listener: that user's ACLs, no more."""
+    fn = settings_for(secure_broker, "baton-step-fn", mtls=True)
+    roles = {role.user: role for role in baton_roles(PREFIX)}
+    # The broker's own certificate maps to User:baton-broker there, which no ACL names: it is a
+    # super user only as User:CN=baton-broker on the controller listener.
+    broker_cert = fn.model_copy(update={"kafka_ssl_certfile": str(secure_broker.layout.broker_pem),
+                                        "kafka_ssl_keyfile": None})
+
+    async def scenario() -> None:
+        assert await visible(fn) == {*roles["baton-step-fn"].reads, *roles["baton-step-fn"].writes}
+        await write(fn, fn.topics.results)  # control: granted to baton-step-fn
+        with pytest.raises(TopicAuthorizationFailedError):
+            await write(fn, fn.topics.state)  # only the orchestrator writes execution state
+        assert await visible(broker_cert) == set()
+
+    asyncio.run(scenario())
