@@ -66,12 +66,11 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
         stop(broker)
 
 
-@pytest.mark.skipif(not FULL, reason="full form only (BATON_RELIABILITY=full): starts a broker of its own")
 def test_broker_killed_and_restarted_mid_run(own_broker: tuple[str, int]) -> None:
     from infra.local_kafka import _recorded_broker, default_paths, ensure_up
 
     bootstrap, port = own_broker
-    executions = 200
+    executions, in_flight = (200, 50) if FULL else (60, 20)
     with Deployment(bootstrap) as deployment:
         downtime: list[float] = []
 
@@ -84,7 +83,7 @@ def test_broker_killed_and_restarted_mid_run(own_broker: tuple[str, int]) -> Non
             ensure_up(port, timeout=120)
             downtime.append(time.monotonic() - began)
 
-        ids = asyncio.run(drive_with_faults(deployment, executions, 50, [(0.3, kill_broker)], "broker",
+        ids = asyncio.run(drive_with_faults(deployment, executions, in_flight, [(0.3, kill_broker)], "broker",
                                             timeout=300))
         counts = asyncio.run(check_exactly_once(deployment, ids))
         print(f"\nbroker down {downtime[0]:.1f}s; {counts}")
