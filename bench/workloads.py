@@ -27,7 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from orchestrator.runtime.topics import ensure_topics
+from orchestrator.runtime.topics import delete_topics, ensure_topics
 from orchestrator.settings import KafkaSettings
 from schemas.base import decode, encode
 from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
@@ -218,23 +218,6 @@ class Deployment:
         if broker is not None:
             cpu["broker"] = proc_cpu_seconds(broker)
         return cpu
-
-
-async def delete_topics(settings: KafkaSettings) -> None:
-    """Delete the topics of a deployment's prefix (best effort)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    admin = AIOKafkaAdminClient(**settings.client_options(), request_timeout_ms=10_000)
-    try:
-        await admin.start()
-        ours = [name for name in await admin.list_topics() if name.startswith(settings.topic_prefix + ".")]
-        if ours:
-            await admin.delete_topics(ours)
-    except (KafkaError, OSError):
-        pass
-    finally:
-        await admin.close()
 
 
 def _free_port() -> int:

@@ -51,20 +51,7 @@ def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
     """
     prefix = f"t{uuid.uuid4().hex[:8]}."
     yield prefix
-    asyncio.run(_delete_topics(kafka_bootstrap, prefix.rstrip(".")))
+    from orchestrator.runtime.topics import delete_topics
+    from orchestrator.settings import KafkaSettings
 
-
-async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await admin.start()
-        ours = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if ours:
-            await admin.delete_topics(ours)
-    except (KafkaError, OSError):
-        pass  # best effort: a leftover topic is harmless to correctness
-    finally:
-        await admin.close()
+    asyncio.run(delete_topics(KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix.rstrip("."))))

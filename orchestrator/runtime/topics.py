@@ -265,3 +265,22 @@ def _describe(exc: BaseException) -> str:
     # aiokafka's messages often start with the class name already.
     name, text = type(exc).__name__, str(exc)
     return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
+async def delete_topics(settings: KafkaSettings) -> list[str]:
+    """Delete every topic of the settings' prefix (`<prefix>.*`), best effort; the names deleted.
+
+    For throwaway deployments (tests, benchmarks): a broker that keeps every run's topics slows
+    down, thousands of partitions on one node."""
+    admin = AIOKafkaAdminClient(**settings.client_options(), request_timeout_ms=10_000)
+    ours: list[str] = []
+    try:
+        await admin.start()
+        ours = [name for name in await admin.list_topics() if name.startswith(settings.topic_prefix + ".")]
+        if ours:
+            await admin.delete_topics(ours)
+    except (KafkaError, OSError):
+        pass  # a leftover topic is harmless to correctness
+    finally:
+        await admin.close()
+    return ours

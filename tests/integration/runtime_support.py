@@ -9,8 +9,8 @@ from collections import defaultdict
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
 
+from bench.workloads import read_topic
 from orchestrator.settings import KafkaSettings
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
@@ -22,25 +22,7 @@ TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 async def read_all(settings: KafkaSettings, topic: str, timeout: float = 10.0) -> list[Any]:
     """Every committed record of a topic, from the beginning to its end as of now."""
-    consumer = AIOKafkaConsumer(**settings.client_options(), isolation_level="read_committed",
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]  # as provisioned
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while any([await consumer.position(tp) < end[tp] for tp in tps]):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took longer than {timeout}s")
-            batch = await consumer.getmany(timeout_ms=500)
-            for recs in batch.values():
-                records.extend(recs)
-        return records
-    finally:
-        await consumer.stop()
+    return await read_topic(settings, topic, timeout)
 
 
 class RuntimeClient:
