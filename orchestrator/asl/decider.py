@@ -267,6 +267,11 @@ class Decider:
             self.inspection["variables"] = copy.deepcopy(root.variables)
         if status is not ExecutionStatus.SUCCEEDED and root is not None and root.current is not None:
             self.s.redrive_point = {"state": root.current, "input": root.raw_input, "variables": root.variables}
+            # A Parallel or Map that failed (or was stopped) keeps its children that succeeded.
+            fanout = (states.children.completed(root.fanout, root.current) if root.fanout is not None
+                      else root.failed_fanout)
+            if fanout is not None and fanout["state"] == root.current:
+                self.s.redrive_point["completed"] = fanout["results"]
         else:
             self.s.redrive_point = None
         self.s.status = status
@@ -301,6 +306,8 @@ class Decider:
         root = Run(id=ROOT, variables=point.get("variables") or {})
         self.s.runs[ROOT] = root
         self.enter(root, point["state"], point["input"])
+        # For that state's execution only (enter clears it for any later state).
+        root.redrive_completed = {int(index): result for index, result in (point.get("completed") or {}).items()}
 
     def stop(self, event: StopExecution) -> None:
         self.finish(ExecutionStatus.ABORTED, error=event.error, cause=event.cause)
@@ -317,6 +324,7 @@ class Decider:
         run.current = name
         run.raw_input = raw_input
         run.effective_input = None
+        run.redrive_completed = None
         run.status = "running"
         run.entries[name] = run.entries.get(name, 0) + 1
         state = self.state_of(run)

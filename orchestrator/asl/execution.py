@@ -158,6 +158,8 @@ class FanOut(BaseModel):
     tolerated_count: int | None = None
     tolerated_percentage: float | None = None
     effective_input: Any = None
+    succeeded: list[int] = Field(default_factory=list)  # indexes of the children that succeeded
+    redriven: bool = False  # seeded with the children a failed attempt completed: skip those
 
 
 class Run(BaseModel):
@@ -181,6 +183,10 @@ class Run(BaseModel):
     task_id: str | None = None
     timer_id: str | None = None
     fanout: FanOut | None = None
+    # Redrive of a Parallel or inline Map: the results of the children that succeeded in the
+    # attempt that failed (by index), kept so a redrive reruns only the others, as AWS does.
+    failed_fanout: dict[str, Any] | None = None  # {"state": name, "results": {index: output}}
+    redrive_completed: dict[int, Any] | None = None  # handed to the state's next execution
     output: Any = None
     error: str | None = None
     cause: str | None = None

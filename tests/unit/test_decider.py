@@ -1341,3 +1341,70 @@ class TestRedrive:
         decision = h.send(RedriveExecution())
         assert decision.effects == []
         assert decision.state.status.value == "SUCCEEDED"
+
+
+class TestRedriveOfFanOuts:
+    """[API] RedriveExecution: "For workflows that include an Inline Map or Parallel state,
+    RedriveExecution reschedules and redrives only the iterations and branches that failed or
+    aborted" - the others keep their results and are not run again."""
+
+    def test_a_map_reruns_only_the_failed_iterations(self) -> None:
+        from orchestrator.asl.execution import RedriveExecution
+
+        h = Harness(single(task_map(ItemsPath="$.items", MaxConcurrency=2), "M"))
+        h.start({"items": ["a", "b", "c", "d"]})
+        first, second = h.pending()
+        h.succeed(first, "A")
+        h.fail(second, "Boom")  # the Map fails: "c" and "d" never started
+        assert h.status == "FAILED"
+        h.send(RedriveExecution())
+        rerun = h.pending()
+        assert [t.parameters for t in rerun] == ["b", "c"]  # "a" kept, at most 2 at a time
+        for task in rerun:
+            h.succeed(task, task.parameters.upper())
+        (last,) = h.pending()
+        assert last.parameters == "d"
+        h.succeed(last, "D")
+        assert h.status == "SUCCEEDED"
+        assert h.output == ["A", "B", "C", "D"]
+        redriven = h.history_types[h.history_types.index("ExecutionRedriven"):]
+        assert redriven.count("MapIterationStarted") == 3 and redriven.count("MapStateStarted") == 1
+
+    def test_a_parallel_reruns_only_the_failed_branch(self) -> None:
+        from orchestrator.asl.execution import RedriveExecution
+
+        left, right = branch(("L", task_state())), branch(("R", task_state()))
+        h = Harness(single(parallel(left, right), "P"))
+        h.start({"x": 1})
+        h.succeed(h.only_task("L"), "left")
+        h.fail(h.only_task("R"), "Boom")
+        assert h.status == "FAILED"
+        h.send(RedriveExecution())
+        assert [t.state_name for t in h.pending()] == ["R"]  # the left branch is not run again
+        h.succeed(h.only_task("R"), "right")
+        assert h.status == "SUCCEEDED" and h.output == ["left", "right"]
+
+    def test_a_stopped_map_keeps_what_it_completed(self) -> None:
+        from orchestrator.asl.execution import RedriveExecution
+
+        h = Harness(single(task_map(ItemsPath="$.items"), "M"))
+        h.start({"items": [1, 2, 3]})
+        first, *_ = h.pending()
+        h.succeed(first, 10)
+        h.stop(error="Stopped")
+        assert h.status == "ABORTED"
+        h.send(RedriveExecution())
+        assert sorted(t.parameters for t in h.pending()) == [2, 3]
+        for task in h.pending():
+            h.succeed(task, task.parameters * 10)
+        assert h.output == [10, 20, 30]
+
+    def test_a_retried_map_runs_every_item_again(self) -> None:
+        """A Retry is not a redrive: the whole state runs again (AWS re-executes the state)."""
+        h = Harness(single(task_map(ItemsPath="$.items", Retry=[{"ErrorEquals": ["E"], "MaxAttempts": 1}]), "M"))
+        h.start({"items": [1, 2]})
+        first, second = h.pending()
+        h.succeed(first, "ok")
+        h.fail(second, "E")
+        h.advance(60)
+        assert sorted(t.parameters for t in h.pending()) == [1, 2]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.asl import errors
 from orchestrator.asl.dataflow import error_output
-from orchestrator.asl.execution import CancelTask, Run
+from orchestrator.asl.execution import CancelTask, FanOut, Run
 from orchestrator.asl.model import State
 from orchestrator.asl.states import map_
 
@@ -41,6 +41,7 @@ def child_finished(d: Decider, child: Run) -> None:
             fanout_failed(d, parent, state, child.error, child.cause)
             return
         fanout.results[child.index] = child.output
+        fanout.succeeded.append(child.index)
         if fanout.finished == len(fanout.results):
             fanout_done(d, parent, state)
         return
@@ -61,6 +62,7 @@ def child_finished(d: Decider, child: Run) -> None:
     else:
         d.history("MapIterationSucceeded", {"name": state.name, "index": child.index})
         fanout.results[child.index] = child.output
+        fanout.succeeded.append(child.index)
     if fanout.finished == len(fanout.items):
         fanout_done(d, parent, state)
     else:
@@ -74,12 +76,33 @@ def fanout_failed(d: Decider, run: Run, state: State, error: str | None, cause: 
                    raised_here: bool = False) -> None:
     fanout = run.fanout
     if fanout is not None:
+        run.failed_fanout = completed(fanout, state.name)
         for child in fanout.children:
             abort(d, child)
     run.fanout = None
     run.status = "running"
     d.state_failed(run, state, error, cause, raised_here=raised_here,
                        failed_event=f"{state.type}StateFailed")
+
+
+def completed(fanout: FanOut, state_name: str) -> dict[str, Any]:
+    """The children of a fan-out that succeeded, with their results: what a redrive keeps."""
+    return {"state": state_name, "results": {index: fanout.results[index] for index in fanout.succeeded}}
+
+
+def preset(run: Run, fanout: FanOut) -> set[int]:
+    """Seed a new fan-out with a redrive's completed children (results, counted finished);
+    the indexes not to run again. A retry or a first run has none."""
+    done = run.redrive_completed or {}
+    run.redrive_completed = None
+    run.failed_fanout = None
+    for index, result in done.items():
+        if 0 <= index < len(fanout.results):
+            fanout.results[index] = result
+            fanout.succeeded.append(index)
+            fanout.finished += 1
+            fanout.redriven = True
+    return set(fanout.succeeded)
 
 
 def fanout_done(d: Decider, run: Run, state: State) -> None:

@@ -31,7 +31,8 @@ def execute(d: Decider, run: Run, state: State) -> None:
     run.fanout = fanout
     run.status = "waiting"
     d.history("MapStateStarted", {"length": len(items)})
-    if not items:
+    children.preset(run, fanout)  # a redrive reruns only the iterations that did not succeed
+    if fanout.finished == len(items):
         children.fanout_done(d, run, state)
         return
     launch_items(d, run, state)
@@ -103,6 +104,8 @@ def launch_items(d: Decider, run: Run, state: State) -> None:
     ):
         index = fanout.next_index
         fanout.next_index += 1
+        if fanout.redriven and index in fanout.succeeded:
+            continue  # completed before a redrive
         item = fanout.items[index]
         selector = state.get("ItemSelector", state.get("Parameters"))
         if selector is not ABSENT:

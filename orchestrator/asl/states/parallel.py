@@ -20,7 +20,11 @@ def execute(d: Decider, run: Run, state: State) -> None:
     fanout = FanOut(kind="parallel", results=[None] * len(state.branches), effective_input=effective)
     run.fanout = fanout
     run.status = "waiting"
+    done = children.preset(run, fanout)  # a redrive reruns only the branches that did not succeed
     for index, branch in enumerate(state.branches):
+        if index in done:
+            fanout.children.append(None)
+            continue
         child = children.spawn(d, run, state, index, index)
         fanout.children.append(child.id)
         fanout.running += 1
