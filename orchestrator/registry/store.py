@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import InvalidProducerEpoch, InvalidTxnState, KafkaError, ProducerFenced
+from aiokafka.errors import InvalidProducerEpoch, InvalidTxnState, KafkaError, ProducerFenced, UnknownError
 from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.api.readmodel import topic_partitions
@@ -92,6 +92,19 @@ def _consumer(kafka: KafkaSettings, isolation_level: str = "read_committed") -> 
     return AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False,
                             isolation_level=isolation_level, auto_offset_reset="earliest",
                             fetch_max_wait_ms=_FETCH_WAIT_MS)
+
+
+def _fenced(exc: BaseException) -> bool:
+    """Whether a transaction failed because a concurrent writer of the name fenced this one.
+
+    Brokers since Kafka 2.7 may answer a fenced EndTxn with PRODUCER_FENCED (code 90), which
+    aiokafka does not know: it raises UnknownError, wrapped as "Unexpected error during batch
+    delivery". The transaction did not commit (the newer epoch aborts it), so a retry on top of
+    the latest record is right."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, ProducerFenced | InvalidProducerEpoch | InvalidTxnState | UnknownError):
+            return True
+    return False
 
 
 async def _partitions(kafka: KafkaSettings) -> list[int]:
@@ -365,9 +378,11 @@ class RegistryWriter:
                 async with producer.transaction():
                     metadata = await producer.send_and_wait(tp.topic, encode(record), key=name.encode(),
                                                             partition=tp.partition)
-            except (ProducerFenced, InvalidProducerEpoch, InvalidTxnState) as exc:
+            except KafkaError as exc:
+                if not _fenced(exc):
+                    raise
                 log.info("registry write of %r fenced by a concurrent writer (%s); retrying", name,
-                         type(exc).__name__)
+                         type(exc.__cause__ or exc).__name__)
                 return None
             await _within(self.timeout, self._visible(tp, metadata.offset, committed),
                           f"see the write in {tp.topic}[{tp.partition}]")
