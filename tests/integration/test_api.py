@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import uvicorn
 
 from orchestrator.api.app import Authorizer, allow_all, create_app
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from steps.fn.service import fn_service
 from steps.review.service import review_service
@@ -67,12 +65,6 @@ async def serving(kafka: KafkaSettings, db_path: Path, *, review: bool = False,
         stop.set()
         await asyncio.wait_for(task, 30)
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings, services=("fn", "review")))
-    return settings
 
 
 async def until_status(client: httpx.AsyncClient, execution: str, *statuses: str) -> dict[str, Any]:

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from orchestrator.api.auth import TokenAuthorizer, TokenStore
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings
 from tests.integration.runtime_support import eventually
 from tests.integration.test_api import serving, until_status
@@ -22,12 +20,6 @@ REVIEW = {"StartAt": "Review", "States": {"Review": {
     "Parameters": {"Question": "Ship it?", "Content.$": "$.draft", "Decisions": ["approve", "reject"]},
     "ResultPath": "$.review", "End": True}}}
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings, services=("fn", "review")))
-    return settings
 
 
 def test_roles_reviewer_identity_and_revocation(kafka: KafkaSettings, tmp_path: Path) -> None:

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from orchestrator.api.auth import TokenAuthorizer
 from orchestrator.api.oidc import OidcVerifier
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings
 from tests.integration.runtime_support import eventually
 from tests.integration.test_api import serving, until_status
@@ -29,12 +27,6 @@ REVIEW = {"StartAt": "Review", "States": {"Review": {
 REVIEW_V2 = {**REVIEW, "Comment": "second version"}
 REVIEWER = "ana@example.com"  # the reviewer's `sub`
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings, services=("fn", "review")))
-    return settings
 
 
 def test_jwt_roles_deploy_and_the_reviewer_subject_in_the_history(kafka: KafkaSettings, tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from steps.http import HttpSettings, http_service, load_connections
 from tests.integration.runtime_support import RuntimeClient, read_all
@@ -127,12 +126,6 @@ def api() -> Iterator[tuple[str, ApiState]]:
         server.server_close()
         thread.join(5)
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings))
-    return settings
 
 
 def _closed_port() -> int:

@@ -19,7 +19,6 @@ from prometheus_client import generate_latest
 
 from infra.local_model import LocalModelError, ModelServer, ensure_up, llm_config, stop
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import decode
 from schemas.executions import execution_id_for
@@ -47,12 +46,6 @@ def models() -> Iterator[list[ModelServer]]:
     finally:
         stop(servers)
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings))
-    return settings
 
 
 def settings_for(servers: list[ModelServer]) -> LLMSettings:

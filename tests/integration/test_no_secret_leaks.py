@@ -47,7 +47,6 @@ from orchestrator.api.auth import TokenAuthorizer, TokenStore
 from orchestrator.api.readmodel import topic_partitions
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from steps.http.service import http_service
 from steps.http.settings import HttpSettings
@@ -214,12 +213,6 @@ def leaks(where: str, text: str) -> list[str]:
             f"...{text[max(0, text.index(form) - 60):text.index(form) + 20]!r}"
             for name, forms in needles().items() for form in forms if form in text]
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings))
-    return settings
 
 
 def test_a_failing_workflow_leaks_no_secret(kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

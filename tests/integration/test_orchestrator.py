@@ -9,13 +9,11 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 
 from orchestrator.asl.model import parse_definition
 from orchestrator.local.runner import TaskResolver, run_execution
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.tokens import TokenSigner
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import encode
 from schemas.review import ReviewDecision
@@ -26,12 +24,6 @@ from tests.integration.runtime_support import RuntimeClient
 
 STEPS = "tests.integration.steps_for_tests"
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings))
-    return settings
 
 
 @contextlib.asynccontextmanager

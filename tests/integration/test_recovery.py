@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings
 from steps.fn.service import fn_service
 from tests.integration.runtime_support import RuntimeClient
@@ -37,12 +35,6 @@ FAN = {"StartAt": "Both", "States": {
                  "S": {"Type": "Task", "Resource": "baton:fn:slow", "OutputPath": "$.item", "End": True}}},
              "End": True}}}
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings))
-    return settings
 
 
 class OrchestratorProcess:

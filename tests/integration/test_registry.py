@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator import registry_cli
@@ -23,7 +22,6 @@ from orchestrator.registry import model
 from orchestrator.registry.model import definition_hash
 from orchestrator.registry.store import RegistryWriter, read_registry
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import encode
 from schemas.executions import ExecutionStatus, RedriveExecution, StartExecution, execution_id_for
@@ -34,12 +32,6 @@ from tests.integration.runtime_support import RuntimeClient, eventually, read_al
 
 STEPS = "tests.integration.steps_for_tests"
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings))
-    return settings
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,6 @@ from click.testing import CliRunner
 from infra.local_embeddings import LocalEmbeddingsError, ensure_up, stop
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import decode
 from schemas.steps import StepResult
@@ -46,12 +45,6 @@ def embeddings_url() -> Iterator[str]:
     finally:
         stop(server)
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings, services=("fn", "retrieval")))
-    return settings
 
 
 @pytest.fixture

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from orchestrator.api.auth import TokenAuthorizer, TokenStore
 from orchestrator.api.oidc import OidcVerifier
 from orchestrator.runtime.tokens import TokenSigner
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings
 from schemas.executions import execution_id_for
 from tests.integration.runtime_support import eventually
@@ -32,12 +30,6 @@ def review(question: str) -> dict[str, Any]:
         "Parameters": {"Question": question, "Content.$": "$.draft", "Decisions": ["approve", "reject"]},
         "ResultPath": "$.review", "End": True}}}
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings, services=("fn", "review")))
-    return settings
 
 
 def test_reviewers_limited_to_queues_by_token_and_by_jwt_claim(kafka: KafkaSettings, tmp_path: Path) -> None:

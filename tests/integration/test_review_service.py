@@ -9,25 +9,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.tokens import TokenSigner
-from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from steps.review.decisions import approve
 from steps.review.inbox import PendingReview, pending_reviews, post_decision
 from steps.review.service import review_service
 from tests.integration.runtime_support import RuntimeClient, eventually
 
-
-@pytest.fixture
-def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
-    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
-    asyncio.run(ensure_topics(settings, services=("fn", "review")))
-    return settings
 
 
 @contextlib.asynccontextmanager
