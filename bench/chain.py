@@ -24,6 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.workloads import chain
 from infra.local_kafka import ensure_up
 from orchestrator.runtime.topics import ensure_topics
 from orchestrator.settings import KafkaSettings
@@ -31,19 +32,6 @@ from schemas.base import decode, encode
 from schemas.executions import ExecutionStatus, StartExecution, execution_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def chain(steps: int) -> dict[str, Any]:
-    names = [f"S{i}" for i in range(steps)]
-    states: dict[str, Any] = {}
-    for i, name in enumerate(names):
-        state: dict[str, Any] = {"Type": "Task", "Resource": "baton:fn:noop"}
-        if i + 1 < steps:
-            state["Next"] = names[i + 1]
-        else:
-            state["End"] = True
-        states[name] = state
-    return {"StartAt": names[0], "States": states}
 
 
 async def kafka_round_trip(settings: KafkaSettings, samples: int = 200) -> dict[str, float]:
