@@ -21,8 +21,11 @@ async def drive_with_faults(deployment: Deployment, executions: int, in_flight: 
                             faults: list[tuple[float, Callable[[], None]]], tag: str,
                             timeout: float = 170,
                             client_type: Callable[[KafkaSettings], Client] = Client) -> list[str]:
-    """Run `executions` 10-step chains keeping `in_flight` running; each fault (fraction of
-    executions finished, action) fires once when that fraction is reached. Returns the ids."""
+    """Run `executions` 10-step chains keeping `in_flight` running; each fault (fraction,
+    action) fires once that fraction of the executions has been started, right after the start,
+    so executions are always in flight when it fires. (Counting finished ones instead let a fault
+    slip past the end when the last batch of executions completed within one poll.) Returns the
+    ids."""
     definition = chain(STEPS)
     pending = sorted(faults, key=lambda f: f[0])
     async with client_type(deployment.settings) as client:
@@ -30,10 +33,12 @@ async def drive_with_faults(deployment: Deployment, executions: int, in_flight: 
         deadline = time.monotonic() + timeout
         while len(ids) < executions or not set(ids) <= client.done.keys():
             finished = len(set(ids) & client.done.keys())
-            while pending and finished >= pending[0][0] * executions:
-                pending.pop(0)[1]()
             while len(ids) < executions and len(ids) - finished < in_flight:
                 ids.append(await client.start(definition, f"{tag}-{len(ids)}"))
+                if pending and len(ids) >= pending[0][0] * executions:
+                    await client.producer.flush()  # the starts so far are in Kafka when it fires
+                    while pending and len(ids) >= pending[0][0] * executions:
+                        pending.pop(0)[1]()
             await client.producer.flush()
             await client.poll(100)
             if time.monotonic() > deadline:

@@ -46,7 +46,7 @@ from tests.reliability.support import check_exactly_once, drive_with_faults
 
 EXECUTIONS = 500 if FULL else 60
 IN_FLIGHT = 50 if FULL else 20
-KILL_AT, RESTART_AT = 0.25, 0.6  # fractions of the executions finished
+KILL_AT, RESTART_AT = 0.25, 0.6  # fractions of the executions started
 DRIVE_TIMEOUT = 300 if FULL else 90
 INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
 _T = TypeVar("_T")
