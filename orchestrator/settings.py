@@ -78,6 +78,29 @@ class KafkaSettings(BaseSettings):
         return options
 
 
+class Quotas(BaseSettings):
+    """The limits one execution lives within, AWS Step Functions' by default (docs/limits.md).
+
+    Checked where data enters (`baton start`, the API, the start topic, the registry) and by the
+    decider as the execution runs, so one oversized or runaway execution fails alone with AWS's
+    error name instead of taking an orchestrator down. Env: BATON_MAX_PAYLOAD_BYTES, ..."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+
+    # An execution's input, a state's input and output, a task's result: AWS's 256 KiB.
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    # A state machine definition: AWS's 1 MiB (the JSON as sent).
+    max_definition_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Events in one execution's history: AWS's 25,000; the execution then fails (States.Runtime).
+    max_history_events: int = Field(default=25_000, ge=10)
+    # States one decision runs before it yields to other executions (continuing in the next
+    # transaction): a Pass/Choice loop that never waits cannot hold an instance. Not an AWS quota.
+    max_transitions_per_decision: int = Field(default=1_000, ge=1)
+    # JSON nesting depth of an input or body: past it a request is refused (400), not a crash in
+    # a recursive parser. Not an AWS quota (AWS refuses by size only).
+    max_json_depth: int = Field(default=128, ge=8)
+
+
 class OrchestratorSettings(BaseSettings):
     """The orchestrator service. Env: BATON_GROUP_ID, BATON_INSTANCE_ID, BATON_TOKEN_SECRET, ..."""
 
@@ -95,7 +118,6 @@ class OrchestratorSettings(BaseSettings):
     commit_interval_ms: float = Field(default=0.0, ge=0, le=10_000)
     metrics_port: int | None = 9400
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
-    max_payload_bytes: int = 256 * 1024
     transaction_timeout_ms: int = 15_000
     # aiokafka's retry delay after CONCURRENT_TRANSACTIONS (its fixed 20 ms halved throughput;
     # see orchestrator.runtime.service._tune_transaction_retry).

@@ -73,7 +73,7 @@ from orchestrator.runtime.translate import (
     snapshot_record,
     status_event,
 )
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import KafkaSettings, OrchestratorSettings, Quotas
 from schemas.base import decode, encode
 from schemas.executions import ExecutionSnapshot, InputPositions, parse_request
 from schemas.executions import RedriveExecution as RedriveRequest
@@ -174,9 +174,11 @@ class Orchestrator:
         settings: OrchestratorSettings,
         metrics: OrchestratorMetrics | None = None,
         registry: RegistryFollower | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
+        self.quotas = quotas or Quotas()
         self.topics = kafka.topics
         self.metrics = metrics or OrchestratorMetrics()
         # The state machine registry, in memory and followed; started and stopped with `run`.
@@ -751,7 +753,7 @@ class Orchestrator:
             now=datetime.fromtimestamp(at, timezone.utc),
             seed=seed,
             task_token=lambda task_id: self.signer.sign(execution_id, task_id),
-            max_payload_bytes=self.settings.max_payload_bytes,
+            max_payload_bytes=self.quotas.max_payload_bytes,
         )
         retry_fired = isinstance(event, TimerFired) and getattr(
             working.state.timers.get(event.timer_id), "purpose", None) == "retry"
