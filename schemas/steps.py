@@ -18,6 +18,10 @@ class StepCommand(Envelope):
     attempt: int = 0
     parameters: Any = None
     task_token: str | None = None  # callback pattern: the result arrives with this token
+    # Proof of receipt: an HMAC of (execution, task, service) under the orchestrators' secret. Only
+    # a reader of this service's command topic learns it, and the result must carry it back: a
+    # service cannot complete a task it was not given (docs/security.md, "Trust between services").
+    result_key: str | None = None
     timeout_seconds: float | None = None
     heartbeat_seconds: float | None = None
 
@@ -31,3 +35,4 @@ class StepResult(Envelope):
     error: str | None = None
     cause: str | None = None
     metadata: dict[str, Any] = {}  # usage, latency, model, ... (recorded, not interpreted)
+    result_key: str | None = None  # the command's `result_key`, returned as proof of receipt

@@ -487,12 +487,12 @@ class StepService:
             output, metadata = output.value, dict(output.metadata)
         metadata.setdefault("duration_ms", _elapsed_ms(started))
         return StepResult(execution_id=command.execution_id, kind="succeeded", task_id=command.task_id,
-                          output=output, metadata=metadata)
+                          output=output, metadata=metadata, result_key=command.result_key)
 
     def _failed(self, command: StepCommand, error: str, cause: str | None, started: float,
                 metadata: dict[str, Any] | None = None) -> StepResult:
         return StepResult(execution_id=command.execution_id, kind="failed", task_id=command.task_id,
-                          error=error, cause=cause,
+                          error=error, cause=cause, result_key=command.result_key,
                           metadata={**(metadata or {}), "duration_ms": _elapsed_ms(started)})
 
     def _encoded(self, result: StepResult) -> tuple[StepResult, bytes]:
@@ -526,7 +526,8 @@ class StepService:
     async def _heartbeat(self, command: StepCommand, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            beat = StepResult(execution_id=command.execution_id, kind="heartbeat", task_id=command.task_id)
+            beat = StepResult(execution_id=command.execution_id, kind="heartbeat", task_id=command.task_id,
+                              result_key=command.result_key)
             try:
                 await self._send(self.topics.results, encode(beat), command.execution_id.encode())
             except KafkaError:  # a missed beat is survivable; the next one may get through

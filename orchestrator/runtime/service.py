@@ -635,10 +635,12 @@ class Orchestrator:
             event: Event
             if result.kind == "progress":
                 return  # informational; the history records outcomes only
-            if result.task_id not in working.state.tasks:
+            pending = working.state.tasks.get(result.task_id)
+            if pending is None:
                 self.metrics.ignored.labels("stale_or_duplicate_result").inc()
                 log.info("ignored %s result for %s: task no longer awaited", result.kind, result.task_id)
                 return
+            self._check_provenance(result, pending.resource)
             self._count_usage(working, result)
             if result.kind == "succeeded":
                 event = TaskSucceeded(task_id=result.task_id, output=result.output, metadata=result.metadata)
@@ -674,6 +676,24 @@ class Orchestrator:
             self._apply(execution_id, working, event, at, seed, out, new_timers)
             return
         raise Rejected("unexpected_topic", record.topic)
+
+    def _check_provenance(self, result: StepResult, resource: str) -> None:
+        """Refuse a result its sender cannot have been asked for (docs/security.md).
+
+        The results topic is shared by every step service, so the record's topic proves nothing.
+        A result must return its command's `result_key`, which only readers of the command topic
+        of the service it went to learn (the broker's ACLs keep the others out). A callback task
+        (`.waitForTaskToken`: a human review, an external job) is completed only by a decision
+        carrying its signed task token: from the results topic it may only fail (its dispatch
+        failed, as AWS fails a task whose invocation fails) or beat."""
+        service = service_for(resource)
+        if not self.signer.verify_result_key(result.result_key, result.execution_id, result.task_id, service):
+            raise Rejected("unauthenticated_result",
+                           f"the {result.kind} result for task {result.task_id} does not carry the result key "
+                           f"of its command to the {service!r} service")
+        if result.kind == "succeeded" and resource.endswith(".waitForTaskToken"):
+            raise Rejected("callback_task_result",
+                           f"task {result.task_id} waits for its task token; a result cannot complete it")
 
     def _parse(self, model: Any, record: ConsumerRecord) -> Any:
         try:
@@ -765,7 +785,7 @@ class Orchestrator:
         working.applied.append((event, env))
         out.extend(effects_to_records(self.topics, decision.state, decision.effects,
                                       machine_name=execution.machine_name, pin=execution.pin,
-                                      partition=execution.partition))
+                                      partition=execution.partition, result_key=self.signer.result_key))
         for effect in decision.effects:
             if isinstance(effect, StartTimer):
                 new_timers.append((effect.fire_at, execution_id, effect.timer_id))

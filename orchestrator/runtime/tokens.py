@@ -39,6 +39,20 @@ class TokenSigner:
         payload = _b64(json.dumps([execution_id, task_id], separators=(",", ":")).encode())
         return f"{payload}.{self._signature(payload)}"
 
+    def result_key(self, execution_id: str, task_id: str, service: str) -> str:
+        """The proof a step result must carry: an HMAC of the task and the service its command
+        went to. Derived, not stored, so a restored or replayed decision issues the same key.
+        Its input starts with a NUL-separated label no task token's base64 payload can contain,
+        so neither kind of signature can stand for the other."""
+        message = b"\0".join((b"result", execution_id.encode(), task_id.encode(), service.encode()))
+        return _b64(hmac.new(self._secret, message, hashlib.sha256).digest())
+
+    def verify_result_key(self, key: str | None, execution_id: str, task_id: str, service: str) -> bool:
+        if not key:
+            return False
+        expected = self.result_key(execution_id, task_id, service).encode()
+        return hmac.compare_digest(key.encode(errors="replace"), expected)
+
     def verify(self, token: str) -> tuple[str, str]:
         """Return (execution_id, task_id), or raise InvalidToken."""
         payload, _, signature = token.partition(".")

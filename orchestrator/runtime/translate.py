@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -49,6 +50,9 @@ class Pin:
 
 UNPINNED = Pin()
 
+# (execution id, task id, service) -> the proof of receipt a step result must return.
+ResultKey = Callable[[str, str, str], str]
+
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -66,12 +70,14 @@ def _time(text: str) -> datetime | None:
 
 def effects_to_records(
     topics: Topics, state: ExecutionState, effects: list[Effect], *, machine_name: str, pin: Pin = UNPINNED,
-    partition: int | None = None,
+    partition: int | None = None, result_key: ResultKey | None = None,
 ) -> list[Outgoing]:
     """Step commands, the decision's history (one record) and the terminal status for one decision.
 
     `partition` is the execution's partition (of the input topics): every record of it is written
     to the same partition number, so its records stay in order per topic without hashing keys.
+    `result_key(execution_id, task_id, service)` gives each command the proof its result must
+    return (None: commands carry none, for tests of the record shapes).
     """
     key = state.execution_id.encode()
     out: list[Outgoing] = []
@@ -84,6 +90,7 @@ def effects_to_records(
                 resource=effect.resource, state_name=effect.state_name, attempt=effect.attempt,
                 parameters=effect.parameters, task_token=effect.task_token,
                 timeout_seconds=effect.timeout_seconds, heartbeat_seconds=effect.heartbeat_seconds,
+                result_key=result_key(state.execution_id, effect.task_id, service) if result_key else None,
             )
             out.append(Outgoing(topics.commands(service), key, encode(command), partition))
         elif isinstance(effect, CancelTask):

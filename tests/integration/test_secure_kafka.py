@@ -46,7 +46,10 @@ from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.topics import provision_topics
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import decode, encode
+from schemas.dlq import DeadLetter
 from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
+from schemas.review import ReviewDecision
+from schemas.steps import StepCommand, StepResult
 from steps.fn.service import fn_service
 from tests.integration.runtime_support import TERMINAL, read_all
 
@@ -386,3 +389,113 @@ def test_certificate_principal_is_subject_to_acls(secure_broker: SecureBroker) -
         assert await visible(broker_cert) == set()
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- trust between services
+
+AWAITING = {"StartAt": "Approve", "States": {
+    "Approve": {"Type": "Task", "Resource": "baton:review.waitForTaskToken",
+                "Parameters": {"refund": 500, "TaskToken.$": "$$.Task.Token"}, "Next": "PayOut"},
+    "PayOut": {"Type": "Pass", "End": True}}}
+DRAFTING = {"StartAt": "Draft", "States": {
+    "Draft": {"Type": "Task", "Resource": "baton:llm", "Parameters": {"Prompt": "hi"}, "End": True}}}
+
+
+async def _command_for(admin: KafkaSettings, service: str, execution_id: str, timeout: float = 20) -> StepCommand:
+    """The step command an execution was sent, as the service it went to reads it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in await read_all(admin, admin.topics.commands(service)):
+            command = decode(StepCommand, record.value)
+            if command.execution_id == execution_id:
+                return command
+        assert time.monotonic() < deadline, f"no {service} command for {execution_id}"
+        await asyncio.sleep(0.3)
+
+
+async def _publish(settings: KafkaSettings, topic: str, value: bytes, key: str) -> None:
+    producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def _reasons(admin: KafkaSettings, execution_id: str, count: int, timeout: float = 20) -> list[str]:
+    """The reasons of the first ``count`` dead letters about an execution."""
+    deadline = time.monotonic() + timeout
+    while True:
+        letters = [decode(DeadLetter, r.value) for r in await read_all(admin, admin.topics.dlq)]
+        reasons = [d.reason for d in letters if d.execution_id == execution_id]
+        if len(reasons) >= count or time.monotonic() > deadline:
+            return reasons
+        await asyncio.sleep(0.3)
+
+
+async def _event_types(settings: KafkaSettings, execution_id: str) -> list[str]:
+    history = [decode(HistoryRecord, r.value) for r in await read_all(settings, settings.topics.history)]
+    return [e["type"] for h in history if h.execution_id == execution_id for e in h.events]
+
+
+def test_a_service_completes_only_the_tasks_it_was_given(secure_broker: SecureBroker) -> None:
+    """With the fn service's credentials (which cannot read the review or llm commands), a result
+    for a review task and one for an llm task are refused: dead-lettered with the reason, the
+    executions unchanged and still waiting. The review service's own result cannot complete its
+    callback task either; the legitimate paths (the review decision with the signed task token,
+    the llm service's result with its command's key) complete them."""
+    admin = settings_for(secure_broker, ADMIN_USER)
+    client = settings_for(secure_broker, "baton-cli")
+    fn = settings_for(secure_broker, "baton-step-fn")
+
+    async def scenario() -> None:
+        name = uuid.uuid4().hex[:10]
+        review_id = execution_id_for("refund", name)
+        llm_id = execution_id_for("draft", name)
+        async with running(secure_broker, fn):
+            for execution_id, machine, definition in ((review_id, "refund", AWAITING), (llm_id, "draft", DRAFTING)):
+                start = StartExecution(execution_id=execution_id, state_machine=machine, name=name,
+                                       definition=definition, input={})
+                await _publish(client, client.topics.start, encode(start), execution_id)
+            review = await _command_for(admin, "review", review_id)
+            draft = await _command_for(admin, "llm", llm_id)
+            assert review.result_key and draft.result_key and review.result_key != draft.result_key
+            # fn cannot read the commands holding the keys (test_users_are_refused_what_their_acls_do_not_grant):
+            # what it forges without them (the task ids are predictable) is refused.
+            forged = [
+                StepResult(execution_id=review_id, task_id=review.task_id, kind="succeeded", output={"ok": 1}),
+                StepResult(execution_id=llm_id, task_id=draft.task_id, kind="succeeded", output={"text": "x"}),
+                StepResult(execution_id=llm_id, task_id=draft.task_id, kind="succeeded", output={"text": "x"},
+                           result_key=review.result_key),  # another task's key
+            ]
+            for result in forged:
+                await _publish(fn, fn.topics.results, encode(result), result.execution_id)
+            # Even the review service's own result (with the right key) cannot approve a review.
+            reviewer_result = StepResult(execution_id=review_id, task_id=review.task_id, kind="succeeded",
+                                         output={"ok": 2}, result_key=review.result_key)
+            await _publish(settings_for(secure_broker, "baton-step-review"), fn.topics.results,
+                           encode(reviewer_result), review_id)
+            assert sorted(r.split(":")[0] for r in await _reasons(admin, review_id, 2)) == [
+                "callback_task_result", "unauthenticated_result"]
+            assert [r.split(":")[0] for r in await _reasons(admin, llm_id, 2)] == [
+                "unauthenticated_result", "unauthenticated_result"]
+            for execution_id in (review_id, llm_id):
+                types = await _event_types(client, execution_id)
+                assert "TaskSucceeded" not in types and types[-1] == "TaskStarted", types
+            # The legitimate paths: the decision with the signed token, the llm service's result.
+            assert review.task_token is not None
+            decision = ReviewDecision(execution_id=review_id, task_token=review.task_token, outcome="success",
+                                      output={"approved": True})
+            await _publish(settings_for(secure_broker, "baton-api"), client.topics.review_decisions,
+                           encode(decision), review_id)
+            answer = StepResult(execution_id=llm_id, task_id=draft.task_id, kind="succeeded",
+                                output={"text": "real"}, result_key=draft.result_key)
+            await _publish(settings_for(secure_broker, "baton-step-llm"), client.topics.results,
+                           encode(answer), llm_id)
+            approved = await _terminal_status(client, review_id, timeout=30)
+            drafted = await _terminal_status(client, llm_id, timeout=30)
+        assert (approved.status, approved.output) == ("SUCCEEDED", {"approved": True})
+        assert (drafted.status, drafted.output) == ("SUCCEEDED", {"text": "real"})
+
+    asyncio.run(scenario())
+

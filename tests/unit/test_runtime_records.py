@@ -13,6 +13,7 @@ from orchestrator.asl.execution import Effect, ExecutionState, StartExecution
 from orchestrator.asl.model import parse_definition
 from orchestrator.registry.model import definition_hash
 from orchestrator.runtime.service import Execution, _pack
+from orchestrator.runtime.tokens import TokenSigner
 from orchestrator.runtime.translate import Pin, effects_to_records, snapshot_record
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot, HistoryRecord, InputPositions
@@ -82,3 +83,23 @@ def test_input_positions_reject_what_is_not_theirs() -> None:
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad!r}")
+
+
+def test_a_command_carries_the_result_key_of_its_task_and_service() -> None:
+    """The proof a result must return: bound to the execution, the task and the service the
+    command went to, and no stand-in for a task token (or the other way round)."""
+    signer = TokenSigner(b"0123456789abcdef-secret")
+    state, effects = _started()
+    records = effects_to_records(TOPICS, state, effects, machine_name="M", result_key=signer.result_key)
+    command = decode(StepCommand, records[1].value)
+    assert command.result_key == signer.result_key(state.execution_id, command.task_id, "fn")
+    assert signer.verify_result_key(command.result_key, state.execution_id, command.task_id, "fn")
+    for execution_id, task_id, service in ((state.execution_id, command.task_id, "review"),
+                                           (state.execution_id, command.task_id + "x", "fn"),
+                                           ("arn:other", command.task_id, "fn")):
+        assert not signer.verify_result_key(command.result_key, execution_id, task_id, service)
+    assert not signer.verify_result_key(None, state.execution_id, command.task_id, "fn")
+    assert not TokenSigner(b"another-secret-0123456").verify_result_key(
+        command.result_key, state.execution_id, command.task_id, "fn")
+    token = signer.sign(state.execution_id, command.task_id)
+    assert command.result_key not in token
