@@ -139,6 +139,7 @@ def execute(
 ) -> None:
     """Run a whole state machine locally; print {"status", "output", "error", "cause"}."""
     from orchestrator.local.runner import LocalRunError, TaskResolver, run_execution
+    from orchestrator.settings import Quotas
 
     machine = load_machine(file)
     execution_input = parse_json_arg(input_, "--input")
@@ -148,7 +149,7 @@ def execute(
         result = asyncio.run(
             run_execution(
                 machine, execution_input, resolver=resolver, state_machine_name=Path(file).stem,
-                execution_name=name, real_time=real_time,
+                execution_name=name, real_time=real_time, limits=Quotas().decider_limits(),
             )
         )
     except LocalRunError as exc:

@@ -100,6 +100,11 @@ class Quotas(BaseSettings):
     # a recursive parser. Not an AWS quota (AWS refuses by size only).
     max_json_depth: int = Field(default=128, ge=8)
 
+    def decider_limits(self) -> dict[str, int]:
+        """The quotas the decider applies, as `Environment` keyword arguments."""
+        return {"max_payload_bytes": self.max_payload_bytes, "max_history_events": self.max_history_events,
+                "max_transitions_per_decision": self.max_transitions_per_decision}
+
 
 class OrchestratorSettings(BaseSettings):
     """The orchestrator service. Env: BATON_GROUP_ID, BATON_INSTANCE_ID, BATON_TOKEN_SECRET, ..."""

@@ -50,8 +50,11 @@ from orchestrator.asl.retry import find_catcher, next_retry
 from orchestrator.asl.timestamps import format_timestamp
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
-# States one decision may run without waiting: AWS's history quota is 25,000 events per execution.
-MAX_STEPS_PER_DECISION = 25_000
+# AWS's quota of events in one execution's history; the execution fails when it reaches it.
+DEFAULT_MAX_HISTORY_EVENTS = 25_000
+# States one decision runs before it yields (the rest continues in a later decision), so a loop of
+# Pass/Choice states that never waits cannot hold an orchestrator or build an unbounded record.
+DEFAULT_MAX_TRANSITIONS_PER_DECISION = 1_000
 # All the variables one run can see, at most (AWS developer guide, "Passing data between states
 # with variables", variable size limits: 256 KiB per variable and per Assign, 10 MiB in total).
 DEFAULT_MAX_VARIABLES_BYTES = 10 * 1024 * 1024
@@ -72,6 +75,8 @@ class Environment:
     # The payload quota; also the limit of one variable and of one state's Assign.
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    max_transitions_per_decision: int = DEFAULT_MAX_TRANSITIONS_PER_DECISION
     role_arn: str = "arn:baton:iam::local:role/baton"
     # TestState: stop when the first state of the root run is left, and record each stage's data.
     single_state: bool = False
@@ -162,18 +167,30 @@ class Decider:
     def drain(self) -> None:
         steps = 0
         while self.ready and self.s.status is ExecutionStatus.RUNNING:
-            run = self.s.runs.get(self.ready.popleft())
+            if self.s.last_event_id >= self.env.max_history_events:
+                # AWS: "If the execution history reaches this quota the execution will fail." A loop
+                # of Pass/Choice states ends here too, a budget of transitions at a time (below).
+                self.finish(ExecutionStatus.FAILED, error=errors.RUNTIME,
+                            cause=f"The execution reached the maximum number of events in its history "
+                                  f"({self.env.max_history_events}).")
+                return
+            run_id = self.ready.popleft()
+            run = self.s.runs.get(run_id)
             if run is not None and run.status == "running":
                 steps += 1
-                if steps > MAX_STEPS_PER_DECISION:
-                    # A cycle of Pass/Choice states that never waits would never return: fail the
-                    # execution instead of wedging the runtime (AWS ends such an execution when it
-                    # exceeds its history quota).
-                    self.finish(ExecutionStatus.FAILED, error=errors.RUNTIME,
-                                cause=f"The execution ran {MAX_STEPS_PER_DECISION} states without waiting "
-                                      "on a task, a timer or a branch: an endless loop of Pass/Choice states?")
+                if steps > self.env.max_transitions_per_decision and not self.env.single_state:
+                    self.pause([run_id, *self.ready])
                     return
                 self.execute(run)
+
+    def pause(self, ready: list[str]) -> None:
+        """Yield: the ready runs go on in a later decision, each when its immediately due "yield"
+        timer fires, so other executions move in between and each decision's records stay small."""
+        self.ready.clear()
+        for run_id in dict.fromkeys(ready):
+            run = self.s.runs.get(run_id)
+            if run is not None and run.status == "running":
+                self.set_timer("yield", self.now, run_id)
 
     def history(self, type_: str, details: dict[str, Any] | None = None) -> int:
         self.s.last_event_id += 1
@@ -250,8 +267,18 @@ class Decider:
     def start(self, event: StartExecution) -> None:
         if self.s.runs or self.s.last_event_id:
             return  # idempotent: the execution already started
-        self.s.input = event.input
         self.s.start_time = self.timestamp
+        size = len(to_json(event.input).encode())
+        if size > self.env.max_payload_bytes:
+            # Refused as AWS's StartExecution would be, but recorded: the execution exists and
+            # says why it failed; its input is not kept (the quota bounds every record after).
+            self.history("ExecutionStarted", {"input": None, "inputDetails": {"truncated": True},
+                                              "roleArn": self.env.role_arn})
+            self.finish(ExecutionStatus.FAILED, error=errors.DATA_LIMIT_EXCEEDED,
+                        cause=f"The execution input is {size} bytes, exceeding the maximum number of bytes "
+                              f"service limit ({self.env.max_payload_bytes}).")
+            return
+        self.s.input = event.input
         self.history("ExecutionStarted", {"input": event.input, "roleArn": self.env.role_arn})
         if self.machine.timeout_seconds:
             self.set_timer("execution_timeout", self.now + self.machine.timeout_seconds, None)
@@ -532,6 +559,8 @@ class Decider:
         elif timer.purpose == "retry":
             run.timer_id = None
             run.status = "running"
+            self.ready.append(run.id)
+        elif timer.purpose == "yield":
             self.ready.append(run.id)
         else:
             assert timer.task_id is not None

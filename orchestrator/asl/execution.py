@@ -205,7 +205,9 @@ class PendingTask(BaseModel):
 
 class PendingTimer(BaseModel):
     run_id: str | None
-    purpose: Literal["wait", "retry", "task_timeout", "heartbeat", "execution_timeout"]
+    # "yield": the run was ready when its decision ran out of its transition budget; it goes on
+    # when this (immediately due) timer fires, in a later decision.
+    purpose: Literal["wait", "retry", "task_timeout", "heartbeat", "execution_timeout", "yield"]
     task_id: str | None = None
     fire_at: float
 

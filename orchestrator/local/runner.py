@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -112,8 +113,11 @@ async def run_execution(
     execution_name: str | None = None,
     real_time: bool = False,
     seed: int | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> ExecutionResult:
-    """Run one execution to its end and return its status, output and history."""
+    """Run one execution to its end and return its status, output and history.
+
+    `limits`: the decider's quotas (`Quotas.decider_limits()`), AWS's by default."""
     name = execution_name or str(uuid.uuid4())
     rng = random.Random(seed)
     state: ExecutionState = new_execution(
@@ -142,7 +146,8 @@ async def run_execution(
         event = events.popleft()
         if real_time:
             clock = max(clock, time.time())
-        env = Environment(now=datetime.fromtimestamp(clock, timezone.utc), seed=rng.getrandbits(64))
+        env = Environment(now=datetime.fromtimestamp(clock, timezone.utc), seed=rng.getrandbits(64),
+                          **(limits or {}))
         decision = decide(machine, state, event, env)
         state = decision.state
         for effect in decision.effects:

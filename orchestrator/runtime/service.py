@@ -179,6 +179,7 @@ class Orchestrator:
         self.kafka = kafka
         self.settings = settings
         self.quotas = quotas or Quotas()
+        self._limits = self.quotas.decider_limits()
         self.topics = kafka.topics
         self.metrics = metrics or OrchestratorMetrics()
         # The state machine registry, in memory and followed; started and stopped with `run`.
@@ -773,7 +774,7 @@ class Orchestrator:
             now=datetime.fromtimestamp(at, timezone.utc),
             seed=seed,
             task_token=lambda task_id: self.signer.sign(execution_id, task_id),
-            max_payload_bytes=self.quotas.max_payload_bytes,
+            **self._limits,
         )
         retry_fired = isinstance(event, TimerFired) and getattr(
             working.state.timers.get(event.timer_id), "purpose", None) == "retry"
