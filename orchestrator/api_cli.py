@@ -14,6 +14,7 @@ import click
 from orchestrator.api.readmodel import ReadModelError, kafka_errors, topic_partitions
 from orchestrator.cli import fail
 from orchestrator.control_cli import kafka_options, kafka_settings
+from orchestrator.kafka_errors import explain_wrapped
 from orchestrator.settings import KafkaSettings
 
 
@@ -84,7 +85,7 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
         with kafka_errors(settings):
             asyncio.run(_check(settings))
     except ReadModelError as exc:
-        fail(str(exc))
+        fail(explain_wrapped(exc, settings))  # a refused login or certificate: say which, and the fix
     try:
         uvicorn.run(create_app(settings, db_path=db, authorizer=authorizer), host=host, port=port, log_level="info")
     except OSError as exc:

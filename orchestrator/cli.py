@@ -208,10 +208,17 @@ def test_state_command(
 def orchestrator_command(instance_id: str | None, metrics_port: int | None, bootstrap: str | None,
                          topic_prefix: str | None) -> None:
     """Run the orchestrator service until SIGINT/SIGTERM."""
+    from aiokafka.errors import KafkaError
+    from pydantic import ValidationError
+
+    from orchestrator.kafka_errors import connection_failure, diagnose, explain, settings_problem
     from orchestrator.runtime.main import serve
     from orchestrator.settings import KafkaSettings, OrchestratorSettings
 
-    kafka = KafkaSettings()
+    try:
+        kafka = KafkaSettings()
+    except ValidationError as exc:
+        fail(settings_problem(exc))
     if bootstrap:
         kafka = kafka.model_copy(update={"kafka_bootstrap": bootstrap})
     if topic_prefix:
@@ -221,10 +228,17 @@ def orchestrator_command(instance_id: str | None, metrics_port: int | None, boot
         settings = settings.model_copy(update={"instance_id": instance_id})
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port or None})
+    # Before the service starts: a refused login, an untrusted certificate or a port that wants
+    # TLS is one line with its fix here, instead of aiokafka's "Unable to bootstrap" and a traceback.
+    problem = diagnose(kafka)
+    if problem:
+        fail(problem)
     try:
         asyncio.run(serve(kafka, settings))
-    except OSError as exc:
-        fail(f"cannot reach Kafka at {kafka.kafka_bootstrap}: {exc}")
+    except KafkaError as exc:
+        fail(explain(exc, kafka))
+    except OSError as exc:  # ssl errors too; or the metrics port is taken
+        fail(explain(exc, kafka) if connection_failure(exc) else f"orchestrator: {exc}")
 
 
 def load_step_modules(names: tuple[str, ...]) -> Any:

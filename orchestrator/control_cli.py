@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sqlite3
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from orchestrator.api.readmodel import (
     topic_partitions,
 )
 from orchestrator.cli import fail, parse_json_arg, print_json
+from orchestrator.kafka_errors import explain, explain_wrapped, settings_problem
 from orchestrator.settings import KafkaSettings
 from schemas.base import Envelope, decode, encode
 from schemas.executions import (
@@ -93,7 +95,7 @@ def kafka_settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSett
     try:
         settings = KafkaSettings()
     except ValidationError as exc:
-        fail(f"invalid BATON_* environment: {str(exc).splitlines()[0]}")
+        fail(settings_problem(exc))
     overrides = {"kafka_bootstrap": bootstrap, "topic_prefix": topic_prefix}
     return settings.model_copy(update={key: value for key, value in overrides.items() if value is not None})
 
@@ -106,7 +108,11 @@ def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
         with kafka_errors(settings):
             return asyncio.run(work)
     except (ReadModelError, CommandError) as exc:
-        fail(str(exc))
+        # A refused login, an untrusted certificate, a port that wants TLS: all "cannot reach" to
+        # aiokafka. explain_wrapped finds the connection failure behind it and asks the broker why.
+        fail(explain_wrapped(exc, settings))
+    except (ssl.SSLError, ConnectionError) as exc:  # raised around aiokafka, not through it
+        fail(explain(exc, settings))
     except sqlite3.Error as exc:
         fail(f"read model database: {exc}")
 

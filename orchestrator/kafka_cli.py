@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
+from orchestrator.kafka_errors import explain_wrapped, settings_problem
 from orchestrator.runtime.topics import DEFAULT_SERVICES, TopicProvisioningError, provision_topics, topic_specs
 from orchestrator.settings import KafkaSettings
 
@@ -30,8 +31,7 @@ def _settings(**overrides: Any) -> KafkaSettings:
     try:
         return KafkaSettings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        _fail(f"invalid Kafka settings: {problems}", 2)
+        _fail(settings_problem(exc), 2)
 
 
 def _quiet_aiokafka() -> None:
@@ -141,7 +141,7 @@ def topics(bootstrap: str | None, prefix: str | None, partitions: int | None,
         specs = {spec.name: spec for spec in topic_specs(settings, wanted)}
         report = asyncio.run(provision_topics(settings, wanted))
     except TopicProvisioningError as exc:
-        _fail(str(exc))
+        _fail(explain_wrapped(exc, settings))  # "cannot reach" may be a refused login: say which
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     for name, spec in specs.items():

@@ -39,8 +39,11 @@ from orchestrator.kafka_probe import probe
 from orchestrator.settings import KafkaSettings
 
 DIAGNOSE_TIMEOUT_SECONDS = 5.0
-_AUTHORIZATION = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
-                  TransactionalIdAuthorizationFailed, ClusterAuthorizationFailedError)
+# What an ACL refusal was about, by the error Kafka answered.
+_GRANTS: tuple[tuple[type[KafkaError], str], ...] = (
+    (TopicAuthorizationFailedError, "a topic"), (GroupAuthorizationFailedError, "a consumer group"),
+    (TransactionalIdAuthorizationFailed, "a transactional id"), (ClusterAuthorizationFailedError, "a cluster operation"))
+_AUTHORIZATION = tuple(kind for kind, _ in _GRANTS)
 # What a refused or broken connection raises; anything else (a fenced producer, a missing topic)
 # is a failure of its own, which the caller's message already describes.
 _CONNECTION_FAILURES = (KafkaConnectionError, SaslAuthenticationFailed, UnsupportedSaslMechanismError,
@@ -64,7 +67,8 @@ def connection_failure(exc: BaseException) -> BaseException | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, _CONNECTION_FAILURES):
-            return current
+            found: BaseException = current  # (aiokafka's error classes are untyped)
+            return found
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
@@ -113,8 +117,9 @@ def describe(exc: BaseException, settings: KafkaSettings) -> str | None:
         return (f"TLS: the broker's certificate at {where} is not trusted by {trust}: {exc.verify_message}; "
                 "set BATON_KAFKA_SSL_CAFILE to the CA that signed it")
     if isinstance(exc, _AUTHORIZATION):
-        return (f"Kafka at {where} refused {_principal(settings)}: its ACLs do not grant "
-                f"{type(exc).__name__.removesuffix('Error').removesuffix('Failed')} ({exc})")
+        what = next(name for kind, name in _GRANTS if isinstance(exc, kind))
+        return (f"Kafka at {where} refused {_principal(settings)} access to {what} its ACLs do not grant "
+                f"({exc}); see the ACL table in docs/security.md")
     if isinstance(exc, ConnectionRefusedError):
         return f"cannot reach Kafka at {where}: connection refused (is the broker running and the address right?)"
     return None

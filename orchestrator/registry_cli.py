@@ -18,6 +18,7 @@ import click
 from orchestrator.asl.timestamps import format_timestamp
 from orchestrator.cli import fail, print_json
 from orchestrator.control_cli import json_option, kafka_options, kafka_settings, print_table, run
+from orchestrator.kafka_errors import explain_wrapped
 from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import alias_routes, check_name, find_version, require
 from orchestrator.settings import KafkaSettings
@@ -31,7 +32,7 @@ def _run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
     try:
         return run(work, settings)
     except RegistryError as exc:
-        fail(str(exc))
+        fail(explain_wrapped(exc, settings))  # "cannot read the registry" may be a refused login
 
 
 def _time(moment: datetime) -> str:

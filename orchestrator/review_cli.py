@@ -29,6 +29,7 @@ import click
 from orchestrator.api.readmodel import ReadModelError, kafka_errors
 from orchestrator.cli import fail, parse_json_arg, print_json
 from orchestrator.control_cli import json_option, kafka_options, kafka_settings
+from orchestrator.kafka_errors import explain_wrapped
 from orchestrator.runtime.tokens import InvalidToken
 from orchestrator.settings import KafkaSettings
 from schemas.review import ReviewDecision
@@ -46,7 +47,7 @@ def _run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
         with kafka_errors(settings):
             return asyncio.run(work)
     except (ReadModelError, ReviewInboxError) as exc:
-        fail(str(exc))
+        fail(explain_wrapped(exc, settings))  # a refused login or certificate: say which, and the fix
 
 
 def _default_reviewer() -> str | None:

@@ -11,7 +11,9 @@ from typing import Any, NoReturn
 
 import click
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
+from orchestrator.kafka_errors import connection_failure, diagnose, explain, settings_problem
 from orchestrator.settings import KafkaSettings
 from steps.service import StepService, StepServiceError, serve
 
@@ -28,7 +30,10 @@ def _settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
         overrides["kafka_bootstrap"] = bootstrap
     if topic_prefix:
         overrides["topic_prefix"] = topic_prefix
-    return KafkaSettings(**overrides)
+    try:
+        return KafkaSettings(**overrides)
+    except ValidationError as exc:  # e.g. a username without a password: one line, never the values
+        _fail(settings_problem(exc))
 
 
 async def _run(service: StepService, metrics_port: int | None) -> None:
@@ -45,12 +50,18 @@ async def _run(service: StepService, metrics_port: int | None) -> None:
 
 def run_service(service: StepService, metrics_port: int | None) -> None:
     """Run a step service in the foreground; exit with a one-line error if it cannot start."""
+    # Before the service starts: a refused login, an untrusted certificate or a port that wants
+    # TLS is one line with its fix here, instead of aiokafka's "Unable to bootstrap".
+    problem = diagnose(service.settings)
+    if problem:
+        _fail(f"step service {service.service!r}: {problem}")
     try:
         asyncio.run(_run(service, metrics_port))
     except StepServiceError as exc:
         _fail(str(exc))
-    except (OSError, KafkaError) as exc:  # the metrics port is taken, Kafka cannot be reached, ...
-        _fail(f"step service {service.service!r}: {exc}")
+    except (OSError, KafkaError) as exc:  # the metrics port is taken, Kafka refused us, ...
+        reason = explain(exc, service.settings) if connection_failure(exc) else str(exc)
+        _fail(f"step service {service.service!r}: {reason}")
 
 
 def _common(function: Any) -> Any:

@@ -10,7 +10,9 @@ from typing import Any
 
 import click
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
+from orchestrator.kafka_errors import explain_wrapped, settings_problem
 from orchestrator.settings import KafkaSettings
 
 
@@ -35,7 +37,11 @@ def stream(execution: str, bootstrap: str | None, topic_prefix: str | None, sinc
         overrides["kafka_bootstrap"] = bootstrap
     if topic_prefix:
         overrides["topic_prefix"] = topic_prefix
-    settings = KafkaSettings(**overrides)
+    try:
+        settings = KafkaSettings(**overrides)
+    except ValidationError as exc:
+        click.echo(f"error: {settings_problem(exc)}", err=True)
+        sys.exit(2)
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     idle = timeout if timeout is not None else (30.0 if all_tasks else None)
 
@@ -61,7 +67,8 @@ def stream(execution: str, bootstrap: str | None, topic_prefix: str | None, sinc
             click.echo(f"\nerror: {exc}", err=True)
             sys.exit(1)
     except (KafkaError, OSError, RuntimeError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        # A refused login or certificate: say which, and the fix (not "Unable to bootstrap").
+        click.echo(f"error: {explain_wrapped(exc, settings)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
