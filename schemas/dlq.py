@@ -11,4 +11,6 @@ class DeadLetter(Envelope):
     partition: int
     offset: int
     key_b64: str | None = None
-    value_b64: str | None = None
+    value_b64: str | None = None  # the original value, or its first bytes when it was too big
+    value_size: int | None = None  # the original value's size in bytes
+    value_truncated: bool = False

@@ -33,6 +33,7 @@ from orchestrator.asl.execution import (
     ExecutionFinished,
     ExecutionState,
     ExecutionStatus,
+    FailExecution,
     HistoryEvent,
     PendingTimer,
     RedriveExecution,
@@ -161,6 +162,12 @@ class Decider:
             self.timer_fired(event)
         elif isinstance(event, StopExecution):
             self.stop(event)
+        elif isinstance(event, FailExecution):
+            if not self.s.last_event_id:  # refused before it started: it exists, and says why
+                self.s.start_time = self.timestamp
+                self.history("ExecutionStarted", {"input": None, "inputDetails": {"truncated": True},
+                                                  "roleArn": self.env.role_arn})
+            self.finish(ExecutionStatus.FAILED, error=event.error, cause=event.cause)
         self.drain()
         return Decision(self.s, self.effects, self.inspection)
 

@@ -61,6 +61,16 @@ class StopExecution(BaseModel):
     cause: str | None = None
 
 
+class FailExecution(BaseModel):
+    """The runtime ends the execution: what it must record no longer fits (a record Kafka refused,
+    a state past the state topic's record size). Not an ASL event; the decider fails the execution
+    with this error, starting it first if it never started."""
+
+    kind: Literal["fail"] = "fail"
+    error: str
+    cause: str
+
+
 class RedriveExecution(BaseModel):
     """Restart a FAILED / TIMED_OUT / ABORTED execution from the state where it stopped."""
 
@@ -68,7 +78,8 @@ class RedriveExecution(BaseModel):
 
 
 Event = Annotated[
-    StartExecution | TaskSucceeded | TaskFailed | TaskHeartbeat | TimerFired | StopExecution | RedriveExecution,
+    StartExecution | TaskSucceeded | TaskFailed | TaskHeartbeat | TimerFired | StopExecution | RedriveExecution
+    | FailExecution,
     Field(discriminator="kind"),
 ]
 

@@ -8,6 +8,7 @@ real time. This is a shell around `orchestrator.asl.decider.decide`, not a secon
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import random
 import time
@@ -113,7 +114,7 @@ async def run_execution(
     execution_name: str | None = None,
     real_time: bool = False,
     seed: int | None = None,
-    limits: Mapping[str, int] | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> ExecutionResult:
     """Run one execution to its end and return its status, output and history.
 
@@ -146,8 +147,8 @@ async def run_execution(
         event = events.popleft()
         if real_time:
             clock = max(clock, time.time())
-        env = Environment(now=datetime.fromtimestamp(clock, timezone.utc), seed=rng.getrandbits(64),
-                          **(limits or {}))
+        env = dataclasses.replace(Environment(now=datetime.fromtimestamp(clock, timezone.utc),
+                                              seed=rng.getrandbits(64)), **(limits or {}))
         decision = decide(machine, state, event, env)
         state = decision.state
         for effect in decision.effects:

@@ -39,15 +39,22 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from pydantic import ValidationError
 from pydantic_core import to_json
 
 from orchestrator.asl.decider import Decision, Environment, decide_in_place, new_execution
-from orchestrator.asl.errors import DefinitionError
+from orchestrator.asl.errors import DATA_LIMIT_EXCEEDED, DefinitionError
 from orchestrator.asl.execution import (
     Event,
     ExecutionState,
+    FailExecution,
     HistoryEvent,
     RedriveExecution,
     StartExecution,
@@ -65,6 +72,7 @@ from orchestrator.registry.model import definition_hash
 from orchestrator.registry.store import RegistryFollower
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from orchestrator.runtime.tokens import InvalidToken, TokenSigner
+from orchestrator.runtime.topics import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, record_limits
 from orchestrator.runtime.translate import (
     Outgoing,
     Pin,
@@ -74,12 +82,13 @@ from orchestrator.runtime.translate import (
     status_event,
 )
 from orchestrator.settings import KafkaSettings, OrchestratorSettings, Quotas
-from schemas.base import decode, encode
+from schemas.base import compress, decode, encode
 from schemas.executions import ExecutionSnapshot, InputPositions, parse_request
 from schemas.executions import RedriveExecution as RedriveRequest
 from schemas.executions import StartExecution as StartRequest
 from schemas.review import ReviewDecision
 from schemas.steps import StepResult
+from schemas.topics import STEP_SERVICES
 from steps.sdk.resolve import service_for
 
 log = logging.getLogger("baton.orchestrator")
@@ -94,6 +103,18 @@ TRIM_AFTER_EVENTS = 1000  # events decided since the last trim before an idle mo
 # the registry follower to catch up (a deploy made a moment ago) before it is dead-lettered.
 REGISTRY_SYNC_SECONDS = 2.0
 REGISTRY_READY_SECONDS = 60.0
+
+# Errors with which Kafka refuses a record for what it is (its size, its bytes), not for the state
+# of the cluster: retrying the same transaction would fail the same way, so the orchestrator
+# replays it a record at a time to find the one to dead-letter (`_isolate`).
+RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException)
+# Room left in a record for its key, headers and batch framing when it is checked against its
+# topic's max.message.bytes (keys are execution ids: well under this).
+RECORD_OVERHEAD_BYTES = 4096
+
+
+class Oversized(Exception):
+    """A decision produced a record that no topic setting lets Kafka accept."""
 
 
 class Rejected(Exception):
@@ -143,6 +164,9 @@ class _Batch:
     snapshots: dict[str, Outgoing] = dataclasses.field(default_factory=dict)  # the last one per execution
     positions: dict[int, Outgoing] = dataclasses.field(default_factory=dict)  # per input partition number
     positions_committed: dict[int, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # What was decided into it, to replay one by one if Kafka refuses the transaction (`_isolate`).
+    records: list[ConsumerRecord] = dataclasses.field(default_factory=list)
+    timers: list[tuple[float, str, str]] = dataclasses.field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -179,7 +203,6 @@ class Orchestrator:
         self.kafka = kafka
         self.settings = settings
         self.quotas = quotas or Quotas()
-        self._limits = self.quotas.decider_limits()
         self.topics = kafka.topics
         self.metrics = metrics or OrchestratorMetrics()
         # The state machine registry, in memory and followed; started and stopped with `run`.
@@ -201,6 +224,12 @@ class Orchestrator:
         self._durable_positions: dict[int, dict[str, int]] = {}  # the same, once committed
         self._group_committed_at = 0.0
         self._committing: asyncio.Task[None] | None = None  # the transaction in flight
+        self._committing_batch: _Batch | None = None
+        # max.message.bytes of each output topic, read at start (`_read_record_limits`).
+        self._record_limits: dict[str, int] = {}
+        # Inputs Kafka refused to take the records of: (topic, partition, offset) or a timer id ->
+        # (reason, whether to fail the execution or only dead-letter). See `_isolate`.
+        self._poison: dict[tuple[str, int, int] | str, tuple[str, bool]] = {}
         self._open: _Batch | None = None  # decided, not yet handed to a transaction
         self._events_since_trim = 0
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
@@ -227,16 +256,8 @@ class Orchestrator:
     async def _run(self, stop: asyncio.Event) -> None:
         _tune_transaction_retry(self.settings.concurrent_transactions_backoff_ms)
         options = self.kafka.client_options()
-        self._producer = AIOKafkaProducer(
-            **options,
-            transactional_id=f"{self.group_id}-{self.settings.instance_id}",
-            enable_idempotence=True,
-            transaction_timeout_ms=self.settings.transaction_timeout_ms,
-            # Records wait for the commit, which flushes them all at once: one produce request per
-            # transaction (to each broker) instead of one whenever a batch or linger runs out.
-            linger_ms=1000,
-            max_batch_size=1024 * 1024,
-        )
+        await self._read_record_limits()
+        self._producer = self._new_producer()
         self._consumer = AIOKafkaConsumer(
             **options,
             group_id=self.group_id,
@@ -262,6 +283,41 @@ class Orchestrator:
                         await self._consumer.stop()
         finally:
             await self._producer.stop()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        limits = [self._record_limit(topic) + RECORD_OVERHEAD_BYTES for topic in self._output_topics()]
+        return AIOKafkaProducer(
+            **self.kafka.client_options(),
+            transactional_id=f"{self.group_id}-{self.settings.instance_id}",
+            enable_idempotence=True,
+            transaction_timeout_ms=self.settings.transaction_timeout_ms,
+            # Records wait for the commit, which flushes them all at once: one produce request per
+            # transaction (to each broker) instead of one whenever a batch or linger runs out.
+            linger_ms=1000,
+            # A batch never exceeds the smallest topic limit; a bigger record gets a batch of its own.
+            max_batch_size=min(1024 * 1024, *limits),
+            max_request_size=max(limits),
+        )
+
+    def _output_topics(self) -> list[str]:
+        t = self.topics
+        return [t.history, t.events, t.state, t.dlq, *(t.commands(service) for service in STEP_SERVICES)]
+
+    async def _read_record_limits(self) -> None:
+        """Each output topic's max.message.bytes, read, not assumed: every record is checked
+        against its topic's before it is sent, so a size problem ends one execution, never the
+        transaction of everyone else's."""
+        names = self._output_topics()
+        self._record_limits = await record_limits(self.kafka, names)
+        unread = [name for name in names if name not in self._record_limits]
+        if unread:
+            log.warning("could not read max.message.bytes of %s (DescribeConfigs not allowed?): assuming "
+                        "Kafka's default %d bytes", ", ".join(unread), KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+
+    def _record_limit(self, topic: str) -> int:
+        """The most bytes a record's value may have on `topic`."""
+        limit = self._record_limits.get(topic, KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+        return max(1024, limit - RECORD_OVERHEAD_BYTES)
 
     async def _serve(self, stop: asyncio.Event) -> None:
         """Decide events as they arrive into the open batch; commit it as soon as the transaction
@@ -292,9 +348,21 @@ class Orchestrator:
                     elif self._events_since_trim >= TRIM_AFTER_EVENTS and self._open is None:
                         self._events_since_trim = 0
                         _release_free_memory()
-                    if (self._committing is None or self._committing.done()) and self._open_wait() == 0:
-                        await self._finish_commit()  # a failed commit ends the service (crash-only)
-                        self._start_commit()
+                    ended = self._committing is not None and self._committing.done()
+                    if ended or (self._committing is None and self._open_wait() == 0):
+                        failed = self._committing_batch
+                        try:
+                            await self._finish_commit()  # a failed commit ends the service (crash-only)...
+                        except RECORD_ERRORS as exc:  # ...unless Kafka refused a record for what it is
+                            if fetch is not None:  # fetched before the rewind: would be out of order
+                                fetch.cancel()
+                                await asyncio.gather(fetch, return_exceptions=True)
+                                fetch = None
+                            assert failed is not None
+                            await self._isolate(failed, exc)
+                            continue
+                        if self._open_wait() == 0:
+                            self._start_commit()
         finally:
             if fetch is not None:
                 fetch.cancel()
@@ -459,6 +527,8 @@ class Orchestrator:
         assert self._producer is not None and self._consumer is not None
         batch = self._open = self._open or _Batch(started=time.perf_counter())
         batch.events += len(records) + len(due)
+        batch.records.extend(records)
+        batch.timers.extend(due)
         staged: dict[str, Working] = {}
         out = batch.out
         offsets: dict[TopicPartition, int] = {}
@@ -491,8 +561,15 @@ class Orchestrator:
             if working is None or timer_id not in working.state.timers:
                 continue  # stale: the timer was cancelled or already fired
             seed = _seed(timer_id.encode(), execution_id.encode())
+            event: Event = TimerFired(timer_id=timer_id)
+            if timer_id in self._poison:  # its decision's records were refused by Kafka
+                reason, fail_execution = self._poison[timer_id]
+                if not fail_execution:
+                    log.error("dropped timer %s of %s: Kafka refuses its records (%s)", timer_id, execution_id, reason)
+                    continue
+                event = FailExecution(error=DATA_LIMIT_EXCEEDED, cause=f"Kafka refused the records of this step: {reason}")
             try:
-                self._apply(execution_id, working, TimerFired(timer_id=timer_id), fire_at, seed, out, new_timers)
+                self._apply(execution_id, working, event, fire_at, seed, out, new_timers)
             except Exception:  # a bug must not stop the instance; the timer is dropped, loudly
                 log.exception("failed to fire timer %s of %s", timer_id, execution_id)
                 self.metrics.dlq.labels("internal_error").inc()
@@ -502,12 +579,8 @@ class Orchestrator:
             if not working.applied:
                 continue  # only looked at (e.g. a stale result): nothing changed
             execution = working.execution
-            state_json = _state_json(working.state)
-            definition, definition_json = self._definition(execution)
             # One snapshot per execution per transaction: a later decision's replaces it.
-            batch.snapshots[execution_id] = snapshot_record(
-                self.topics, working.state, definition, execution.machine_name, execution.partition, execution.pin,
-                definition_json, state_json)
+            batch.snapshots[execution_id] = self._snapshot(execution_id, working, out, new_timers)
             committed[execution_id] = self._committed(execution, working.state)
         # The in-memory view moves on now, before the commit: the next batch is decided on top of
         # this one while its transaction is in flight (a pipeline of two). If the commit fails the
@@ -522,9 +595,39 @@ class Orchestrator:
             heapq.heappush(self.timers, timer)
         self.metrics.open.set(self.running)
 
+    def _snapshot(self, execution_id: str, working: Working, out: list[Outgoing],
+                  new_timers: list[tuple[float, str, str]]) -> Outgoing:
+        """The execution's snapshot, fitting the state topic: as JSON, compressed when too big, and
+        when even that does not fit, the execution fails with States.DataLimitExceeded (its state
+        then holds little more than its input, which the payload quota bounds)."""
+        execution = working.execution
+        limit = self._record_limit(self.topics.state)
+        definition, definition_json = self._definition(execution)
+        for attempt in range(3):
+            record = snapshot_record(self.topics, working.state, definition, execution.machine_name,
+                                     execution.partition, execution.pin, definition_json, _state_json(working.state))
+            assert record.value is not None
+            if len(record.value) <= limit:
+                return record
+            packed = dataclasses.replace(record, value=compress(record.value))
+            assert packed.value is not None
+            if len(packed.value) <= limit:
+                return packed
+            if attempt == 0 and working.state.status.value == "RUNNING":
+                cause = (f"The execution's state is {len(packed.value)} bytes compressed, exceeding the maximum "
+                         f"number of bytes of a record on {self.topics.state} ({limit}).")
+                self._apply(execution_id, working, FailExecution(error=DATA_LIMIT_EXCEEDED, cause=cause),
+                            time.time(), _seed(execution_id.encode(), b"oversized"), out, new_timers)
+            else:
+                # A redrive point holds the failed state's input and variables: too big to keep.
+                working.state.redrive_point = None
+        raise Oversized(f"the state of {execution_id} does not fit {self.topics.state} ({limit} bytes) even "
+                        "when failed; is its definition over the definition quota?")
+
     def _start_commit(self) -> None:
         """Commit the open batch in the background (the transaction before it has ended)."""
         batch, self._open = self._open, None
+        self._committing_batch = batch
         if batch is not None:
             self._committing = asyncio.create_task(self._commit(batch))
 
@@ -538,16 +641,29 @@ class Orchestrator:
         """One batch's transaction: its records and input positions, all or nothing."""
         assert self._producer is not None
         out = [*batch.out, *batch.positions.values(), *batch.snapshots.values()]
-        async with self._producer.transaction():
+        producer = self._producer
+        await producer.begin_transaction()
+        try:
             futures = [
-                await self._producer.send(o.topic, value=o.value, key=o.key,
-                                          partition=await self._partition(o.topic, o.partition))
+                await producer.send(o.topic, value=o.value, key=o.key,
+                                    partition=await self._partition(o.topic, o.partition))
                 for o in out
             ]
-            # Not awaiting the sends here: the commit flushes them at once (awaiting first would
-            # wait out the producer's linger on every batch) and fails if any of them failed.
-        for future in futures:
-            future.result()  # delivered by now; raises if a record failed (the commit would have too)
+            # Delivered before the commit, inside the transaction: aiokafka commits a transaction
+            # even when the broker refused one of its records (seen with MESSAGE_TOO_LARGE), which
+            # would commit the rest without it. `flush_for_commit` is what the commit does first
+            # (close the open batches, wake the sender); awaiting each send would wait out the linger.
+            await producer._message_accumulator.flush_for_commit()
+        except BaseException:
+            await producer.abort_transaction()
+            raise
+        refused = next((f.exception() for f in futures if f.exception() is not None), None)
+        if refused is not None:
+            # Left open, not aborted: after a refused batch aiokafka's idempotent sequence is off
+            # and an abort may never end. `_recover` starts a new producer with the same
+            # transactional id, which fences this one and aborts its transaction.
+            raise refused
+        await producer.commit_transaction()
         self._durable_positions.update(batch.positions_committed)
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.batch_events.observe(batch.events)
@@ -559,6 +675,81 @@ class Orchestrator:
         committing, self._committing = self._committing, None
         if committing is not None:
             await committing
+        self._committing_batch = None
+
+    # ------------------------------------------------------------ poison isolation
+
+    async def _isolate(self, failed: _Batch, error: Exception) -> None:
+        """Kafka refused a transaction for one of its records: find it and dead-letter it alone.
+
+        Everything decided since the last commit is dropped and restored from the state topic;
+        then the refused batch's inputs (records, then timers) are decided again, one per
+        transaction. The one whose transaction Kafka refuses again fails its execution instead
+        (States.DataLimitExceeded, in a transaction of its own) and goes to the dead-letter topic
+        with the reason; if even that is refused, it is only dead-lettered. Every input offset is
+        thereby either applied or dead-lettered, and the instance goes on."""
+        log.error("Kafka refused a transaction of %d records and %d timers (%s: %s): deciding them again one "
+                  "per transaction to find the record it refuses", len(failed.records), len(failed.timers),
+                  type(error).__name__, error)
+        self.metrics.dlq.labels("isolating").inc()
+        await self._recover([failed, *([self._open] if self._open is not None else [])])
+        for record in failed.records:
+            await self._commit_alone(record, (record.topic, record.partition, record.offset))
+        for timer in failed.timers:
+            await self._commit_alone(timer, timer[2])
+        assert self._consumer is not None
+        self._seek_to_positions(self._consumer.assignment())
+
+    async def _commit_alone(self, item: ConsumerRecord | tuple[float, str, str],
+                            ident: tuple[str, int, int] | str) -> None:
+        for fail_execution in (None, True, False):
+            if fail_execution is not None:
+                self._poison[ident] = (self._poison[ident][0], fail_execution)
+            if isinstance(item, tuple):
+                await self._prepare([], [item])
+            else:
+                await self._prepare([item], [])
+            self._start_commit()
+            try:
+                await self._finish_commit()
+                return
+            except RECORD_ERRORS as exc:
+                log.error("Kafka refuses the records decided from %s: %s", ident, exc)
+                self._poison.setdefault(ident, (f"{type(exc).__name__}: {exc}"[:1000], True))
+                await self._recover([])
+        raise RuntimeError(f"Kafka refuses even the dead letter of {ident}")  # crash-only from here
+
+    async def _recover(self, dropped: list[_Batch]) -> None:
+        """Back to what is committed: a new transactional producer (fencing the refused
+        transaction), the owned executions and input positions restored from the state topic,
+        the timers re-armed, the consumer rewound to the first record not committed."""
+        assert self._consumer is not None
+        self._open, self._committing, self._committing_batch = None, None, None
+        if self._producer is not None:
+            try:
+                await asyncio.wait_for(self._producer.stop(), 5)
+            except Exception:  # in an error state after the refusal: its successor fences it anyway
+                log.debug("stopping the refused producer failed", exc_info=True)
+        self._producer = self._new_producer()
+        await self._producer.start()
+        self.executions.clear()
+        self._positions.clear()
+        self._durable_positions.clear()
+        await self._restore(self.owned)
+        assigned = self._consumer.assignment()
+        self._seek_to_positions(assigned)
+        # A partition with no recorded position yet: back to the first record not committed.
+        first: dict[TopicPartition, int] = {}
+        for batch in dropped:
+            for record in batch.records:
+                tp = TopicPartition(record.topic, record.partition)
+                first[tp] = min(first.get(tp, record.offset), record.offset)
+        for tp, offset in first.items():
+            if tp in assigned and self._positions.get(tp.partition, {}).get(tp.topic) is None:
+                self._consumer.seek(tp, offset)
+        self._rebuild_timers()
+        self.running = sum(1 for x in self.executions.values() if x.status == "RUNNING")
+        self.metrics.open.set(self.running)
 
     async def _partition(self, topic: str, execution_partition: int | None) -> int | None:
         """The partition of `topic` for an execution's record: its own partition number, so no
@@ -627,6 +818,12 @@ class Orchestrator:
         key = (record.key or b"").decode(errors="replace")
         seed = _seed(record.topic.encode(), str(record.partition).encode(), str(record.offset).encode())
         at = record.timestamp / 1000.0 if record.timestamp else time.time()
+        poison = self._poison.get((record.topic, record.partition, record.offset))
+        if poison is not None:
+            reason, fail_execution = poison
+            if fail_execution:
+                self._fail_for(record, key, at, seed, staged, out, new_timers, reason)
+            raise Rejected("refused_by_kafka", reason)
         if record.topic == self.topics.start:
             self._handle_request(record, key, at, seed, staged, out, new_timers)
             return
@@ -678,6 +875,21 @@ class Orchestrator:
             return
         raise Rejected("unexpected_topic", record.topic)
 
+    def _fail_for(self, record: ConsumerRecord, key: str, at: float, seed: int, staged: dict[str, Working],
+                  out: list[Outgoing], new_timers: list[tuple[float, str, str]], reason: str) -> None:
+        """Fail the execution an input record is about, if there is one (a start: it is created
+        FAILED). Best effort: a record naming nothing known is only dead-lettered."""
+        failure = FailExecution(error=DATA_LIMIT_EXCEEDED, cause=f"Kafka refused the records of this step: {reason}")
+        if record.topic == self.topics.start:
+            try:
+                self._handle_request(record, key, at, seed, staged, out, new_timers, instead=failure)
+            except Rejected:
+                pass
+            return
+        working = self._working(key, staged)
+        if working is not None and working.state.status.value == "RUNNING":
+            self._apply(key, working, failure, at, seed, out, new_timers)
+
     def _check_provenance(self, result: StepResult, resource: str) -> None:
         """Refuse a result its sender cannot have been asked for (docs/security.md).
 
@@ -722,7 +934,9 @@ class Orchestrator:
 
     def _handle_request(self, record: ConsumerRecord, key: str, at: float, seed: int,
                         staged: dict[str, Working], out: list[Outgoing],
-                        new_timers: list[tuple[float, str, str]]) -> None:
+                        new_timers: list[tuple[float, str, str]], instead: FailExecution | None = None) -> None:
+        """A start, stop or redrive. `instead`: a start whose records Kafka refused is created
+        failed with this rather than started."""
         try:
             request = parse_request(record.value)
         except (ValidationError, ValueError) as exc:
@@ -734,6 +948,11 @@ class Orchestrator:
             if existing is not None:
                 self.metrics.ignored.labels("duplicate_start").inc()
                 return  # idempotent start by execution name
+            if request.definition is not None and len(record.value or b"") > self.quotas.max_definition_bytes:
+                size = len(to_json(request.definition))
+                if size > self.quotas.max_definition_bytes:
+                    raise Rejected("definition_too_large", f"the definition is {size} bytes, over the quota of "
+                                   f"{self.quotas.max_definition_bytes} (BATON_MAX_DEFINITION_BYTES)")
             machine_name, definition, pin = self._pinned(request)
             try:
                 machine = self._machine(definition, pin.definition_hash)
@@ -748,9 +967,9 @@ class Orchestrator:
                                                record.partition, pin))
             working = staged[request.execution_id] = Working(execution, state)
             self.metrics.started.labels(machine_name, execution.version_label).inc()
+            first: Event = instead if instead is not None else StartExecution(input=request.input)
             try:
-                self._apply(request.execution_id, working, StartExecution(input=request.input), at, seed,
-                            out, new_timers)
+                self._apply(request.execution_id, working, first, at, seed, out, new_timers)
             except Exception:
                 del staged[request.execution_id]  # never started: a retried start may try again
                 raise
@@ -774,19 +993,32 @@ class Orchestrator:
             now=datetime.fromtimestamp(at, timezone.utc),
             seed=seed,
             task_token=lambda task_id: self.signer.sign(execution_id, task_id),
-            **self._limits,
+            max_payload_bytes=self.quotas.max_payload_bytes,
+            max_history_events=self.quotas.max_history_events,
+            max_transitions_per_decision=self.quotas.max_transitions_per_decision,
         )
         retry_fired = isinstance(event, TimerFired) and getattr(
             working.state.timers.get(event.timer_id), "purpose", None) == "retry"
         try:
             decision: Decision = decide_in_place(execution.machine, working.state, event, env)
+            records = effects_to_records(self.topics, decision.state, decision.effects,
+                                         machine_name=execution.machine_name, pin=execution.pin,
+                                         partition=execution.partition, result_key=self.signer.result_key,
+                                         max_history_bytes=self._record_limit(self.topics.history))
+            self._check_sizes(records)
+        except Oversized as exc:
+            working.state = self._rebuild(working)
+            if isinstance(event, FailExecution):
+                raise Rejected("data_limit_exceeded", str(exc)) from None
+            # The event is not applied: the execution fails instead, saying which record was too big.
+            failure = FailExecution(error=DATA_LIMIT_EXCEEDED, cause=str(exc))
+            self._apply(execution_id, working, failure, at, seed, out, new_timers)
+            return
         except Exception:
             working.state = self._rebuild(working)
             raise
         working.applied.append((event, env))
-        out.extend(effects_to_records(self.topics, decision.state, decision.effects,
-                                      machine_name=execution.machine_name, pin=execution.pin,
-                                      partition=execution.partition, result_key=self.signer.result_key))
+        out.extend(records)
         for effect in decision.effects:
             if isinstance(effect, StartTimer):
                 new_timers.append((effect.fire_at, execution_id, effect.timer_id))
@@ -798,6 +1030,20 @@ class Orchestrator:
                         self._count_finished(execution, decision.state, at)
         if retry_fired:
             self.metrics.retries.inc()
+
+    def _check_sizes(self, records: list[Outgoing]) -> None:
+        """Raise Oversized for a record bigger than its topic takes, even compressed (history is
+        split to fit already; commands and statuses are bounded by the payload quota unless it is
+        raised past the topics' record size)."""
+        for index, record in enumerate(records):
+            limit = self._record_limit(record.topic)
+            if record.value is None or len(record.value) <= limit:
+                continue
+            packed = compress(record.value)
+            if len(packed) > limit:
+                raise Oversized(f"a record for {record.topic} would be {len(record.value)} bytes, exceeding the "
+                                f"maximum number of bytes of a record there ({limit})")
+            records[index] = dataclasses.replace(record, value=packed)
 
     def _rebuild(self, working: Working) -> ExecutionState:
         """The working state again after an event failed mid-decision: the committed state with

@@ -284,3 +284,32 @@ async def delete_topics(settings: KafkaSettings) -> list[str]:
     finally:
         await admin.close()
     return ours
+
+
+# Kafka's default max.message.bytes (message.max.bytes of a broker left as shipped).
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+
+
+async def record_limits(settings: KafkaSettings, names: Iterable[str]) -> dict[str, int]:
+    """Each topic's max.message.bytes, as the brokers report it (a topic's own setting, or the
+    broker default it inherits). A topic whose configs this principal may not describe (no
+    DescribeConfigs ACL), or that does not exist, is left out: the caller assumes Kafka's default."""
+    names = list(names)
+    admin = AIOKafkaAdminClient(**settings.client_options(), request_timeout_ms=_REQUEST_TIMEOUT_MS)
+    limits: dict[str, int] = {}
+    try:
+        await admin.start()
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None}) for name in names])
+        for response in responses:
+            for resource in response.to_object()["resources"]:
+                if resource["error_code"]:
+                    continue
+                for entry in resource["config_entries"]:
+                    if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
+                        limits[resource["resource_name"]] = int(entry["config_value"])
+    except (KafkaError, OSError, ValueError):
+        return limits  # refused or unreachable: the defaults stand (the caller logs which)
+    finally:
+        await admin.close()
+    return limits

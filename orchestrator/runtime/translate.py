@@ -70,14 +70,15 @@ def _time(text: str) -> datetime | None:
 
 def effects_to_records(
     topics: Topics, state: ExecutionState, effects: list[Effect], *, machine_name: str, pin: Pin = UNPINNED,
-    partition: int | None = None, result_key: ResultKey | None = None,
+    partition: int | None = None, result_key: ResultKey | None = None, max_history_bytes: int | None = None,
 ) -> list[Outgoing]:
     """Step commands, the decision's history (one record) and the terminal status for one decision.
 
     `partition` is the execution's partition (of the input topics): every record of it is written
     to the same partition number, so its records stay in order per topic without hashing keys.
     `result_key(execution_id, task_id, service)` gives each command the proof its result must
-    return (None: commands carry none, for tests of the record shapes).
+    return (None: commands carry none, for tests of the record shapes). A history longer than
+    `max_history_bytes` is split over as many records as it needs.
     """
     key = state.execution_id.encode()
     out: list[Outgoing] = []
@@ -108,10 +109,52 @@ def effects_to_records(
     if history:
         # Placed first so a reader of the history never sees a command or status before the
         # events that led to it.
-        record = {**_envelope(state.execution_id), "state_machine": machine_name, "events": history,
-                  "version": pin.version, "alias": pin.alias, "definition_hash": pin.definition_hash}
-        out.insert(0, Outgoing(topics.history, key, to_json(record), partition))
+        head = {"state_machine": machine_name, "version": pin.version, "alias": pin.alias,
+                "definition_hash": pin.definition_hash}
+        record = to_json({**_envelope(state.execution_id), **head, "events": history})
+        if max_history_bytes is None or len(record) <= max_history_bytes:
+            out.insert(0, Outgoing(topics.history, key, record, partition))
+        else:
+            out[0:0] = [Outgoing(topics.history, key, chunk, partition)
+                        for chunk in history_chunks(state.execution_id, head, history, max_history_bytes)]
     return out
+
+
+def history_chunks(execution_id: str, head: dict[str, Any], events: list[dict[str, Any]],
+                   limit: int) -> list[bytes]:
+    """A decision's events as consecutive history records of at most `limit` bytes each, in order
+    (a reader concatenates them; event ids run on across them). An event too big for a record of
+    its own (only when the payload quota is set above the topic's record size) keeps its id, type
+    and time, its details marked truncated."""
+    def record(chunk: list[dict[str, Any]]) -> bytes:
+        return to_json({**_envelope(execution_id), **head, "events": chunk})
+
+    room = limit - len(record([])) - 64  # the envelope's id and time vary a little in length
+    chunks: list[bytes] = []
+    chunk: list[dict[str, Any]] = []
+    used = 0
+    for event in events:
+        size = len(to_json(event)) + 1
+        if size > room:
+            event = _truncated(event)
+            size = len(to_json(event)) + 1
+        if chunk and used + size > room:
+            chunks.append(record(chunk))
+            chunk, used = [], 0
+        chunk.append(event)
+        used += size
+    if chunk:
+        chunks.append(record(chunk))
+    return chunks
+
+
+def _truncated(event: dict[str, Any]) -> dict[str, Any]:
+    """The event without its payloads, marked as AWS marks a truncated input or output."""
+    kept = {k: v for k, v in event.items() if not k.endswith("EventDetails")}
+    details = {k: v for k, v in event.items() if k.endswith("EventDetails")}
+    for name in details:
+        kept[name] = {"truncated": True}
+    return kept
 
 
 def _envelope(execution_id: str) -> dict[str, Any]:
@@ -154,14 +197,22 @@ def snapshot_record(
     return Outgoing(topics.state, state.execution_id.encode(), head.replace(marker, body, 1), partition)
 
 
+# The most of a refused value a dead letter keeps (base64 grows it by a third): any record the
+# broker accepted, up to its default 1 MiB, gets a dead letter that fits a default topic too.
+DEAD_LETTER_VALUE_BYTES = 256 * 1024
+
+
 def dead_letter(
     topics: Topics, reason: str, *, topic: str, partition: int, offset: int, key: bytes | None,
-    value: bytes | None,
+    value: bytes | None, execution_id: str | None = None,
 ) -> Outgoing:
+    kept = value[:DEAD_LETTER_VALUE_BYTES] if value is not None else None
     letter = DeadLetter(
-        execution_id=(key or b"").decode(errors="replace"), reason=reason, source_topic=topic,
-        partition=partition, offset=offset,
-        key_b64=base64.b64encode(key).decode() if key is not None else None,
-        value_b64=base64.b64encode(value).decode() if value is not None else None,
+        execution_id=execution_id or (key or b"").decode(errors="replace")[:2048], reason=reason[:4096],
+        source_topic=topic, partition=partition, offset=offset,
+        key_b64=base64.b64encode(key[:2048]).decode() if key is not None else None,
+        value_b64=base64.b64encode(kept).decode() if kept is not None else None,
+        value_size=len(value) if value is not None else None,
+        value_truncated=value is not None and len(value) > DEAD_LETTER_VALUE_BYTES,
     )
-    return Outgoing(topics.dlq, key or b"", encode(letter))
+    return Outgoing(topics.dlq, (key or b"")[:2048], encode(letter))

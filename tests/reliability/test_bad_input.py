@@ -214,9 +214,9 @@ def _dead_letters(loop: asyncio.AbstractEventLoop, deployment: Deployment, garba
 
 
 def test_a_cycle_without_exit_is_bounded() -> None:
-    """A Pass/Choice cycle that never exits runs inside one decide() call: the decider bounds it
-    and fails the execution with States.Runtime, so `execute --local` returns and an orchestrator's
-    partition is never wedged."""
+    """A Pass/Choice cycle that never exits yields every budget of transitions and fails with
+    States.Runtime at the history quota (25,000 events), so `execute --local` returns and an
+    orchestrator's partition is never wedged."""
     definition = {"StartAt": "A", "States": {
         "A": {"Type": "Pass", "Next": "C"},
         "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "StringEquals": "never", "Next": "D"}],
@@ -231,7 +231,7 @@ def test_a_cycle_without_exit_is_bounded() -> None:
         path.unlink(missing_ok=True)
     outcome = json.loads(proc.stdout)
     assert outcome["status"] == "FAILED" and outcome["error"] == "States.Runtime"
-    assert "endless loop" in outcome["cause"]
+    assert "maximum number of events in its history (25000)" in outcome["cause"]
 
 
 def test_a_non_ascii_forged_token_is_refused_as_invalid() -> None:
