@@ -18,6 +18,12 @@ to the mTLS listener, where CN=<user> is the principal User:<user> (the same ACL
 controller listener takes only the broker's own certificate, so no listener serves anyone
 unauthenticated.
 
+No password is ever on a command line or in a child's environment: Kafka's tools get their main
+class and arguments (``--add-scram ...password=...``) through an owner-only @argfile
+(infra/java_args.py) and the admin login through ``--command-config`` (a 0600 file); each user's
+password is also in ``secrets/<user>.password`` (0600), which ``env`` hands out as
+BATON_KAFKA_SASL_PASSWORD_FILE.
+
 Environment:
     BATON_SECURE_KAFKA_PORT             SASL_SSL client port (default 19094)
     BATON_SECURE_KAFKA_CONTROLLER_PORT  controller port (default: client port + 1)
@@ -71,6 +77,7 @@ from infra.local_kafka import (
     port_accepts,
     render_properties,
 )
+from infra.java_args import NO_PERF_DATA, hidden_arguments
 from schemas.topics import STEP_SERVICES, Topics
 
 DEFAULT_PORT = 19094
@@ -201,6 +208,15 @@ class Layout:
         return self.paths.state / "users.json"
 
     @property
+    def secrets(self) -> Path:
+        """One file per user holding its password (``<user>.password``, mode 0600), for
+        BATON_KAFKA_SASL_PASSWORD_FILE: a launcher passes the path, never the password."""
+        return self.paths.state / "secrets"
+
+    def password_file(self, user: str) -> Path:
+        return self.secrets / f"{user}.password"
+
+    @property
     def admin_properties(self) -> Path:
         """Client config of the admin user for Kafka's tools (``--command-config``)."""
         return self.paths.state / "admin.properties"
@@ -247,11 +263,13 @@ class SecureBroker:
                "BATON_KAFKA_SECURITY_PROTOCOL": "SASL_SSL" if user else "SSL",
                "BATON_KAFKA_SSL_CAFILE": str(self.layout.ca_file)}
         if user is not None:
-            passwords = self.passwords()
-            if user not in passwords:
-                raise LocalKafkaError(f"no user {user!r}; users: {', '.join(passwords)}")
+            files = write_password_files(self.layout)
+            if user not in files:
+                raise LocalKafkaError(f"no user {user!r}; users: {', '.join(files)}")
+            # The password file, never the password: whoever runs a client with these settings
+            # does not put the password in its environment (/proc/<pid>/environ).
             env |= {"BATON_KAFKA_SASL_MECHANISM": SCRAM, "BATON_KAFKA_SASL_USERNAME": user,
-                    "BATON_KAFKA_SASL_PASSWORD": passwords[user]}
+                    "BATON_KAFKA_SASL_PASSWORD_FILE": str(files[user])}
         return env
 
     def mtls_env(self, user: str | None) -> dict[str, str]:
@@ -419,6 +437,24 @@ def _read_users(lay: Layout) -> dict[str, str]:
     return {str(user): str(password) for user, password in passwords.items()}
 
 
+def write_password_files(lay: Layout) -> dict[str, Path]:
+    """Each user's password in its own file (``secrets/<user>.password``, 0600, folder 0700),
+    written from users.json where missing or different; returns the files by user."""
+    passwords = _read_users(lay)
+    lay.secrets.mkdir(mode=0o700, exist_ok=True)
+    lay.secrets.chmod(0o700)
+    files = {}
+    for user, password in passwords.items():
+        path = files[user] = lay.password_file(user)
+        try:
+            current = path.read_text()
+        except OSError:
+            current = None
+        if current != password + "\n":
+            _write_private(path, password + "\n")
+    return files
+
+
 def _passwords_for_format(lay: Layout) -> dict[str, str]:
     """The users' passwords: new ones before the first format, the stored ones afterwards."""
     formatted = (lay.paths.data / "meta.properties").is_file()
@@ -456,12 +492,17 @@ def _cluster_id() -> str:
 
 
 def _tool(libs: Path, lay: Layout, main_class: str, *args: str, stdin: str | None = None) -> str:
-    """Run one of Kafka's command-line tools (or a source file); raise with its output if it fails."""
+    """Run one of Kafka's command-line tools (or a source file); raise with its output if it fails.
+
+    The main class and its arguments go through an owner-only @argfile (infra/java_args.py), so
+    the SCRAM passwords of `format --add-scram` never show in the process list.
+    """
     # A short-lived tool needs no optimising compiler; C1 only starts faster on 2 cores.
     cmd = _java_cmd(libs, lay.paths, main_class, *args,
-                    jvm_options=("-Xmx256m", "-XX:TieredStopAtLevel=1"))
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS,
-                            input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+                    jvm_options=("-Xmx256m", "-XX:TieredStopAtLevel=1", NO_PERF_DATA))
+    with hidden_arguments(cmd, main_class, lay.paths.state) as launch:
+        result = subprocess.run(launch, capture_output=True, text=True, timeout=TOOL_TIMEOUT_SECONDS,
+                                input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
     if result.returncode != 0:
         name = Path(main_class).stem.rsplit(".", 1)[-1]
         # Never echo the arguments: they may hold passwords.
@@ -562,6 +603,7 @@ def _start(lay: Layout, timeout: float) -> SecureBroker:
     lay.paths.properties.write_text(render_secure_properties(lay, passwords[ADMIN_USER]))
     lay.paths.properties.chmod(0o600)  # it holds the admin password (inter-broker login)
     _write_private(lay.admin_properties, _admin_client_properties(lay, passwords[ADMIN_USER]))
+    write_password_files(lay)
     _format_storage(libs, lay, passwords)
     mark = _LogMark.now(lay.paths)
     pid = _spawn_broker(libs, lay.paths, lay.port)
@@ -644,7 +686,8 @@ def _parser() -> argparse.ArgumentParser:
     up_cmd.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
     commands.add_parser("down", help="stop the secured broker this tool started")
     commands.add_parser("status", help="up or down (exit 3 if down)")
-    env_cmd = commands.add_parser("env", help="print `export BATON_KAFKA_...` for a user")
+    env_cmd = commands.add_parser("env", help="print `export BATON_KAFKA_...` for a user (the password "
+                                              "as a file: BATON_KAFKA_SASL_PASSWORD_FILE)")
     env_cmd.add_argument("--user", default="baton-cli",
                          help=f"one of {', '.join(users())} (default baton-cli)")
     env_cmd.add_argument("--mtls", action="store_true",

@@ -40,6 +40,7 @@ from infra.secure_kafka import (
     issue_client_certificates,
     new_ca,
     stop,
+    users,
 )
 from orchestrator.registry.store import RegistryWriter
 from orchestrator.runtime.service import Orchestrator
@@ -100,7 +101,7 @@ def settings_for(broker: SecureBroker, user: str | None, *, mtls: bool = False, 
            for key, value in broker.client_env(user, mtls=mtls).items()}
     # Explicit Nones: a BATON_KAFKA_SASL_*/SSL_* in the test's own environment must not log in for it.
     unset = {"kafka_sasl_mechanism": None, "kafka_sasl_username": None, "kafka_sasl_password": None,
-             "kafka_ssl_certfile": None, "kafka_ssl_keyfile": None}
+             "kafka_sasl_password_file": None, "kafka_ssl_certfile": None, "kafka_ssl_keyfile": None}
     return KafkaSettings(**{**unset, **env, "topic_prefix": PREFIX, **changes})
 
 
@@ -214,7 +215,8 @@ def test_client_without_valid_credentials_is_refused(secure_broker: SecureBroker
     refused = {
         "plaintext": good.model_copy(update={"kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": None}),
         "tls-without-sasl": settings_for(secure_broker, None),
-        "wrong-password": settings_for(secure_broker, "baton-api", kafka_sasl_password="not-the-password"),
+        "wrong-password": settings_for(secure_broker, "baton-api", kafka_sasl_password="not-the-password",
+                                       kafka_sasl_password_file=None),
         "unknown-user": settings_for(secure_broker, "baton-api", kafka_sasl_username="mallory"),
     }[case]
 
@@ -330,8 +332,9 @@ def test_state_folder_holds_no_password_for_others(secure_broker: SecureBroker) 
     state = secure_broker.layout.paths.state
     private = [secure_broker.layout.users_file, secure_broker.layout.broker_pem,
                secure_broker.layout.admin_properties, secure_broker.layout.paths.properties,
-               *secure_broker.layout.clients.glob("*-key.pem")]
-    assert len(private) == 4 + len(baton_roles()), "a client key per user"
+               *secure_broker.layout.clients.glob("*-key.pem"), *secure_broker.layout.secrets.glob("*")]
+    assert len(private) == 4 + len(baton_roles()) + len(users()), "a client key and a password file per user"
+    assert secure_broker.layout.secrets.stat().st_mode & 0o077 == 0
     assert {path.name: path.stat().st_mode & 0o077 for path in private} == {path.name: 0 for path in private}
     assert not [p for p in Path(state).rglob("*.key")], "no stray key files"
     assert not [p for p in Path(state).rglob("ca-key.pem")], "the CA key is not kept"
