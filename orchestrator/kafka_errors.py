@@ -79,7 +79,11 @@ def explain(exc: BaseException, settings: KafkaSettings, *, probe_broker: bool =
 
     ``probe_broker``: when the exception does not say why, ask the broker (blocking, at most a few
     seconds); never done while an event loop runs in this thread.
+
+    Callers report the line and exit, so asyncio's "Unclosed AIOKafkaConsumer" reports of the
+    clients the failed call never got to start (collected at exit, after the line) are dropped.
     """
+    _quiet_unclosed_clients()
     failure = connection_failure(exc) or exc
     known = describe(failure, settings)
     if known:
@@ -188,6 +192,17 @@ def _aiokafka_errors() -> Iterator[list[BaseException]]:
         logger.removeHandler(collect)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+
+class _UnclosedClientNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unclosed AIOKafka")
+
+
+def _quiet_unclosed_clients() -> None:
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnclosedClientNoise) for f in logger.filters):
+        logger.addFilter(_UnclosedClientNoise())
 
 
 def _principal(settings: KafkaSettings) -> str:
