@@ -43,6 +43,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from pydantic_core import to_json
 
 from orchestrator.settings import KafkaSettings
 from schemas.base import decode, encode
@@ -505,9 +506,14 @@ class StepService:
             return failed, encode(failed)
         if len(value) <= self._max_output_bytes:
             return result, value
+        # The quota is on the output, measured as compact JSON the way the decider (and so the
+        # local runner) measures it, not on the record around it.
+        size = len(to_json(result.output))
+        if size <= self._max_output_bytes:
+            return result, value
         failed = result.model_copy(update={
             "kind": "failed", "output": None, "error": "States.DataLimitExceeded",
-            "cause": f"the task result is {len(value)} bytes, over the limit of {self._max_output_bytes} bytes"})
+            "cause": f"the task result is {size} bytes, over the limit of {self._max_output_bytes} bytes"})
         return failed, encode(failed)
 
     async def _cancel_job(self, job: str | None) -> None:

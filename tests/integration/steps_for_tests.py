@@ -57,3 +57,9 @@ async def slow(payload: Any) -> Any:
 async def request_approval(payload: Any) -> None:
     """A callback task: the decision arrives later on the review topic, with the task token."""
     return None
+
+
+@step("sized")
+async def sized(payload: Any) -> Any:
+    """A result of exactly `payload["bytes"]` bytes of compact JSON: {"s": "xx...x"}."""
+    return {"s": "x" * (int(payload["bytes"]) - len('{"s":""}'))}
