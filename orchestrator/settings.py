@@ -196,13 +196,27 @@ class Quotas(BaseSettings):
     # transaction): a Pass/Choice loop that never waits cannot hold an instance. Not an AWS quota.
     max_transitions_per_decision: int = Field(default=1_000, ge=1)
     # JSON nesting depth of an input or body: past it a request is refused (400), not a crash in
-    # a recursive parser. Not an AWS quota (AWS refuses by size only).
-    max_json_depth: int = Field(default=128, ge=8)
+    # a recursive parser. Not an AWS quota (AWS refuses by size only). At most 190: pydantic's JSON
+    # parser refuses deeper documents itself (its limit is 200, counting the request's own levels).
+    max_json_depth: int = Field(default=128, ge=8, le=190)
+    # One API request body: AWS's 1 MB per request (so an inline definition at its quota leaves no
+    # room for anything else, as with AWS's CreateStateMachine).
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     def decider_limits(self) -> dict[str, int]:
         """The quotas the decider applies, as `Environment` keyword arguments."""
         return {"max_payload_bytes": self.max_payload_bytes, "max_history_events": self.max_history_events,
                 "max_transitions_per_decision": self.max_transitions_per_decision}
+
+
+class DecisionSettings(BaseSettings):
+    """How long the API and `baton review` wait, after posting a task decision (SendTaskSuccess,
+    SendTaskFailure, SendTaskHeartbeat), to report whether the orchestrator applied it (200) or
+    not yet (202). Env: BATON_DECISION_WAIT_SECONDS."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+
+    decision_wait_seconds: float = Field(default=5.0, ge=0, le=60)
 
 
 class OrchestratorSettings(BaseSettings):

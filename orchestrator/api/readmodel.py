@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
 from orchestrator.asl.timestamps import format_timestamp
@@ -116,6 +122,11 @@ class AmbiguousExecution(ReadModelError):
 
 class KafkaUnavailable(ReadModelError):
     """The broker could not be reached or answered with an error."""
+
+
+class RecordTooLarge(ReadModelError):
+    """Kafka refused a record as too large (MessageSizeTooLargeError): the request, not Kafka, is
+    at fault, so the API answers 413 and the CLI one line, never "Kafka unavailable"."""
 
 
 class MissingTopic(ReadModelError):
@@ -236,9 +247,13 @@ def execution_name(execution_id: str, state_machine: str, qualifiers: Iterable[s
 
 @contextmanager
 def kafka_errors(settings: KafkaSettings) -> Iterator[None]:
-    """Turn aiokafka's errors into KafkaUnavailable naming the bootstrap address."""
+    """Turn aiokafka's errors into KafkaUnavailable naming the bootstrap address (RecordTooLarge
+    for a record the client or the broker refuses by size)."""
     try:
         yield
+    except (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError) as exc:
+        raise RecordTooLarge(f"Kafka at {settings.kafka_bootstrap} refused a record of this request as too large "
+                             f"({exc}); see docs/limits.md") from None
     except KafkaConnectionError:
         # aiokafka's text lists resolved socket addresses; the configured address says more.
         raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: is the broker running "
