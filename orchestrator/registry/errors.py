@@ -10,7 +10,11 @@
     │   ├── UnknownVersion
     │   └── UnknownAlias
     ├── VersionInUse           deleting a version an alias points to
+    ├── RecordTooLarge         the state machine's record (draft + versions) is over the topic's limit
     └── RegistryUnavailable    Kafka could not be read or written in time
+
+A definition over `Quotas.max_definition_bytes` is refused before any of these, with
+`orchestrator.quotas.QuotaExceeded` (what every entry point raises for its quotas).
 """
 
 from __future__ import annotations
@@ -64,6 +68,19 @@ class UnknownAlias(NotFound):
 
 class VersionInUse(RegistryError):
     pass
+
+
+class RecordTooLarge(RegistryError):
+    """Kafka refused the state machine's record (its draft, every version and the aliases, one
+    compacted record) as too large even compressed; nothing was stored."""
+
+    def __init__(self, name: str, versions: int, size: int, topic: str) -> None:
+        self.name, self.versions, self.size, self.topic = name, versions, size, topic
+        super().__init__(
+            f"the registry record of {name!r} (its draft and {versions} version(s), {size:,} bytes before "
+            f"compression) is over the message size limit of {topic} (the topic's max.message.bytes, 1 MB "
+            f"by default): delete versions no alias uses (`baton delete-version {name} VERSION`), or raise "
+            f"max.message.bytes of {topic}; nothing was stored")
 
 
 class RegistryUnavailable(RegistryError):

@@ -36,14 +36,24 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import InvalidProducerEpoch, InvalidTxnState, KafkaError, ProducerFenced, UnknownError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidTxnState,
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.api.readmodel import topic_partitions
 from orchestrator.registry import model
-from orchestrator.registry.errors import InvalidRouting, RegistryUnavailable
+from orchestrator.quotas import check_definition
+from orchestrator.registry.errors import InvalidRouting, RecordTooLarge, RegistryUnavailable
 from orchestrator.registry.model import Resolved
-from orchestrator.settings import KafkaSettings
+from orchestrator.settings import KafkaSettings, Quotas
 from schemas.base import decode, encode
 from schemas.registry import AliasRoute, StateMachineAlias, StateMachineRecord, StateMachineVersion
 
@@ -56,6 +66,13 @@ _FOLLOW_POLL_MS = 100
 _FETCH_WAIT_MS = 100  # the broker answers an idle fetch after this: the follower's worst-case delay
 _WRITE_ATTEMPTS = 6
 _WRITER_TRANSACTION_TIMEOUT_MS = 10_000  # a crashed writer's transaction blocks its partition at most this long
+# aiokafka checks a record's uncompressed size against max_request_size (1 MiB by default) before
+# compressing it, so a record of a few large versions was refused though it compresses to a
+# fraction of the broker's limit (reported as "Kafka unavailable"). The broker judges the
+# compressed batch against the topic's max.message.bytes; this only keeps the client's check
+# from standing in for it.
+_MAX_UNCOMPRESSED_RECORD = 256 * 1024 * 1024
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 _partitioner = DefaultPartitioner()
 
 
@@ -266,11 +283,12 @@ class RegistryWriter:
     """Deploy, publish, alias and delete: each one serialised per name (see the module doc)."""
 
     def __init__(self, kafka: KafkaSettings, *, clock: Callable[[], datetime] = _utcnow,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, quotas: Quotas | None = None) -> None:
         self.kafka = kafka
         self.topic = kafka.topics.statemachines
         self.clock = clock
         self.timeout = timeout
+        self.quotas = quotas if quotas is not None else Quotas()
         _quiet_fenced_producers()
 
     async def deploy(self, name: str, definition: Any, *, description: str | None = None,
@@ -283,6 +301,7 @@ class RegistryWriter:
             if not publish:
                 raise InvalidRouting(f"alias {alias!r} can only move to a published version: deploy with publish")
             model.check_alias_name(alias)
+        check_definition(definition, self.quotas)  # QuotaExceeded: refused before it is even validated
         model.deploy(None, name, definition, now=self.clock())  # refuse before touching Kafka
 
         def change(current: StateMachineRecord | None, now: datetime) -> tuple[StateMachineRecord | None, Deployed]:
@@ -360,6 +379,7 @@ class RegistryWriter:
             **self.kafka.client_options(), transactional_id=f"{self.kafka.topic_prefix}.registry.{name}",
             enable_idempotence=True, transaction_timeout_ms=_WRITER_TRANSACTION_TIMEOUT_MS,
             compression_type="gzip",  # definitions are JSON: small on the wire and under max.message.bytes
+            max_request_size=_MAX_UNCOMPRESSED_RECORD,
         )
         committed = _consumer(self.kafka)
         uncommitted = _consumer(self.kafka, "read_uncommitted")
@@ -374,11 +394,14 @@ class RegistryWriter:
                 return (result,)
             # One write, one revision (an operation may apply several model steps, e.g. deploy+publish).
             record = record.model_copy(update={"revision": (current.revision if current else 0) + 1})
+            value = encode(record)
             try:
                 async with producer.transaction():
-                    metadata = await producer.send_and_wait(tp.topic, encode(record), key=name.encode(),
+                    metadata = await producer.send_and_wait(tp.topic, value, key=name.encode(),
                                                             partition=tp.partition)
             except KafkaError as exc:
+                if isinstance(exc, _TOO_LARGE) or isinstance(exc.__cause__, _TOO_LARGE):
+                    raise RecordTooLarge(name, len(record.versions), len(value), tp.topic) from None
                 if not _fenced(exc):
                     raise
                 log.info("registry write of %r fenced by a concurrent writer (%s); retrying", name,
