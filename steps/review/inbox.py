@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
 from orchestrator.api.readmodel import topic_partitions
@@ -95,15 +96,16 @@ async def find_pending(settings: KafkaSettings, token: str, timeout: float = 30.
     return next((review for review in await pending_reviews(settings, timeout) if review.token == token), None)
 
 
-async def post_decision(settings: KafkaSettings, decision: ReviewDecision) -> None:
-    """Publish a decision on the review-decisions topic, keyed by its execution id."""
+async def post_decision(settings: KafkaSettings, decision: ReviewDecision) -> RecordMetadata:
+    """Publish a decision on the review-decisions topic, keyed by its execution id; where it went
+    (what `orchestrator.task_callbacks.OutcomeWatch` follows)."""
     topic = settings.topics.review_decisions
     await topic_partitions(settings, [topic])  # a send to a missing topic would wait for its metadata
     # Idempotent: a retried send after a lost acknowledgement does not post the decision twice.
     producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, encode(decision), key=decision.execution_id.encode())
+        return await producer.send_and_wait(topic, encode(decision), key=decision.execution_id.encode())
     finally:
         await producer.stop()
 
