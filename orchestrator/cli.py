@@ -7,12 +7,15 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.model import StateMachine, load_document, parse_definition
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Quotas
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -35,17 +38,38 @@ def load_machine(path: str) -> StateMachine:
         for problem in exc.problems:
             click.echo(f"{path}: {problem}", err=True)
         fail(f"{path}: invalid definition ({len(exc.problems)} problem(s))")
+    except RecursionError:
+        fail(f"{path}: the definition nests too deeply")
     except ValueError as exc:
         fail(f"{path}: {exc}")
 
 
+def quotas() -> Quotas:
+    """The environment's quotas (BATON_MAX_*), or one line naming the bad variable."""
+    from pydantic import ValidationError
+
+    from orchestrator.settings import Quotas
+
+    try:
+        return Quotas()
+    except ValidationError as exc:
+        error = exc.errors(include_input=False)[0]
+        fail(f"invalid BATON_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}")
+
+
 def parse_json_arg(value: str, what: str) -> Any:
-    """A JSON value given inline or as @file."""
+    """A JSON value given inline or as @file (nested at most Quotas.max_json_depth deep: deeper
+    text is refused before a recursive parser sees it)."""
+    from orchestrator.quotas import QuotaExceeded, check_json_depth
+
     text = read_text(value[1:]) if value.startswith("@") else value
     try:
+        check_json_depth(text, quotas(), what)
         return json.loads(text)
     except json.JSONDecodeError as exc:
         fail(f"{what} is not valid JSON: {exc}")
+    except QuotaExceeded as exc:
+        fail(str(exc))
 
 
 def print_json(value: Any) -> None:

@@ -39,9 +39,11 @@ from orchestrator.api.readmodel import (
     kafka_errors,
     topic_partitions,
 )
-from orchestrator.cli import fail, parse_json_arg, print_json
+from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.kafka_errors import explain, explain_wrapped, settings_problem
+from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
 from orchestrator.settings import KafkaSettings
+from orchestrator.task_callbacks import DecisionRefused
 from schemas.base import Envelope, decode, encode
 from schemas.executions import (
     ExecutionStatus,
@@ -107,6 +109,8 @@ def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
     try:
         with kafka_errors(settings):
             return asyncio.run(work)
+    except (QuotaExceeded, DecisionRefused) as exc:  # over a quota; a task decision that cannot apply
+        fail(str(exc))
     except (ReadModelError, CommandError) as exc:
         # A refused login, an untrusted certificate, a port that wants TLS: all "cannot reach" to
         # aiokafka. explain_wrapped finds the connection failure behind it and asks the broker why.
@@ -123,7 +127,8 @@ def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
 @asynccontextmanager
 async def _producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
     # Idempotent: a retried send after a lost acknowledgement does not duplicate the request.
-    producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
+    producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True,
+                                **start_producer_options(quotas()))
     try:
         await producer.start()
         yield producer
@@ -212,14 +217,19 @@ async def _check_registered(settings: KafkaSettings, reference: str, execution_n
 
 
 def _load_definition(path: str) -> dict[str, Any]:
-    """The file's definition, validated here so an invalid one never reaches Kafka."""
+    """The file's definition, within its quota and validated here so an invalid one never reaches Kafka."""
     from orchestrator.asl.errors import DefinitionError
     from orchestrator.asl.model import load_document, parse_definition
     from orchestrator.cli import read_text
 
     try:
         document = load_document(read_text(path))
+        check_definition(document, quotas())
         parse_definition(document)
+    except QuotaExceeded as exc:
+        fail(f"{path}: {exc}; nothing was started")
+    except RecursionError:
+        fail(f"{path}: the definition nests too deeply; nothing was started")
     except DefinitionError as exc:
         for problem in exc.problems:
             click.echo(f"{path}: {problem}", err=True)
@@ -320,6 +330,10 @@ def start(target: str, input_: str, name: str | None, wait: bool, timeout: float
     registered state machine NAME; print its execution id."""
     state_machine, definition = _start_target(target)
     execution_input = parse_json_arg(input_, "--input")
+    try:
+        check_payload(execution_input, quotas(), "the execution input (--input)")
+    except QuotaExceeded as exc:
+        fail(f"{exc}; nothing was started")
     name = name if name is not None else str(uuid.uuid4())
     _check_name(name)
     settings = kafka_settings(bootstrap, topic_prefix)

@@ -64,6 +64,8 @@ def _load(path: str) -> Any:
 
     try:
         return load_document(read_text(path))
+    except RecursionError:
+        fail(f"{path}: the definition nests too deeply")
     except ValueError as exc:
         fail(f"{path}: {exc}")
 

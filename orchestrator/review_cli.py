@@ -8,30 +8,44 @@
 
 What each decision makes of the Task's result is in `steps/review/decisions.py` (approve:
 `{"decision": "approve", "approved": true, ...output}`; edit: `{..., "content": OUTPUT}`; reject:
-the Task fails with the error and cause). Before posting, the command checks that the review is
-still pending and allows that decision (`--no-check` skips this: the orchestrator is the judge
-either way, and ignores a decision for a task it no longer awaits). `--output` takes JSON text
-or @file. Every failure is one line on stderr and a non-zero exit.
+the Task fails with the error and cause). Before posting, the command checks the token's signature
+(with BATON_TOKEN_SECRET, the orchestrators' secret), that its execution exists, that the task
+still waits and that the review allows that decision (`--no-check` skips these: the orchestrator
+is the judge either way, and refuses a decision for a task it no longer awaits). After posting it
+waits up to `--wait` seconds (BATON_DECISION_WAIT_SECONDS) for the orchestrator: "(applied)", or
+"(accepted, not yet applied ...)"; a decision the orchestrator refuses is an error
+(`orchestrator.task_callbacks`). `--output` takes JSON text or @file. Every failure is one line on
+stderr and a non-zero exit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-import logging
 import os
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 
-from orchestrator.api.readmodel import ReadModelError, kafka_errors
-from orchestrator.cli import fail, parse_json_arg, print_json
-from orchestrator.control_cli import json_option, kafka_options, kafka_settings
+from pydantic import SecretStr, ValidationError
+
+from orchestrator.cli import fail, parse_json_arg, print_json, quotas
+from orchestrator.control_cli import json_option, kafka_options, kafka_settings, run
 from orchestrator.kafka_errors import explain_wrapped
+from orchestrator.quotas import check_payload
 from orchestrator.runtime.tokens import InvalidToken
-from orchestrator.settings import KafkaSettings
+from orchestrator.settings import DecisionSettings, KafkaSettings, OrchestratorSettings
+from orchestrator.task_callbacks import (
+    Outcome,
+    OutcomeWatch,
+    awaited_tasks,
+    describe_outcome,
+    not_waiting,
+    unknown_execution,
+    verify_token,
+)
 from schemas.review import ReviewDecision
 from steps.review import decisions
 from steps.review.inbox import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
@@ -42,12 +56,24 @@ _CONTENT_WIDTH = 300
 
 
 def _run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the one-line error below says it better
     try:
-        with kafka_errors(settings):
-            return asyncio.run(work)
-    except (ReadModelError, ReviewInboxError) as exc:
+        return run(work, settings)  # Kafka, quota and token failures: one line there
+    except ReviewInboxError as exc:
         fail(explain_wrapped(exc, settings))  # a refused login or certificate: say which, and the fix
+
+
+def _token_secret() -> SecretStr:
+    try:
+        return OrchestratorSettings().token_secret
+    except ValidationError as exc:
+        fail(f"invalid BATON_* environment: {exc.errors()[0]['msg']}")
+
+
+def _default_wait() -> float:
+    try:
+        return DecisionSettings().decision_wait_seconds
+    except ValidationError as exc:
+        fail(f"invalid BATON_DECISION_WAIT_SECONDS: {exc.errors()[0]['msg']}")
 
 
 def _default_reviewer() -> str | None:
@@ -61,7 +87,11 @@ def _decision_options(command: F) -> F:
     command = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
                            help="Seconds to read Kafka for the pending-review check.")(command)
     command = click.option("--no-check", is_flag=True,
-                           help="Post without checking that the review is pending and allows this decision.")(command)
+                           help="Post without checking the token, that the review is pending and that it allows "
+                                "this decision.")(command)
+    command = click.option("--wait", type=click.FloatRange(min=0), default=_default_wait, show_default="5",
+                           help="Seconds to wait for the orchestrator to apply the decision "
+                                "(default: BATON_DECISION_WAIT_SECONDS or 5).")(command)
     command = click.option("--reviewer", default=_default_reviewer,
                            help="Who decides (default: $BATON_REVIEWER or the user name).")(command)
     return kafka_options(command)
@@ -76,30 +106,54 @@ def _build(make: Callable[[], ReviewDecision]) -> ReviewDecision:
         fail(str(exc))
 
 
-def _post(decision: ReviewDecision, *, check: bool, timeout: float, bootstrap: str | None,
-          topic_prefix: str | None) -> PendingReview | None:
-    settings = kafka_settings(bootstrap, topic_prefix)
-    name = decisions.decision_name(decision)
+@dataclass(frozen=True)
+class _Posted:
+    review: PendingReview | None  # None with --no-check, or for a callback task that is no review
+    outcome: Outcome
+    wait: float
 
-    async def work() -> PendingReview | None:
-        review = None
-        if check:
-            review = await find_pending(settings, decision.task_token, timeout)
-            if review is None:
-                raise ReviewInboxError(
-                    "no pending review has this token: it was decided, timed out or its execution ended "
-                    "(`baton review list` shows what is pending; --no-check posts anyway)")
-            if name is not None and name not in review.details.decisions:
-                raise ReviewInboxError(f"this review allows {', '.join(review.details.decisions)}; not {name}")
-        await post_decision(settings, decision)
-        return review
+
+async def _check(settings: KafkaSettings, decision: ReviewDecision, timeout: float) -> PendingReview | None:
+    """What the orchestrator will check, checked first: the signature, the execution, that the task
+    still waits (from the state topic), and that the review allows this decision."""
+    execution_id, task_id = verify_token(decision.task_token, _token_secret())
+    try:
+        awaited = await awaited_tasks(settings, execution_id, timeout)
+    except TimeoutError as exc:
+        raise ReviewInboxError(f"{exc}; try a longer --timeout") from None
+    if awaited is None:
+        raise unknown_execution(execution_id)
+    if task_id not in awaited:
+        refused = not_waiting(execution_id)
+        raise ReviewInboxError(f"no pending review has this token: {refused} (`baton review list` shows what "
+                               "is pending)")
+    review = await find_pending(settings, decision.task_token, timeout)
+    name = decisions.decision_name(decision)
+    if review is not None and name is not None and name not in review.details.decisions:
+        raise ReviewInboxError(f"this review allows {', '.join(review.details.decisions)}; not {name}")
+    return review
+
+
+def _post(decision: ReviewDecision, *, check: bool, timeout: float, wait: float, bootstrap: str | None,
+          topic_prefix: str | None) -> _Posted:
+    settings = kafka_settings(bootstrap, topic_prefix)
+    limits = quotas()
+
+    async def work() -> _Posted:
+        if decision.outcome == "success":
+            check_payload(decision.output, limits, "the decision's output")
+        review = await _check(settings, decision, timeout) if check else None
+        async with OutcomeWatch(settings) as watch:
+            posted = await post_decision(settings, decision)
+            return _Posted(review, await watch.outcome(posted.partition, posted.offset, wait), wait)
 
     return _run(work(), settings)
 
 
-def _done(what: str, decision: ReviewDecision, review: PendingReview | None) -> None:
+def _done(what: str, decision: ReviewDecision, posted: _Posted) -> None:
+    review = posted.review
     where = f"state {review.request.state_name!r} of " if review is not None else ""
-    click.echo(f"{what}: {where}{decision.execution_id}")
+    click.echo(f"{what}: {where}{decision.execution_id} ({describe_outcome(posted.outcome, posted.wait)})")
 
 
 @click.group()
@@ -147,12 +201,13 @@ def list_(timeout: float, as_json: bool, bootstrap: str | None, topic_prefix: st
 @click.option("--comment", help="A note recorded in the result.")
 @_decision_options
 def approve(token: str, output: str | None, comment: str | None, reviewer: str | None, no_check: bool,
-            timeout: float, bootstrap: str | None, topic_prefix: str | None) -> None:
+            timeout: float, wait: float, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Approve: the review task succeeds."""
     extra = parse_json_arg(output, "--output") if output is not None else None
     decision = _build(lambda: decisions.approve(token, extra, reviewer=reviewer, comment=comment))
-    review_ = _post(decision, check=not no_check, timeout=timeout, bootstrap=bootstrap, topic_prefix=topic_prefix)
-    _done("approved", decision, review_)
+    posted = _post(decision, check=not no_check, timeout=timeout, wait=wait, bootstrap=bootstrap,
+                   topic_prefix=topic_prefix)
+    _done("approved", decision, posted)
 
 
 @review.command()
@@ -162,12 +217,13 @@ def approve(token: str, output: str | None, comment: str | None, reviewer: str |
 @click.option("--comment", help="A note recorded in the result.")
 @_decision_options
 def edit(token: str, content: str, comment: str | None, reviewer: str | None, no_check: bool, timeout: float,
-         bootstrap: str | None, topic_prefix: str | None) -> None:
+         wait: float, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Approve with changes: the review task succeeds with the edited content."""
     value = parse_json_arg(content, "--output")
     decision = _build(lambda: decisions.edit(token, value, reviewer=reviewer, comment=comment))
-    review_ = _post(decision, check=not no_check, timeout=timeout, bootstrap=bootstrap, topic_prefix=topic_prefix)
-    _done("edited", decision, review_)
+    posted = _post(decision, check=not no_check, timeout=timeout, wait=wait, bootstrap=bootstrap,
+                   topic_prefix=topic_prefix)
+    _done("edited", decision, posted)
 
 
 @review.command()
@@ -177,19 +233,21 @@ def edit(token: str, content: str, comment: str | None, reviewer: str | None, no
 @click.option("--cause", help="Why (default: \"rejected by REVIEWER\").")
 @_decision_options
 def reject(token: str, error: str, cause: str | None, reviewer: str | None, no_check: bool, timeout: float,
-           bootstrap: str | None, topic_prefix: str | None) -> None:
+           wait: float, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Reject: the review task fails with ERROR and CAUSE."""
     decision = _build(lambda: decisions.reject(token, error=error, cause=cause, reviewer=reviewer))
-    review_ = _post(decision, check=not no_check, timeout=timeout, bootstrap=bootstrap, topic_prefix=topic_prefix)
-    _done(f"rejected ({decision.error})", decision, review_)
+    posted = _post(decision, check=not no_check, timeout=timeout, wait=wait, bootstrap=bootstrap,
+                   topic_prefix=topic_prefix)
+    _done(f"rejected ({decision.error})", decision, posted)
 
 
 @review.command()
 @click.argument("token")
 @_decision_options
-def heartbeat(token: str, reviewer: str | None, no_check: bool, timeout: float, bootstrap: str | None,
-              topic_prefix: str | None) -> None:
+def heartbeat(token: str, reviewer: str | None, no_check: bool, timeout: float, wait: float,
+              bootstrap: str | None, topic_prefix: str | None) -> None:
     """Still deciding: restart the task's HeartbeatSeconds clock."""
     decision = _build(lambda: decisions.heartbeat(token, reviewer=reviewer))
-    review_ = _post(decision, check=not no_check, timeout=timeout, bootstrap=bootstrap, topic_prefix=topic_prefix)
-    _done("heartbeat sent", decision, review_)
+    posted = _post(decision, check=not no_check, timeout=timeout, wait=wait, bootstrap=bootstrap,
+                   topic_prefix=topic_prefix)
+    _done("heartbeat sent", decision, posted)

@@ -129,8 +129,8 @@ def test_a_review_rejected_with_the_cli_and_a_forged_token_refused(kafka: KafkaS
                                                    "Cause": "Floods need the Flood Extension."}
             assert outcome.output["next"] == "redraft" and "review" not in outcome.output
 
-            code, _ = await baton(kafka, "approve", pending.token, "--no-check")  # a replay, posted anyway
-            assert code == 0
+            code, output = await baton(kafka, "approve", pending.token, "--no-check")  # a replay, posted anyway
+            assert code == 2 and "no longer waiting" in output, output  # the orchestrator refused it
             async def replay_refused() -> bool:  # a reused token goes to the DLQ too, with its reason
                 return len(await client.dead_letters()) >= 2
 

@@ -8,8 +8,16 @@ from click.testing import CliRunner
 from orchestrator.cli import main
 from orchestrator.runtime.tokens import TokenSigner
 
-TOKEN = TokenSigner(b"0123456789abcdef-secret").sign("arn:baton:states:local:execution:m:a", "t")
+SECRET = "0123456789abcdef-secret"
+TOKEN = TokenSigner(SECRET.encode()).sign("arn:baton:states:local:execution:m:a", "t")
+FORGED = TokenSigner(b"not-the-orchestrators-secret").sign("arn:baton:states:local:execution:m:a", "t")
 DOWN = ["--bootstrap", "127.0.0.1:1"]  # nothing listens on port 1
+
+
+@pytest.fixture(autouse=True)
+def orchestrators_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands check a token's signature with the orchestrators' secret, as it is configured."""
+    monkeypatch.setenv("BATON_TOKEN_SECRET", SECRET)
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -21,6 +29,9 @@ DOWN = ["--bootstrap", "127.0.0.1:1"]  # nothing listens on port 1
     (["list", *DOWN], "cannot reach Kafka at 127.0.0.1:1"),
     (["approve", TOKEN, *DOWN], "cannot reach Kafka at 127.0.0.1:1"),
     (["heartbeat", TOKEN, "--no-check", *DOWN], "cannot reach Kafka at 127.0.0.1:1"),
+    (["approve", FORGED, *DOWN], "the task token is not valid"),  # refused before Kafka is asked
+    (["approve", TOKEN, "--output", '{"big": "' + "x" * 300_000 + '"}', *DOWN], "over the payload quota"),
+    (["approve", TOKEN, "--output", "[" * 200 + "]" * 200, *DOWN], "more than 128 levels deep"),
 ])
 def test_errors_are_one_line(args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["review", *args])
