@@ -9,7 +9,19 @@ and heartbeat go to the review-decisions topic keyed by the execution the token 
 `baton deploy` does). Reads come from the read model, so they see every orchestrator instance.
 
 Every error is one JSON shape: `{"error": {"code", "message", "details"?}}`, with the HTTP status
-saying its class (400 a bad request, 404 unknown, 409 a conflict, 503 Kafka unavailable).
+saying its class (400 a bad request, 404 unknown, 409 a conflict, 410 a task no longer waiting,
+413 over a quota, 503 Kafka unavailable, 500 a bug), all mapped in `_errors`.
+
+Quotas (`orchestrator.settings.Quotas`, docs/limits.md): every route's body is bounded in size and
+depth before it is parsed (`orchestrator.api.limits`); inputs, task outputs and definitions are
+measured as the decider measures them (`orchestrator.quotas`) and refused with 413 before anything
+is published.
+
+Task decisions (`/api/tasks/*`, `/api/reviews/decision`) are checked before they are posted: the
+token's signature (the orchestrators' BATON_TOKEN_SECRET), the execution and that the task still
+waits (`orchestrator.api.tasks`); then the route waits a few seconds (BATON_DECISION_WAIT_SECONDS)
+for the orchestrator to apply it: 200 "applied", or 202 "accepted" when the wait ran out
+(`orchestrator.task_callbacks`).
 
 Auth: every route declares the role it needs (viewer, operator, reviewer) through
 `requires(role)`, which calls the app's `Authorizer`. `create_app`'s default allows all (tests,
@@ -33,38 +45,51 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.api.auth import COOKIE, AuthError, identity_of
+from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.readmodel import (
     TERMINAL_STATUSES,
     AmbiguousExecution,
     ExecutionView,
     ReadModel,
     ReadModelError,
+    RecordTooLarge,
     default_path,
     kafka_errors,
     topic_partitions,
 )
+from orchestrator.api.tasks import StateFollower, TaskState
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.model import StateMachine, parse_definition
 from orchestrator.graph import state_runs, to_mermaid, to_svg
+from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
 from orchestrator.runtime.tokens import InvalidToken
-from orchestrator.settings import KafkaSettings
-from schemas.base import Envelope, decode, encode
-from schemas.executions import ExecutionSnapshot, RedriveExecution, StartExecution, StopExecution, execution_id_for
+from orchestrator.settings import DecisionSettings, KafkaSettings, OrchestratorSettings, Quotas
+from orchestrator.task_callbacks import (
+    DecisionRefused,
+    Outcome,
+    OutcomeWatch,
+    describe_outcome,
+    not_waiting,
+    unknown_execution,
+    verify_token,
+)
+from schemas.base import Envelope, encode
+from schemas.executions import RedriveExecution, StartExecution, StopExecution, execution_id_for
 from schemas.registry import StateMachineRecord
 from schemas.review import ReviewDecision
 
@@ -185,42 +210,15 @@ class ReviewDecisionRequest(BaseModel):
 # ------------------------------------------------------------ Kafka side
 
 
-@dataclass
-class Definitions:
-    """Each execution's pinned definition, from the compacted state topic (and from our starts)."""
-
-    by_execution: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    async def follow(self, settings: KafkaSettings, stop: asyncio.Event) -> None:
-        topic = settings.topics.state
-        partitions = [TopicPartition(topic, p) for p in (await topic_partitions(settings, [topic]))[topic]]
-        consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed", auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=1000)
-                for messages in batches.values():
-                    for message in messages:
-                        key = (message.key or b"").decode(errors="replace")
-                        if message.value is None or key in self.by_execution:
-                            continue  # definitions are pinned: the first one seen stays right
-                        with suppress(ValueError):
-                            self.by_execution[key] = decode(ExecutionSnapshot, message.value).definition
-        finally:
-            await consumer.stop()
-
-
 class Backend:
     """What the routes use: the read model, the definitions, a producer, the settings."""
 
-    def __init__(self, settings: KafkaSettings, db_path: str | Path) -> None:
+    def __init__(self, settings: KafkaSettings, db_path: str | Path, quotas: Quotas | None = None) -> None:
         self.settings = settings
         self.model = ReadModel(db_path)
-        self.definitions = Definitions()
-        self.producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
+        self.definitions = StateFollower()
+        self.producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True,
+                                         **start_producer_options(quotas if quotas is not None else Quotas()))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -232,7 +230,7 @@ class Backend:
             await self.producer.start()
         self._tasks = [asyncio.create_task(self._keep(self.model.follow(self.settings, self._stop, 0.3), "read model")),
                        asyncio.create_task(self._keep(self.definitions.follow(self.settings, self._stop),
-                                                      "definitions"))]
+                                                      "the state topic"))]
 
     async def _keep(self, work: Awaitable[None], what: str) -> None:
         try:
@@ -251,9 +249,28 @@ class Backend:
         await self.producer.stop()
         self.model.close()
 
-    async def publish(self, topic: str, record: Envelope) -> None:
+    async def publish(self, topic: str, record: Envelope) -> RecordMetadata:
         with kafka_errors(self.settings):
-            await self.producer.send_and_wait(topic, encode(record), key=record.execution_id.encode())
+            return await self.producer.send_and_wait(topic, encode(record), key=record.execution_id.encode())
+
+    async def task_state(self, execution_id: str, task_id: str) -> TaskState:
+        """Whether the execution still awaits the callback task (`StateFollower.task_state`)."""
+        def known() -> bool:
+            try:
+                view = self.model.describe(execution_id)
+            except AmbiguousExecution:
+                return False
+            return view is not None and view.execution_id == execution_id
+
+        with kafka_errors(self.settings):
+            return await self.definitions.task_state(execution_id, task_id, known)
+
+    async def post_decision(self, decision: ReviewDecision, wait: float) -> Outcome:
+        """Publish a task decision, then wait up to `wait` seconds for the orchestrator to apply it."""
+        with kafka_errors(self.settings):
+            async with OutcomeWatch(self.settings) as watch:
+                posted = await self.publish(self.settings.topics.review_decisions, decision)
+                return await watch.outcome(posted.partition, posted.offset, wait)
 
     def describe(self, execution: str) -> ExecutionView:
         try:
@@ -274,10 +291,23 @@ def _backend(request: Request) -> Backend:
     return backend
 
 
-def _parse(definition: Any) -> StateMachine:
-    """A valid definition, or 400 with every problem and its JSON path."""
+def _parse(definition: Any, quotas: Quotas) -> StateMachine:
+    """A valid definition within its quota, or 400 with every problem and its JSON path (413 when
+    it is too large: checked first, so a huge definition is not validated at all)."""
+    if isinstance(definition, str):
+        from orchestrator.asl.model import load_document
+
+        try:
+            definition = load_document(definition)
+        except RecursionError:  # YAML text nests without limit (a JSON body's depth is checked before parsing)
+            raise ApiError(400, "InvalidDefinition", "the definition nests too deeply") from None
+        except ValueError as exc:
+            raise ApiError(400, "InvalidDefinition", str(exc)) from None
+    check_definition(definition, quotas)
     try:
         return parse_definition(definition if isinstance(definition, (str, dict)) else json.dumps(definition))
+    except RecursionError:  # YAML text nests without limit (a JSON body's depth is checked before parsing)
+        raise ApiError(400, "InvalidDefinition", "the definition nests too deeply") from None
     except DefinitionError as exc:
         problems = [{"path": p.path, "message": p.message} for p in exc.problems]
         raise ApiError(400, "InvalidDefinition", f"invalid definition ({len(problems)} problem(s)): "
@@ -300,14 +330,16 @@ def _registry_error(exc: Exception) -> ApiError:
         return ApiError(404, "StateMachineNotFound", str(exc))
     if isinstance(exc, errors.VersionInUse):
         return ApiError(409, "VersionInUse", str(exc))
+    if isinstance(exc, errors.RecordTooLarge):
+        return ApiError(413, "RegistryRecordTooLarge", str(exc))
     return ApiError(503, "RegistryUnavailable", str(exc))
 
 
-def _definition_object(definition: Any) -> dict[str, Any]:
+def _definition_object(definition: Any, quotas: Quotas) -> dict[str, Any]:
     """A deployable definition: validated (400 with each fault's JSON path), as a JSON object."""
     from orchestrator.asl.model import load_document
 
-    _parse(definition)
+    _parse(definition, quotas)
     loaded = load_document(definition) if isinstance(definition, str) else definition
     if not isinstance(loaded, dict):
         raise ApiError(400, "InvalidDefinition", "a definition is a JSON object with StartAt and States")
@@ -325,13 +357,17 @@ def _decision(make: Callable[[], ReviewDecision]) -> ReviewDecision:
 
 
 def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
-               authorizer: Authorizer = allow_all) -> FastAPI:
-    """The API and pages for the topics of `settings`; `db_path` is the read model's file."""
+               authorizer: Authorizer = allow_all, quotas: Quotas | None = None,
+               token_secret: SecretStr | None = None, decision_wait: float | None = None) -> FastAPI:
+    """The API and pages for the topics of `settings`; `db_path` is the read model's file.
+    `quotas`, the orchestrators' `token_secret` and the `decision_wait` (seconds) default to the
+    environment's (BATON_MAX_*, BATON_TOKEN_SECRET, BATON_DECISION_WAIT_SECONDS)."""
     path = db_path if db_path is not None else default_path(settings.topic_prefix, settings.kafka_bootstrap)
+    quotas = quotas if quotas is not None else Quotas()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backend = Backend(settings, path)
+        backend = Backend(settings, path, quotas)
         try:
             await backend.start()
         except BaseException:
@@ -347,6 +383,11 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
                   description="Amazon States Language workflows on Apache Kafka: executions, human review, "
                               "TestState and validation. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
     app.state.authorizer = authorizer
+    app.state.quotas = quotas
+    app.state.token_secret = token_secret if token_secret is not None else OrchestratorSettings().token_secret
+    app.state.decision_wait = (decision_wait if decision_wait is not None
+                               else DecisionSettings().decision_wait_seconds)
+    app.router.route_class = GuardedRoute  # every route below: bodies bounded before they are parsed
     hide_query_tokens()
     _errors(app)
     _login_cookie(app)
@@ -438,9 +479,33 @@ def _errors(app: FastAPI) -> None:
     async def kafka_error(request: Request, exc: ReadModelError) -> JSONResponse:
         return error_response(503, "KafkaUnavailable", str(exc))
 
+    @app.exception_handler(RecordTooLarge)
+    async def record_too_large(request: Request, exc: RecordTooLarge) -> JSONResponse:
+        return error_response(413, "RecordTooLarge", str(exc))
+
+    @app.exception_handler(QuotaExceeded)
+    async def over_quota(request: Request, exc: QuotaExceeded) -> JSONResponse:
+        details = {"size": exc.size, "limit": exc.limit} if exc.size is not None else {"limit": exc.limit}
+        return error_response(exc.status, exc.code, str(exc), details)
+
+    @app.exception_handler(DecisionRefused)
+    async def decision_refused(request: Request, exc: DecisionRefused) -> JSONResponse:
+        # AWS's SendTaskSuccess errors: InvalidToken, TaskDoesNotExist, TaskTimedOut (a task
+        # decided, timed out or ended: AWS answers TaskTimedOut for each).
+        status, code = {"invalid_token": (400, "InvalidToken"), "unknown_execution": (404, "TaskDoesNotExist"),
+                        "not_waiting": (410, "TaskTimedOut")}.get(exc.kind, (422, "DecisionRefused"))
+        return error_response(status, code, str(exc))
+
     @app.exception_handler(sqlite3.Error)
     async def database_error(request: Request, exc: sqlite3.Error) -> JSONResponse:
         return error_response(503, "ReadModelUnavailable", f"read model database: {exc}")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's default is a plain-text 500; every answer of the API keeps its JSON shape.
+        # (Starlette raises the exception on after this answer, so the server logs its traceback.)
+        return error_response(500, "InternalError", f"internal error ({type(exc).__name__}); the API's log has "
+                                                    "the details")
 
 
 def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
@@ -452,8 +517,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         backend = _backend(request)
         if body.definition is None and not body.state_machine:
             raise ApiError(400, "BadRequest", "give a definition or the name of a registered state machine")
+        quotas: Quotas = request.app.state.quotas
         if body.definition is not None:
-            _parse(body.definition)
+            _parse(body.definition, quotas)
+        check_payload(body.input, quotas)
         state_machine = body.state_machine or "inline"
         name = body.name or str(uuid.uuid4())
         from orchestrator.control_cli import _NAME_MAX, _NAME_SYMBOLS
@@ -561,33 +628,35 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         return _sse(_token_events(backend.settings, execution_id, all_tasks, idle_timeout))
 
     @app.post("/api/tasks/success", status_code=202, dependencies=[reviewer], tags=["tasks"])
-    async def send_task_success(body: TaskSuccess, request: Request) -> dict[str, Any]:
-        """SendTaskSuccess: the waiting task succeeds with `output` (published to the review topic)."""
+    async def send_task_success(body: TaskSuccess, request: Request, response: Response) -> dict[str, Any]:
+        """SendTaskSuccess: the waiting task succeeds with `output` (published to the review topic).
+        200 once the orchestrator applied it, 202 if not yet within the wait; 400 InvalidToken,
+        404 TaskDoesNotExist, 410 TaskTimedOut (decided, timed out or ended), 413 output too large."""
         from steps.review.decisions import check_token
 
         _check_queue(request, body.task_token)
         decision = _decision(lambda: ReviewDecision(execution_id=check_token(body.task_token),
                                                     task_token=body.task_token.strip(), outcome="success",
                                                     output=body.output, reviewer=_who(request)))
-        return await _post_decision(request, decision)
+        return await _post_decision(request, response, decision)
 
     @app.post("/api/tasks/failure", status_code=202, dependencies=[reviewer], tags=["tasks"])
-    async def send_task_failure(body: TaskFailure, request: Request) -> dict[str, Any]:
-        """SendTaskFailure: the waiting task fails with `error` and `cause`."""
+    async def send_task_failure(body: TaskFailure, request: Request, response: Response) -> dict[str, Any]:
+        """SendTaskFailure: the waiting task fails with `error` and `cause` (statuses as SendTaskSuccess)."""
         from steps.review import decisions
 
         _check_queue(request, body.task_token)
-        return await _post_decision(request, _decision(lambda: decisions.reject(body.task_token, error=body.error,
+        return await _post_decision(request, response, _decision(lambda: decisions.reject(body.task_token, error=body.error,
                                                                                  cause=body.cause,
                                                                                  reviewer=_who(request))))
 
     @app.post("/api/tasks/heartbeat", status_code=202, dependencies=[reviewer], tags=["tasks"])
-    async def send_task_heartbeat(body: TaskHeartbeat, request: Request) -> dict[str, Any]:
-        """SendTaskHeartbeat: restart the waiting task's HeartbeatSeconds clock."""
+    async def send_task_heartbeat(body: TaskHeartbeat, request: Request, response: Response) -> dict[str, Any]:
+        """SendTaskHeartbeat: restart the waiting task's HeartbeatSeconds clock (statuses as SendTaskSuccess)."""
         from steps.review import decisions
 
         _check_queue(request, body.task_token)
-        return await _post_decision(request, _decision(lambda: decisions.heartbeat(body.task_token,
+        return await _post_decision(request, response, _decision(lambda: decisions.heartbeat(body.task_token,
                                                                                     reviewer=_who(request))))
 
     @app.get("/api/reviews", dependencies=[reviewer], tags=["reviews"])
@@ -604,8 +673,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
                 if identity is None or identity.may_review(review.state_machine)]
 
     @app.post("/api/reviews/decision", status_code=202, dependencies=[reviewer], tags=["reviews"])
-    async def decide_review(body: ReviewDecisionRequest, request: Request) -> dict[str, Any]:
-        """Approve, edit or reject a pending review (what `baton review approve|edit|reject` posts)."""
+    async def decide_review(body: ReviewDecisionRequest, request: Request, response: Response) -> dict[str, Any]:
+        """Approve, edit or reject a pending review (what `baton review approve|edit|reject` posts);
+        statuses as `/api/tasks/success`."""
         from steps.review import decisions
 
         _check_queue(request, body.task_token)
@@ -620,12 +690,12 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         else:
             decision = _decision(lambda: decisions.reject(body.task_token, error=body.error, cause=body.cause,
                                                           reviewer=reviewer))
-        return await _post_decision(request, decision)
+        return await _post_decision(request, response, decision)
 
     @app.post("/api/validate", dependencies=[viewer], tags=["definitions"])
-    async def validate(body: DefinitionRequest) -> dict[str, Any]:
+    async def validate(body: DefinitionRequest, request: Request) -> dict[str, Any]:
         """Validate a definition: 200 when valid, 400 with every problem and its JSON path."""
-        machine = _parse(body.definition)
+        machine = _parse(body.definition, request.app.state.quotas)
         return {"valid": True, "start_at": machine.start_at, "query_language": machine.query_language,
                 "states": len(machine.states)}
 
@@ -645,10 +715,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
                 check_alias_name(body.alias)
         except RegistryError as exc:
             raise _registry_error(exc) from None
-        definition = _definition_object(body.definition)
+        definition = _definition_object(body.definition, request.app.state.quotas)
         try:
             with kafka_errors(backend.settings):
-                deployed = await RegistryWriter(backend.settings).deploy(
+                deployed = await RegistryWriter(backend.settings, quotas=request.app.state.quotas).deploy(
                     body.name, definition, description=body.description, publish=True, alias=body.alias)
         except RegistryError as exc:
             raise _registry_error(exc) from None
@@ -676,12 +746,14 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         return record.model_dump(mode="json")
 
     @app.post("/api/test-state", dependencies=[viewer], tags=["definitions"])
-    async def test_state(body: TestStateRequest) -> dict[str, Any]:
+    async def test_state(body: TestStateRequest, request: Request) -> dict[str, Any]:
         """TestState: run one state with a given input (and task result or error)."""
         from orchestrator.local.runner import LocalRunError, TaskResolver
         from orchestrator.local.test_state import GivenOutcome, run_test_state
 
-        machine = _parse(body.definition)
+        quotas: Quotas = request.app.state.quotas
+        machine = _parse(body.definition, quotas)
+        check_payload(body.input, quotas, "the state input")
         given = GivenOutcome(result=body.result, has_result=body.has_result or body.result is not None,
                              error=body.error, cause=body.cause)
         try:
@@ -740,10 +812,24 @@ def _state_machine_of(backend: Backend, execution_id: str) -> str | None:
     return view.state_machine if view is not None and view.execution_id == execution_id else None
 
 
-async def _post_decision(request: Request, decision: ReviewDecision) -> dict[str, Any]:
+async def _post_decision(request: Request, response: Response, decision: ReviewDecision) -> dict[str, Any]:
+    """Check a decision as the orchestrator will (its token's signature, its execution, that the task
+    still waits; 4xx and nothing is posted otherwise), post it and report whether it was applied."""
     backend = _backend(request)
-    await backend.publish(backend.settings.topics.review_decisions, decision)
-    return {"execution_id": decision.execution_id, "outcome": decision.outcome}
+    execution_id, task_id = verify_token(decision.task_token, request.app.state.token_secret)
+    if decision.outcome == "success":
+        check_payload(decision.output, request.app.state.quotas, "the task output")
+    state = await backend.task_state(execution_id, task_id)
+    if state == "unknown":
+        raise unknown_execution(execution_id)
+    if state == "gone":
+        raise not_waiting(execution_id)
+    wait: float = request.app.state.decision_wait
+    outcome = await backend.post_decision(decision, wait)
+    if outcome == "applied":
+        response.status_code = 200
+    return {"execution_id": decision.execution_id, "outcome": decision.outcome, "status": outcome,
+            "message": describe_outcome(outcome, wait)}
 
 
 def _progress(view: ExecutionView, history: list[dict[str, Any]]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def test_roles_reviewer_identity_and_revocation(kafka: KafkaSettings, tmp_path: 
             review = (await eventually(pending, timeout=60))[0]
             decided = await client.post("/api/reviews/decision", headers=bearer(reviewer), json={
                 "task_token": review["task_token"], "decision": "approve", "reviewer": "somebody-else"})
-            assert decided.status_code == 202, decided.text
+            assert decided.status_code in (200, 202), decided.text  # applied, or not yet within the wait
             client.headers.update(bearer(viewer))
             done = await until_status(client, execution_id, "SUCCEEDED")
             assert done["output"]["review"]["reviewer"] == "ana"  # from the token, not the body

@@ -92,7 +92,7 @@ def test_jwt_roles_deploy_and_the_reviewer_subject_in_the_history(kafka: KafkaSe
                 review = (await eventually(pending, timeout=60))[0]
                 decided = await client.post("/api/reviews/decision", headers=bearer(reviewer), json={
                     "task_token": review["task_token"], "decision": "approve", "reviewer": "somebody-else"})
-                assert decided.status_code == 202, decided.text
+                assert decided.status_code in (200, 202), decided.text  # applied, or not yet within the wait
 
                 client.headers.update(bearer(viewer))
                 done = await until_status(client, execution_id, "SUCCEEDED")

@@ -96,7 +96,7 @@ def test_reviewers_limited_to_queues_by_token_and_by_jwt_claim(kafka: KafkaSetti
 
                 decided = await client.post("/api/reviews/decision", headers=bearer(ana), json={
                     "task_token": pending["approval"]["task_token"], "decision": "approve", "reviewer": "mallory"})
-                assert decided.status_code == 202, decided.text
+                assert decided.status_code in (200, 202), decided.text  # applied, or not yet within the wait
                 client.headers.update(bearer(everyone))
                 done = await until_status(client, executions["approval"], "SUCCEEDED")
                 assert done["output"]["review"]["reviewer"] == "ana"
@@ -107,7 +107,7 @@ def test_reviewers_limited_to_queues_by_token_and_by_jwt_claim(kafka: KafkaSetti
 
                 decided = await client.post("/api/reviews/decision", headers=bearer(jo), json={
                     "task_token": pending["refunds"]["task_token"], "decision": "approve", "comment": "fine"})
-                assert decided.status_code == 202, decided.text
+                assert decided.status_code in (200, 202), decided.text  # applied, or not yet within the wait
                 await until_status(client, executions["refunds"], "SUCCEEDED")
                 for machine, reviewer in (("approval", "ana"), ("refunds", "jo@example.com")):
                     history = (await client.get(f"/api/executions/{executions[machine]}/history")).json()

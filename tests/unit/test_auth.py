@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import COOKIE, Identity, TokenAuthorizer, TokenStore, TokenStoreError, in_queues
@@ -330,7 +331,8 @@ def test_tokens_cli_queues(tmp_path: Path) -> None:
 
 
 class _Backend:
-    """What the decision routes use of the API's backend: the read model's describe, and publish."""
+    """What the decision routes use of the API's backend: the read model's describe, whether a task
+    waits (any task of an execution it knows) and posting a decision."""
 
     def __init__(self, views: list[ExecutionView]) -> None:
         from orchestrator.settings import KafkaSettings
@@ -346,6 +348,13 @@ class _Backend:
     async def publish(self, topic: str, record: Any) -> None:
         self.published.append(record)
 
+    async def task_state(self, execution_id: str, task_id: str) -> str:
+        return "waiting" if execution_id in self.views else "unknown"
+
+    async def post_decision(self, decision: Any, wait: float) -> str:
+        self.published.append(decision)
+        return "accepted"  # as if the orchestrator had not consumed it yet: 202
+
 
 def test_decision_routes_enforce_queues(tmp_path: Path, idp: IdentityProvider) -> None:
     """A limited reviewer (token or JWT) decides its queue's tasks; another queue's, and an unknown
@@ -354,12 +363,13 @@ def test_decision_routes_enforce_queues(tmp_path: Path, idp: IdentityProvider) -
     approval, refunds = f"{prefix}approval:live:a1", f"{prefix}refunds:3:r1"  # run via an alias / a version
     backend = _Backend([ExecutionView(execution_id=approval, state_machine="approval", name="a1", status="RUNNING"),
                         ExecutionView(execution_id=refunds, state_machine="refunds", name="r1", status="RUNNING")])
-    signer = TokenSigner(b"unit-test-secret-0123456789")
+    secret = "unit-test-secret-0123456789"
+    signer = TokenSigner(secret.encode())
     tasks = {name: signer.sign(execution, "Review#1") for name, execution in
              (("approval", approval), ("refunds", refunds), ("unknown", f"{prefix}refunds:1:nope"))}
     store = TokenStore(tmp_path / "api-tokens.json")
     authorizer = TokenAuthorizer(store, oidc=OidcVerifier(idp.settings(queues_claim="baton_queues")))
-    app = create_app(KafkaSettings(), db_path=":memory:", authorizer=authorizer)
+    app = create_app(KafkaSettings(), db_path=":memory:", authorizer=authorizer, token_secret=SecretStr(secret))
     app.state.backend = backend  # no lifespan: the routes reach this stand-in instead of Kafka
     client = TestClient(app, raise_server_exceptions=False)
     ana = store.create("ana", "reviewer", ["approval"])
@@ -387,9 +397,10 @@ def test_decision_routes_enforce_queues(tmp_path: Path, idp: IdentityProvider) -
     assert backend.published[-1].execution_id == approval and backend.published[-1].reviewer == "ana"
     assert post("/api/tasks/heartbeat", jwt, tasks["approval"]).status_code == 202
     assert backend.published[-1].reviewer == "jo@example.com"
-    for task in ("refunds", "unknown"):  # without a limit, as before: the orchestrator verifies the token
-        assert post("/api/reviews/decision", everyone, tasks[task], decision="approve").status_code == 202
-    assert len(backend.published) == 4
+    # Without a limit, as before; the API checks the token then (an unknown execution: 404).
+    assert post("/api/reviews/decision", everyone, tasks["refunds"], decision="approve").status_code == 202
+    assert post("/api/reviews/decision", everyone, tasks["unknown"], decision="approve").status_code == 404
+    assert len(backend.published) == 3
     page = client.get("/reviews", headers={"Authorization": f"Bearer {ana}"})
     assert page.status_code == 200 and "Your review queues: approval." in page.text
     assert "review queues" not in client.get("/reviews", headers={"Authorization": f"Bearer {everyone}"}).text
