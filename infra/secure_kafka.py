@@ -108,6 +108,9 @@ class Role:
     writes: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     transactional_ids: tuple[str, ...] = ()
+    # Topics whose configs it reads: the orchestrator reads each output topic's max.message.bytes
+    # so every record it writes fits (DescribeConfigs; Read/Write do not imply it).
+    describe_configs: tuple[str, ...] = ()
 
 
 def baton_roles(prefix: str = "baton", services: Sequence[str] = STEP_SERVICES) -> list[Role]:
@@ -121,7 +124,8 @@ def baton_roles(prefix: str = "baton", services: Sequence[str] = STEP_SERVICES) 
              reads=(t.start, t.results, t.review_decisions, t.state, t.statemachines),
              writes=(t.history, t.events, t.state, t.dlq, *(t.commands(s) for s in services)),
              groups=(f"{prefix}-orchestrator",),
-             transactional_ids=(f"{prefix}-orchestrator-",)),
+             transactional_ids=(f"{prefix}-orchestrator-",),
+             describe_configs=(t.history, t.events, t.state, t.dlq, *(t.commands(s) for s in services))),
         # Starts, stops and redrives executions, posts review decisions; reads with assigned
         # partitions (no group).
         Role("baton-api", reads=readers, writes=(t.start, t.review_decisions)),
@@ -148,6 +152,7 @@ def acl_tool_arguments(roles: Sequence[Role]) -> list[list[str]]:
             ("--operation", "Write", *_each("--topic", role.writes)),
             ("--operation", "Write", *_each("--transactional-id", role.transactional_ids),
              "--resource-pattern-type", "prefixed"),
+            ("--operation", "DescribeConfigs", *_each("--topic", role.describe_configs)),
         ]
         for grant in wanted:
             if any(flag in grant for flag in ("--topic", "--group", "--transactional-id")):

@@ -116,6 +116,8 @@ async def running(broker: SecureBroker, fn: KafkaSettings) -> AsyncIterator[None
         async with fn_service([STEPS], settings=fn):
             await asyncio.wait_for(_ready_or_ended(orchestrator, task), 30)
             assert not task.done(), f"the orchestrator stopped: {task.exception()!r}"
+            # Its ACLs let it read every output topic's record size (DescribeConfigs): none assumed.
+            assert set(orchestrator._record_limits) == set(orchestrator._output_topics())
             yield
     finally:
         stop_event.set()
