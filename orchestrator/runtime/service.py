@@ -86,10 +86,10 @@ from schemas.base import compress, decode, encode
 from schemas.executions import ExecutionSnapshot, InputPositions, parse_request
 from schemas.executions import RedriveExecution as RedriveRequest
 from schemas.executions import StartExecution as StartRequest
+from schemas.resources import service_for
 from schemas.review import ReviewDecision
 from schemas.steps import StepResult
 from schemas.topics import STEP_SERVICES
-from steps.sdk.resolve import service_for
 
 log = logging.getLogger("baton.orchestrator")
 

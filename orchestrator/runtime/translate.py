@@ -22,9 +22,9 @@ from orchestrator.asl.execution import (
 from schemas.base import SCHEMA_VERSION, encode
 from schemas.dlq import DeadLetter
 from schemas.executions import ExecutionStatus
+from schemas.resources import service_for
 from schemas.steps import StepCommand
 from schemas.topics import Topics
-from steps.sdk.resolve import service_for
 
 
 @dataclass(frozen=True)

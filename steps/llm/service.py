@@ -24,8 +24,8 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from prometheus_client import CollectorRegistry
 
-from orchestrator.asl.resources import REQUEST_RESPONSE, parse_resource
 from orchestrator.settings import KafkaSettings
+from schemas.resources import REQUEST_RESPONSE, parse_resource, service_for
 from schemas.steps import StepCommand
 from steps.llm.config import ConfigError, LLMSettings, ResolvedModel, load_settings
 from steps.llm.errors import InvalidParameters, InvalidResponse, LLMError
@@ -34,7 +34,6 @@ from steps.llm.prompts import PromptLibrary
 from steps.llm.providers import ChatRequest, ChatResponse, Message, Provider, make_provider
 from steps.llm.streaming import Send, TokenStream
 from steps.llm.task import LLMTask, bedrock_output, parse_bedrock, parse_task
-from steps.sdk.resolve import service_for
 from steps.sdk.step import StepError
 from steps.service import StepHandler, StepOutput, StepService
 

@@ -1,8 +1,8 @@
 """Which SDK step answers a Task resource, with what payload, and how its result is shaped.
 
 Pure functions shared by the local runner and the `fn` step service, so a definition behaves the
-same in `execute --local` and on Kafka. `service_for` names the step service (and so the command
-topic) that runs a resource.
+same in `execute --local` and on Kafka. Which step service (and so which command topic) runs a
+resource is `schemas.resources.service_for`.
 
 Lambda compatibility ([lambda] Step Functions developer guide, "Invoke an AWS Lambda function with
 Step Functions"): `arn:aws:states:::lambda:invoke` takes `FunctionName` and `Payload` and returns
@@ -17,12 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.asl import resources
-
-# Resources of the step services other than `fn`, by parsed service name (baton:X or AWS ARN).
-_BATON_SERVICES = {"llm": "llm", "http": "http", "review": "review", "retrieve": "retrieval"}
-_AWS_INTEGRATIONS = {("bedrock", "invokeModel"): "llm", ("http", "invoke"): "http"}
-
+from schemas import resources
 
 @dataclass(frozen=True)
 class FunctionCall:
@@ -55,19 +50,6 @@ def shape_result(call: FunctionCall, result: Any, request_id: str | None = None)
     if not call.wrap_lambda_invoke:
         return result
     return lambda_invoke_output(result, request_id or str(uuid.uuid4()))
-
-
-def service_for(resource: str) -> str:
-    """The step service that runs a Task resource (its commands go to `Topics.commands(service)`).
-
-    `baton:fn:*`, Lambda ARNs and `lambda:invoke` -> "fn"; `baton:llm` and `bedrock:invokeModel`
-    -> "llm"; `baton:http` and `http:invoke` -> "http"; `baton:review` -> "review"; any other
-    `baton:SVC` -> SVC; anything else -> "fn" (which fails it as a function it does not know).
-    """
-    parsed = resources.parse_resource(resource)
-    if parsed.base.startswith("baton:"):
-        return _BATON_SERVICES.get(parsed.service, parsed.service) or "fn"
-    return _AWS_INTEGRATIONS.get((parsed.service, parsed.action), "fn")
 
 
 def lambda_payload(payload: Any) -> Any:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from steps.sdk.resolve import FunctionCall, lambda_payload, resolve_call, service_for, shape_result
+from schemas.resources import service_for
+from steps.sdk.resolve import FunctionCall, lambda_payload, resolve_call, shape_result
 
 INVOKE = "arn:aws:states:::lambda:invoke"
 
