@@ -35,7 +35,6 @@ from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.control_cli import json_option, kafka_options, kafka_settings, run
 from orchestrator.kafka_errors import explain_wrapped
 from orchestrator.quotas import check_payload
-from orchestrator.runtime.tokens import InvalidToken
 from orchestrator.settings import DecisionSettings, KafkaSettings, OrchestratorSettings
 from orchestrator.task_callbacks import (
     Outcome,
@@ -47,6 +46,7 @@ from orchestrator.task_callbacks import (
     verify_token,
 )
 from schemas.review import ReviewDecision
+from schemas.tokens import InvalidToken
 from steps.review import decisions
 from steps.review.inbox import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
 

@@ -28,11 +28,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from orchestrator.api.readmodel import topic_partitions
-from orchestrator.runtime.tokens import InvalidToken, TokenSigner
 from orchestrator.settings import KafkaSettings
 from schemas.base import decode
 from schemas.dlq import DeadLetter
 from schemas.executions import InputPositions
+from schemas.tokens import InvalidToken, TokenSigner
 
 CALLBACK_SUFFIX = ".waitForTaskToken"  # only callback tasks hand out tokens
 Refusal = Literal["invalid_token", "unknown_execution", "not_waiting", "refused"]

@@ -77,7 +77,6 @@ from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.model import StateMachine, parse_definition
 from orchestrator.graph import state_runs, to_mermaid, to_svg
 from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
-from orchestrator.runtime.tokens import InvalidToken
 from orchestrator.settings import DecisionSettings, KafkaSettings, OrchestratorSettings, Quotas
 from orchestrator.task_callbacks import (
     DecisionRefused,
@@ -92,6 +91,7 @@ from schemas.base import Envelope, encode
 from schemas.executions import RedriveExecution, StartExecution, StopExecution, execution_id_for
 from schemas.registry import StateMachineRecord
 from schemas.review import ReviewDecision
+from schemas.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 

@@ -71,7 +71,6 @@ from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import definition_hash
 from orchestrator.registry.store import RegistryFollower
 from orchestrator.runtime.metrics import OrchestratorMetrics
-from orchestrator.runtime.tokens import InvalidToken, TokenSigner
 from orchestrator.runtime.topics import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, record_limits
 from orchestrator.runtime.translate import (
     Outgoing,
@@ -89,6 +88,7 @@ from schemas.executions import StartExecution as StartRequest
 from schemas.resources import service_for
 from schemas.review import ReviewDecision
 from schemas.steps import StepResult
+from schemas.tokens import InvalidToken, TokenSigner
 from schemas.topics import STEP_SERVICES
 
 log = logging.getLogger("baton.orchestrator")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.runtime.tokens import InvalidToken, execution_of
 from schemas.review import ReviewDecision
+from schemas.tokens import InvalidToken, execution_of
 from steps.review.task import Decision
 
 REJECTED = "Review.Rejected"

@@ -13,11 +13,11 @@ from typing import Any
 from orchestrator.asl.model import parse_definition
 from orchestrator.local.runner import TaskResolver, run_execution
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.tokens import TokenSigner
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import encode
 from schemas.review import ReviewDecision
 from schemas.steps import StepResult
+from schemas.tokens import TokenSigner
 from steps.fn.service import fn_service
 from steps.sdk import load_steps
 from tests.integration.runtime_support import RuntimeClient

@@ -16,9 +16,9 @@ import httpx
 
 from orchestrator.api.auth import TokenAuthorizer, TokenStore
 from orchestrator.api.oidc import OidcVerifier
-from orchestrator.runtime.tokens import TokenSigner
 from orchestrator.settings import KafkaSettings
 from schemas.executions import execution_id_for
+from schemas.tokens import TokenSigner
 from tests.integration.runtime_support import eventually
 from tests.integration.test_api import serving, until_status
 from tests.oidc_support import identity_provider

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.tokens import TokenSigner
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from schemas.tokens import TokenSigner
 from steps.review.decisions import approve
 from steps.review.inbox import PendingReview, pending_reviews, post_decision
 from steps.review.service import review_service

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from orchestrator.api.app import create_app
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.runtime.tokens import TokenSigner
 from orchestrator.settings import KafkaSettings, OrchestratorSettings
 from schemas.base import decode
 from schemas.executions import execution_id_for
 from schemas.review import ReviewDecision
+from schemas.tokens import TokenSigner
 from steps.review.service import review_service
 from tests.integration.runtime_support import eventually, read_all
 from tests.integration.test_api import free_port, until_status

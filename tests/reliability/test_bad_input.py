@@ -237,7 +237,7 @@ def test_a_cycle_without_exit_is_bounded() -> None:
 def test_a_non_ascii_forged_token_is_refused_as_invalid() -> None:
     """Found by the full form: a forged token with non-ASCII characters must be refused as an
     invalid token (hmac.compare_digest refuses non-ASCII str, so the signer compares bytes)."""
-    from orchestrator.runtime.tokens import InvalidToken, TokenSigner
+    from schemas.tokens import InvalidToken, TokenSigner
 
     signer = TokenSigner(b"0123456789abcdef0123456789abcdef")
     with pytest.raises(InvalidToken):

@@ -22,9 +22,9 @@ from pydantic import SecretStr
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import COOKIE, Identity, TokenAuthorizer, TokenStore, TokenStoreError, in_queues
 from orchestrator.api.readmodel import ExecutionView
-from orchestrator.runtime.tokens import TokenSigner
 from orchestrator.api.oidc import OidcVerifier
 from orchestrator.settings import KafkaSettings
+from schemas.tokens import TokenSigner
 from tests.oidc_support import IdentityProvider, identity_provider
 
 DEFINITION = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import main
-from orchestrator.runtime.tokens import TokenSigner
+from schemas.tokens import TokenSigner
 
 SECRET = "0123456789abcdef-secret"
 TOKEN = TokenSigner(SECRET.encode()).sign("arn:baton:states:local:execution:m:a", "t")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.runtime.tokens import InvalidToken, TokenSigner
 from schemas.review import ReviewRequest
 from schemas.steps import StepCommand
+from schemas.tokens import InvalidToken, TokenSigner
 from steps.review import decisions
 from steps.review.service import ReviewHandler
 from steps.review.task import InvalidReviewTask, ReviewDetails, ReviewTask, review_request

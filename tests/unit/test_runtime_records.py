@@ -13,11 +13,11 @@ from orchestrator.asl.execution import Effect, ExecutionState, StartExecution
 from orchestrator.asl.model import parse_definition
 from orchestrator.registry.model import definition_hash
 from orchestrator.runtime.service import Execution, _pack
-from orchestrator.runtime.tokens import TokenSigner
 from orchestrator.runtime.translate import Pin, effects_to_records, snapshot_record
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot, HistoryRecord, InputPositions
 from schemas.steps import StepCommand
+from schemas.tokens import TokenSigner
 from schemas.topics import Topics
 
 DEFINITION = {"StartAt": "Wait", "States": {"Wait": {

@@ -3,7 +3,9 @@
 A token is `<payload>.<signature>`, both base64url: the payload is the JSON pair
 [execution_id, task_id]; the signature an HMAC-SHA256 of it with the orchestrators' shared
 secret. A forged token fails verification; a replayed one names a task no longer awaited, which
-the decider ignores.
+the decider ignores. The format is a wire contract: tokens in flight must verify after an upgrade.
+
+A step result carries a `result_key`, an HMAC of the task and the service its command went to.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import hashlib
 import hmac
 import json
 
+from schemas.errors import BatonError
 
-class InvalidToken(ValueError):
+
+class InvalidToken(BatonError, ValueError):
     """The token is malformed or its signature does not match."""
 
 
@@ -27,6 +31,8 @@ def _unb64(text: str) -> bytes:
 
 
 class TokenSigner:
+    """Signs and verifies task tokens and result keys with the orchestrators' shared secret."""
+
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 16:
             raise ValueError("the task-token secret must be at least 16 bytes")
