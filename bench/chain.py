@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.workloads import chain
 from infra.local_kafka import ensure_up
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import ensure_topics
-from orchestrator.settings import KafkaSettings
 from schemas.base import decode, encode
 from schemas.executions import ExecutionStatus, StartExecution, execution_id_for
 

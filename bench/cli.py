@@ -24,7 +24,8 @@ NAMES = ("floor", "w1", "w2", "w3", "w4", "w5")
 
 def _orchestrator_settings() -> dict[str, object]:
     """The settings the benchmarked services run with (from the environment, as they read them)."""
-    from orchestrator.settings import KafkaSettings, OrchestratorSettings
+    from kafka_io import KafkaSettings
+    from orchestrator.settings import OrchestratorSettings
 
     orchestrator, kafka = OrchestratorSettings(), KafkaSettings()
     return {"max_batch": orchestrator.max_batch, "fetch_max_wait_ms": kafka.fetch_max_wait_ms,

@@ -33,7 +33,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra import local_model
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import decode, encode
 from schemas.steps import StepCommand, StepResult
 from steps.llm.config import LLMSettings, ProviderConfig

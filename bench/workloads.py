@@ -27,8 +27,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import delete_topics, ensure_topics
-from orchestrator.settings import KafkaSettings
 from schemas.base import decode, encode
 from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
 

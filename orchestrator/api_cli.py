@@ -11,11 +11,11 @@ import logging
 
 import click
 
+from kafka_io import KafkaSettings
 from orchestrator.api.readmodel import ReadModelError, kafka_errors, topic_partitions
 from orchestrator.cli import fail
 from orchestrator.control_cli import kafka_options, kafka_settings
 from orchestrator.kafka_errors import explain_wrapped
-from orchestrator.settings import KafkaSettings
 
 
 async def _check(settings: KafkaSettings) -> None:

@@ -237,7 +237,8 @@ def orchestrator_command(instance_id: str | None, metrics_port: int | None, boot
 
     from orchestrator.kafka_errors import connection_failure, diagnose, explain, settings_problem
     from orchestrator.runtime.main import serve
-    from orchestrator.settings import KafkaSettings, OrchestratorSettings
+    from kafka_io import KafkaSettings
+    from orchestrator.settings import OrchestratorSettings
 
     try:
         kafka = KafkaSettings()

@@ -28,6 +28,7 @@ import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
+from kafka_io import KafkaSettings
 from orchestrator.api.readmodel import (
     DEFAULT_PATH,
     TERMINAL_STATUSES,
@@ -42,7 +43,6 @@ from orchestrator.api.readmodel import (
 from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.kafka_errors import explain, explain_wrapped, settings_problem
 from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
-from orchestrator.settings import KafkaSettings
 from orchestrator.task_callbacks import DecisionRefused
 from schemas.base import Envelope, decode, encode
 from schemas.executions import (

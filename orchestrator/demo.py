@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENAI_DIR = REPO_ROOT / "examples" / "genai"

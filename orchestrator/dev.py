@@ -148,7 +148,7 @@ def start_stack(stack: Stack, *, insecure_local: bool = False) -> dict[str, str]
     """Start everything; return the environment the children share."""
     from infra import local_embeddings, local_kafka, local_model
     from orchestrator.runtime.topics import ensure_topics
-    from orchestrator.settings import KafkaSettings
+    from kafka_io import KafkaSettings
 
     began = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -252,7 +252,7 @@ def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -
         env = start_stack(stack, insecure_local=insecure_local)
         if run_demo:
             from orchestrator.demo import run_and_report
-            from orchestrator.settings import KafkaSettings
+            from kafka_io import KafkaSettings
 
             ask = not auto_approve and sys.stdin.isatty()
             ok = run_and_report(KafkaSettings(kafka_bootstrap=env["BATON_KAFKA_BOOTSTRAP"]), DEMOS,

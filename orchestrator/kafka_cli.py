@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
+from kafka_io import KafkaSettings
 from orchestrator.kafka_errors import explain_wrapped, settings_problem
 from orchestrator.runtime.topics import DEFAULT_SERVICES, TopicProvisioningError, provision_topics, topic_specs
-from orchestrator.settings import KafkaSettings
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:

@@ -35,8 +35,8 @@ from aiokafka.errors import (
 )
 from pydantic import ValidationError
 
+from kafka_io import KafkaSettings
 from orchestrator.kafka_probe import probe
-from orchestrator.settings import KafkaSettings
 
 DIAGNOSE_TIMEOUT_SECONDS = 5.0
 # What an ACL refusal was about, by the error Kafka answered.

@@ -19,7 +19,7 @@ import ssl
 import struct
 from pathlib import Path
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 
 API_VERSIONS, SASL_HANDSHAKE = 18, 17
 UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE = 33, 34  # Kafka error codes

@@ -31,11 +31,12 @@ import click
 
 from pydantic import SecretStr, ValidationError
 
+from kafka_io import KafkaSettings
 from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.control_cli import json_option, kafka_options, kafka_settings, run
 from orchestrator.kafka_errors import explain_wrapped
 from orchestrator.quotas import check_payload
-from orchestrator.settings import DecisionSettings, KafkaSettings, OrchestratorSettings
+from orchestrator.settings import DecisionSettings, OrchestratorSettings
 from orchestrator.task_callbacks import (
     Outcome,
     OutcomeWatch,

@@ -13,8 +13,8 @@ import click
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from kafka_io import KafkaSettings
 from orchestrator.kafka_errors import connection_failure, diagnose, explain, settings_problem
-from orchestrator.settings import KafkaSettings
 from steps.service import StepService, StepServiceError, serve
 
 

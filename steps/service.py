@@ -45,7 +45,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from pydantic_core import to_json
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
 from schemas.steps import StepCommand, StepResult

@@ -52,6 +52,6 @@ def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     yield prefix
     from orchestrator.runtime.topics import delete_topics
-    from orchestrator.settings import KafkaSettings
+    from kafka_io import KafkaSettings
 
     asyncio.run(delete_topics(KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix.rstrip("."))))

@@ -59,6 +59,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kafka_io import KafkaSettings
 from orchestrator.api.auth import COOKIE, AuthError, identity_of
 from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.readmodel import (
@@ -77,7 +78,7 @@ from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.model import StateMachine, parse_definition
 from orchestrator.graph import state_runs, to_mermaid, to_svg
 from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
-from orchestrator.settings import DecisionSettings, KafkaSettings, OrchestratorSettings, Quotas
+from orchestrator.settings import DecisionSettings, OrchestratorSettings, Quotas
 from orchestrator.task_callbacks import (
     DecisionRefused,
     Outcome,

@@ -41,8 +41,8 @@ from aiokafka.errors import (
 )
 from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
+from kafka_io import KafkaSettings
 from orchestrator.asl.timestamps import format_timestamp
-from orchestrator.settings import KafkaSettings
 from schemas.base import decode
 from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
 

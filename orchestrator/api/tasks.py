@@ -20,8 +20,8 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from kafka_io import KafkaSettings
 from orchestrator.api.readmodel import KafkaUnavailable, topic_partitions
-from orchestrator.settings import KafkaSettings
 from orchestrator.task_callbacks import awaited_callbacks
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot

@@ -48,12 +48,13 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
+from kafka_io import KafkaSettings
 from orchestrator.api.readmodel import topic_partitions
 from orchestrator.registry import model
 from orchestrator.quotas import check_definition
 from orchestrator.registry.errors import InvalidRouting, RecordTooLarge, RegistryUnavailable
 from orchestrator.registry.model import Resolved
-from orchestrator.settings import KafkaSettings, Quotas
+from orchestrator.settings import Quotas
 from schemas.base import decode, encode
 from schemas.registry import AliasRoute, StateMachineAlias, StateMachineRecord, StateMachineVersion
 

@@ -8,9 +8,10 @@ import signal
 
 from prometheus_client import start_http_server
 
+from kafka_io import KafkaSettings
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 
 
 async def serve(kafka: KafkaSettings, settings: OrchestratorSettings) -> None:

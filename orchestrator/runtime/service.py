@@ -49,6 +49,7 @@ from aiokafka.errors import (
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from kafka_io import KafkaSettings
 from orchestrator.asl.decider import Decision, Environment, decide_in_place, new_execution
 from orchestrator.asl.errors import DATA_LIMIT_EXCEEDED, DefinitionError
 from orchestrator.asl.execution import (
@@ -80,7 +81,7 @@ from orchestrator.runtime.translate import (
     snapshot_record,
     status_event,
 )
-from orchestrator.settings import KafkaSettings, OrchestratorSettings, Quotas
+from orchestrator.settings import OrchestratorSettings, Quotas
 from schemas.base import compress, decode, encode
 from schemas.executions import ExecutionSnapshot, InputPositions, parse_request
 from schemas.executions import RedriveExecution as RedriveRequest

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.topics import STEP_SERVICES
 
 DEFAULT_SERVICES: tuple[str, ...] = STEP_SERVICES

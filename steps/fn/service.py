@@ -8,7 +8,7 @@ from typing import Any
 from faststream import FastStream
 from prometheus_client import CollectorRegistry
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.steps import StepCommand
 from steps.sdk.resolve import resolve_call, shape_result
 from steps.sdk.step import StepDefinition, StepError, invoke_step, load_steps

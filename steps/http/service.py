@@ -30,7 +30,7 @@ import httpx
 from faststream import FastStream
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.steps import StepCommand
 from steps.http.auth import Credentials, TokenCache, credentials
 from steps.http.connections import Connection, ConnectionRegistry, OAuthClientCredentials, load_connections

@@ -12,8 +12,8 @@ import click
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from kafka_io import KafkaSettings
 from orchestrator.kafka_errors import explain_wrapped, settings_problem
-from orchestrator.settings import KafkaSettings
 
 
 @click.command()

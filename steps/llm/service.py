@@ -24,7 +24,7 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from prometheus_client import CollectorRegistry
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.resources import REQUEST_RESPONSE, parse_resource, service_for
 from schemas.steps import StepCommand
 from steps.llm.config import ConfigError, LLMSettings, ResolvedModel, load_settings

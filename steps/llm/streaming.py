@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import decode, encode
 from schemas.streams import StreamChunk
 

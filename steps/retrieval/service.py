@@ -25,7 +25,7 @@ from faststream import FastStream
 from prometheus_client import CollectorRegistry, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.steps import StepCommand
 from steps.retrieval.embeddings import EmbeddingsClient
 from steps.retrieval.errors import InvalidParameters, RetrievalError

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
+from kafka_io import KafkaSettings
 from orchestrator.api.readmodel import topic_partitions
-from orchestrator.settings import KafkaSettings
 from schemas.base import decode, encode
 from schemas.executions import ExecutionSnapshot
 from schemas.review import ReviewDecision, ReviewRequest

@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from faststream import FastStream
 from prometheus_client import CollectorRegistry, Counter
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import encode
 from schemas.steps import StepCommand
 from steps.review.task import InvalidReviewTask, ReviewTask, review_request

@@ -38,7 +38,8 @@ async def _run_stack(bootstrap: str, prefix: str, kb_dir: Path, embeddings_url: 
                      api_port: int) -> dict[str, DemoRun]:
     from orchestrator.runtime.service import Orchestrator
     from orchestrator.runtime.topics import ensure_topics
-    from orchestrator.settings import KafkaSettings, OrchestratorSettings
+    from kafka_io import KafkaSettings
+    from orchestrator.settings import OrchestratorSettings
     from steps.http import load_connections
     from steps.llm.config import LLMSettings
     from steps.llm.service import llm_service

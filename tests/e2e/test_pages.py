@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import ensure_topics
-from orchestrator.settings import KafkaSettings
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

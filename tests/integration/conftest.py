@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import ensure_topics
-from orchestrator.settings import KafkaSettings
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.workloads import read_topic
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
 from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for

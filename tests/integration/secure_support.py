@@ -15,8 +15,8 @@ import pytest
 
 from infra.local_kafka import LocalKafkaError
 from infra.secure_kafka import ADMIN_USER, SecureBroker, ensure_up
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import provision_topics
-from orchestrator.settings import KafkaSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "baton"  # a fresh secured broker is the module's own: the default prefix its ACLs name

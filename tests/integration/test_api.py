@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import uvicorn
 
+from kafka_io import KafkaSettings
 from orchestrator.api.app import Authorizer, allow_all, create_app
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from steps.fn.service import fn_service
 from steps.review.service import review_service
 from tests.integration.runtime_support import eventually

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
+from kafka_io import KafkaSettings
 from orchestrator.api.auth import TokenAuthorizer, TokenStore
-from orchestrator.settings import KafkaSettings
 from tests.integration.runtime_support import eventually
 from tests.integration.test_api import serving, until_status
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from kafka_io import KafkaSettings
 from orchestrator.api.auth import TokenAuthorizer
 from orchestrator.api.oidc import OidcVerifier
-from orchestrator.settings import KafkaSettings
 from tests.integration.runtime_support import eventually
 from tests.integration.test_api import serving, until_status
 from tests.oidc_support import identity_provider

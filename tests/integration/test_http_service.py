@@ -23,8 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from kafka_io import KafkaSettings
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from steps.http import HttpSettings, http_service, load_connections
 from tests.integration.runtime_support import RuntimeClient, read_all
 

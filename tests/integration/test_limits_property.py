@@ -14,10 +14,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kafka_io import KafkaSettings
 from orchestrator.asl.model import parse_definition
 from orchestrator.local.runner import TaskResolver, run_execution
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings, Quotas
+from orchestrator.settings import OrchestratorSettings, Quotas
 from steps.fn.service import fn_service
 from steps.sdk import load_steps
 from tests.integration.runtime_support import RuntimeClient

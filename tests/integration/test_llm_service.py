@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from prometheus_client import generate_latest
 
 from infra.local_model import LocalModelError, ModelServer, ensure_up, llm_config, stop
+from kafka_io import KafkaSettings
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode
 from schemas.executions import execution_id_for
 from schemas.steps import StepResult

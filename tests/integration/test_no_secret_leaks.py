@@ -42,12 +42,13 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import start_http_server
 
+from kafka_io import KafkaSettings
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import TokenAuthorizer, TokenStore
 from orchestrator.api.readmodel import topic_partitions
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from steps.http.service import http_service
 from steps.http.settings import HttpSettings
 from steps.llm.config import LLMSettings, ProviderConfig

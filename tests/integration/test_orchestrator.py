@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 
+from kafka_io import KafkaSettings
 from orchestrator.asl.model import parse_definition
 from orchestrator.local.runner import TaskResolver, run_execution
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.base import encode
 from schemas.review import ReviewDecision
 from schemas.steps import StepResult

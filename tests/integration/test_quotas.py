@@ -20,10 +20,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from click.testing import CliRunner
 
+from kafka_io import KafkaSettings
 from orchestrator.api.app import create_app
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings, Quotas
+from orchestrator.settings import OrchestratorSettings, Quotas
 from schemas.base import decode
 from schemas.executions import StartExecution
 from tests.integration.runtime_support import eventually, read_all

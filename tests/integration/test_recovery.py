@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from steps.fn.service import fn_service
 from tests.integration.runtime_support import RuntimeClient
 

@@ -16,13 +16,14 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
+from kafka_io import KafkaSettings
 from orchestrator import registry_cli
 from orchestrator.api.readmodel import ReadModel
 from orchestrator.registry import model
 from orchestrator.registry.model import definition_hash
 from orchestrator.registry.store import RegistryWriter, read_registry
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.base import encode
 from schemas.executions import ExecutionStatus, RedriveExecution, StartExecution, execution_id_for
 from schemas.registry import AliasRoute

@@ -14,9 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from infra.local_embeddings import LocalEmbeddingsError, ensure_up, stop
+from kafka_io import KafkaSettings
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode
 from schemas.steps import StepResult
 from steps.retrieval.service import retrieval_service

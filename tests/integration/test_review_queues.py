@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
+from kafka_io import KafkaSettings
 from orchestrator.api.auth import TokenAuthorizer, TokenStore
 from orchestrator.api.oidc import OidcVerifier
-from orchestrator.settings import KafkaSettings
 from schemas.executions import execution_id_for
 from schemas.tokens import TokenSigner
 from tests.integration.runtime_support import eventually

@@ -11,9 +11,10 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from kafka_io import KafkaSettings
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.tokens import TokenSigner
 from steps.review.decisions import approve
 from steps.review.inbox import PendingReview, pending_reviews, post_decision

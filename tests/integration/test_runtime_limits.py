@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import decode
 from schemas.executions import StartExecution
 from tests.integration.runtime_support import RuntimeClient, read_all

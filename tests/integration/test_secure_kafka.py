@@ -42,10 +42,11 @@ from infra.secure_kafka import (
     stop,
     users,
 )
+from kafka_io import KafkaSettings
 from orchestrator.registry.store import RegistryWriter
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.topics import provision_topics
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
 from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for

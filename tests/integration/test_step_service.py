@@ -25,7 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import encode
 from schemas.dlq import DeadLetter
 from schemas.steps import StepCommand, StepResult

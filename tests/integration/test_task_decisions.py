@@ -16,10 +16,11 @@ import httpx
 import uvicorn
 from click.testing import CliRunner
 
+from kafka_io import KafkaSettings
 from orchestrator.api.app import create_app
 from orchestrator.cli import main
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode
 from schemas.executions import execution_id_for
 from schemas.review import ReviewDecision

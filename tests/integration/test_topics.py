@@ -10,8 +10,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import TopicProvisioningError, ensure_topics, provision_topics
-from orchestrator.settings import KafkaSettings
 
 T = TypeVar("T")
 TIMEOUT_S = 60.0

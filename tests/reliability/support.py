@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.workloads import Client, Deployment, chain, histories, read_topic
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from schemas.base import decode
 from schemas.steps import StepCommand
 

@@ -39,8 +39,8 @@ from infra.kafka_cluster import (
     wait_ready,
 )
 from infra.local_kafka import LocalKafkaError
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import topic_specs
-from orchestrator.settings import KafkaSettings
 from tests.reliability.conftest import FULL
 from tests.reliability.support import check_exactly_once, drive_with_faults
 

@@ -19,11 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from kafka_io import KafkaSettings
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import COOKIE, Identity, TokenAuthorizer, TokenStore, TokenStoreError, in_queues
 from orchestrator.api.readmodel import ExecutionView
 from orchestrator.api.oidc import OidcVerifier
-from orchestrator.settings import KafkaSettings
 from schemas.tokens import TokenSigner
 from tests.oidc_support import IdentityProvider, identity_provider
 
@@ -335,7 +335,7 @@ class _Backend:
     waits (any task of an execution it knows) and posting a decision."""
 
     def __init__(self, views: list[ExecutionView]) -> None:
-        from orchestrator.settings import KafkaSettings
+        from kafka_io import KafkaSettings
 
         self.settings = KafkaSettings()
         self.model = self

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from infra.kafka_cluster import configured, render_properties
+from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import TopicProvisioningError, topic_specs
-from orchestrator.settings import KafkaSettings
 
 
 def test_min_insync_replicas_from_the_environment_is_set_on_every_topic(monkeypatch: pytest.MonkeyPatch) -> None:

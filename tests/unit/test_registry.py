@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from kafka_io import KafkaSettings
 from orchestrator.api.readmodel import ReadModel, execution_name
 from orchestrator.asl.decider import new_execution
 from orchestrator.asl.execution import HistoryEvent
@@ -30,7 +31,7 @@ from orchestrator.registry.errors import (
 from orchestrator.registry.model import Reference, definition_hash, parse_reference
 from orchestrator.runtime.service import Orchestrator, Rejected
 from orchestrator.runtime.translate import Pin, effects_to_records, snapshot_record, status_event
-from orchestrator.settings import KafkaSettings, OrchestratorSettings
+from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode, encode
 from schemas.executions import (
     ExecutionSnapshot,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.settings import KafkaSettings
+from kafka_io import KafkaSettings
 from steps.service import broker_security
 
 

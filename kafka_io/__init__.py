@@ -1,0 +1,13 @@
+"""Baton's Kafka plumbing: the settings every client takes, and the clients built from them.
+
+The orchestrator, the step services, the API, the CLI and the benches all reach Kafka through
+this package, so how a client logs in, whether it reads committed records only, whether it is
+idempotent and how long it waits on a fetch are decided in one place. It stands on `schemas/`
+(topic names, the error root) and imports nothing of `orchestrator/` or `steps/`.
+
+- `settings`: `KafkaSettings` (BATON_KAFKA_*, BATON_TOPIC_PREFIX, ...), checked when they load.
+"""
+
+from kafka_io.settings import KafkaSettings
+
+__all__ = ["KafkaSettings"]
