@@ -15,8 +15,10 @@ class ReviewRequest(Envelope):
 
 
 class ReviewDecision(Envelope):
-    """Posted by a reviewer; `execution_id` is read from the (signed) token by the publisher."""
+    """Posted by a reviewer or any client with the task token (AWS's SendTaskSuccess needs only
+    the token): `execution_id` may be left out, the orchestrator reads it from the signed token."""
 
+    execution_id: str = ""
     task_token: str
     outcome: Literal["success", "failure", "heartbeat"]
     output: Any = None

@@ -39,6 +39,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.partitioner import murmur2
 from aiokafka.errors import (
     CorruptRecordException,
     KafkaError,
@@ -218,6 +219,7 @@ class Orchestrator:
         # spliced into every snapshot rather than encoded again.
         self._definitions: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._partition_counts: dict[str, int] = {}  # output topic -> number of partitions
+        self._input_partitions = 0  # partitions of each (co-partitioned) input topic
         self._pins: dict[Pin, Pin] = {}  # one Pin object per distinct pin
         # Input partition number -> {input topic: next offset to read}, as committed. Written to
         # the state topic in each transaction (see `_positions_records`) rather than to the group.
@@ -411,6 +413,8 @@ class Orchestrator:
         partitions = by_topic.get(self.topics.start, set())
         if any(p != partitions for p in by_topic.values()):
             log.error("input topics are not co-partitioned for this member: %s", by_topic)
+        assert self._consumer is not None
+        self._input_partitions = len(self._consumer.partitions_for_topic(self.topics.start) or ())
         async with self._lock:
             await self._flush()
             for execution_id in [e for e, x in self.executions.items() if x.partition not in partitions]:
@@ -830,6 +834,8 @@ class Orchestrator:
             return
         if record.topic == self.topics.results:
             result = self._parse(StepResult, record)
+            if self._forwarded(record, result.execution_id, staged, out):
+                return
             working = self._owned(result.execution_id, key, staged)
             event: Event
             if result.kind == "progress":
@@ -856,8 +862,10 @@ class Orchestrator:
                 execution_id, task_id = self.signer.verify(decision.task_token)
             except InvalidToken as exc:
                 raise Rejected("invalid_task_token", str(exc)) from None
-            if execution_id != decision.execution_id:
+            if decision.execution_id and execution_id != decision.execution_id:
                 raise Rejected("invalid_task_token", "the token names another execution")
+            if self._forwarded(record, execution_id, staged, out):
+                return
             working = self._owned(execution_id, key, staged)
             if task_id not in working.state.tasks:
                 # A reused or expired token (decided, timed out, or its execution ended) is
@@ -890,6 +898,27 @@ class Orchestrator:
         working = self._working(key, staged)
         if working is not None and working.state.status.value == "RUNNING":
             self._apply(key, working, failure, at, seed, out, new_timers)
+
+    def _forwarded(self, record: ConsumerRecord, execution_id: str, staged: dict[str, Working],
+                   out: list[Outgoing], always: bool = False) -> bool:
+        """Move a record to its execution's partition if it arrived on another one; True if moved.
+
+        An execution lives on the partition Java's and aiokafka's default partitioner picks for
+        its id (murmur2), where Baton's own clients put all its records. A client with another
+        partitioner (librdkafka's crc32 default: confluent-kafka, kcat, node-rdkafka) or none (no
+        key) puts them elsewhere, where another instance may own them: such a record is written
+        again, keyed by the execution id, to the right partition of the same topic, in this
+        batch's transaction (exactly once), and that partition's owner applies it. A start is
+        always moved (its partition decides where the execution lives); another record only when
+        its execution is not known here (an execution started before this rule keeps working)."""
+        if not self._input_partitions or (not always and self._working(execution_id, staged) is not None):
+            return False
+        home = (murmur2(execution_id.encode()) & 0x7FFFFFFF) % self._input_partitions
+        if home == record.partition:
+            return False
+        out.append(Outgoing(record.topic, execution_id.encode(), record.value, home))
+        self.metrics.ignored.labels("forwarded_to_home_partition").inc()
+        return True
 
     def _check_provenance(self, result: StepResult, resource: str) -> None:
         """Refuse a result its sender cannot have been asked for (docs/security.md).
@@ -944,6 +973,9 @@ class Orchestrator:
             raise Rejected("unparseable", _short(exc)) from None
         if key and key != request.execution_id:
             raise Rejected("key_mismatch", f"record key {key!r} is not the execution id {request.execution_id!r}")
+        if instead is None and self._forwarded(record, request.execution_id, staged, out,
+                                               always=isinstance(request, StartRequest)):
+            return
         existing = self._working(request.execution_id, staged)
         if isinstance(request, StartRequest):
             if existing is not None:
