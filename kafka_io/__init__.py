@@ -5,9 +5,17 @@ this package, so how a client logs in, whether it reads committed records only, 
 idempotent and how long it waits on a fetch are decided in one place. It stands on `schemas/`
 (topic names, the error root) and imports nothing of `orchestrator/` or `steps/`.
 
-- `settings`: `KafkaSettings` (BATON_KAFKA_*, BATON_TOPIC_PREFIX, ...), checked when they load.
+- `settings`: `KafkaSettings` (BATON_KAFKA_*, BATON_TOPIC_PREFIX, ...), checked when they load;
+- `clients`: `topic_partitions`;
+- `errors`: `KafkaFailure` (`KafkaUnavailable`, `RecordTooLarge`, `MissingTopic`) and
+  `kafka_errors`, which turns aiokafka's errors into them.
 """
 
+from kafka_io.clients import topic_partitions
+from kafka_io.errors import KafkaFailure, KafkaUnavailable, MissingTopic, RecordTooLarge, kafka_errors
 from kafka_io.settings import KafkaSettings
 
-__all__ = ["KafkaSettings"]
+__all__ = [
+    "KafkaFailure", "KafkaSettings", "KafkaUnavailable", "MissingTopic", "RecordTooLarge", "kafka_errors",
+    "topic_partitions",
+]

@@ -11,8 +11,8 @@ import logging
 
 import click
 
-from kafka_io import KafkaSettings
-from orchestrator.api.readmodel import ReadModelError, kafka_errors, topic_partitions
+from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, topic_partitions
+from orchestrator.api.readmodel import ReadModelError
 from orchestrator.cli import fail
 from orchestrator.control_cli import kafka_options, kafka_settings
 from orchestrator.kafka_errors import explain_wrapped
@@ -84,7 +84,7 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
     try:  # fail fast with one line when Kafka or the topics are missing, before uvicorn logs a traceback
         with kafka_errors(settings):
             asyncio.run(_check(settings))
-    except ReadModelError as exc:
+    except (ReadModelError, KafkaFailure) as exc:
         fail(explain_wrapped(exc, settings))  # a refused login or certificate: say which, and the fix
     try:
         uvicorn.run(create_app(settings, db_path=db, authorizer=authorizer), host=host, port=port, log_level="info")

@@ -28,7 +28,7 @@ import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, topic_partitions
 from orchestrator.api.readmodel import (
     DEFAULT_PATH,
     TERMINAL_STATUSES,
@@ -37,8 +37,6 @@ from orchestrator.api.readmodel import (
     ReadModel,
     ReadModelError,
     default_path,
-    kafka_errors,
-    topic_partitions,
 )
 from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.kafka_errors import explain, explain_wrapped, settings_problem
@@ -111,7 +109,7 @@ def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
             return asyncio.run(work)
     except (QuotaExceeded, DecisionRefused) as exc:  # over a quota; a task decision that cannot apply
         fail(str(exc))
-    except (ReadModelError, CommandError) as exc:
+    except (ReadModelError, KafkaFailure, CommandError) as exc:
         # A refused login, an untrusted certificate, a port that wants TLS: all "cannot reach" to
         # aiokafka. explain_wrapped finds the connection failure behind it and asks the broker why.
         fail(explain_wrapped(exc, settings))

@@ -27,8 +27,7 @@ from typing import Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from kafka_io import KafkaSettings
-from orchestrator.api.readmodel import topic_partitions
+from kafka_io import KafkaSettings, topic_partitions
 from schemas.base import decode
 from schemas.dlq import DeadLetter
 from schemas.executions import InputPositions

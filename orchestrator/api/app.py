@@ -59,7 +59,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaFailure, KafkaSettings, RecordTooLarge, kafka_errors, topic_partitions
 from orchestrator.api.auth import COOKIE, AuthError, identity_of
 from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.readmodel import (
@@ -68,10 +68,7 @@ from orchestrator.api.readmodel import (
     ExecutionView,
     ReadModel,
     ReadModelError,
-    RecordTooLarge,
     default_path,
-    kafka_errors,
-    topic_partitions,
 )
 from orchestrator.api.tasks import StateFollower, TaskState
 from orchestrator.asl.errors import DefinitionError
@@ -477,7 +474,8 @@ def _errors(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(ReadModelError)
-    async def kafka_error(request: Request, exc: ReadModelError) -> JSONResponse:
+    @app.exception_handler(KafkaFailure)
+    async def kafka_error(request: Request, exc: ReadModelError | KafkaFailure) -> JSONResponse:
         return error_response(503, "KafkaUnavailable", str(exc))
 
     @app.exception_handler(RecordTooLarge)
@@ -877,7 +875,7 @@ async def _token_events(settings: KafkaSettings, execution_id: str, all_tasks: b
                 yield "token", chunk.model_dump(mode="json", include={"task_id", "seq", "text", "final"})
     except TimeoutError:
         pass
-    except ReadModelError as exc:
+    except (ReadModelError, KafkaFailure) as exc:
         yield "error", {"error": {"code": "KafkaUnavailable", "message": str(exc)}}
     yield "end", {}
 

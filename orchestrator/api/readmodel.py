@@ -25,23 +25,16 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import (
-    KafkaConnectionError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-)
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, kafka_errors, topic_partitions
 from orchestrator.asl.timestamps import format_timestamp
 from schemas.base import decode
 from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
@@ -118,19 +111,6 @@ class AmbiguousExecution(ReadModelError):
         super().__init__(f"{len(execution_ids)} executions are named {name!r}; give one of their ids: "
                          + ", ".join(execution_ids))
         self.execution_ids = execution_ids
-
-
-class KafkaUnavailable(ReadModelError):
-    """The broker could not be reached or answered with an error."""
-
-
-class RecordTooLarge(ReadModelError):
-    """Kafka refused a record as too large (MessageSizeTooLargeError): the request, not Kafka, is
-    at fault, so the API answers 413 and the CLI one line, never "Kafka unavailable"."""
-
-
-class MissingTopic(ReadModelError):
-    """A topic Baton needs does not exist (topics are provisioned, never auto-created)."""
 
 
 class CatchUpTimeout(ReadModelError):
@@ -243,40 +223,6 @@ def execution_name(execution_id: str, state_machine: str, qualifiers: Iterable[s
     if execution_id.startswith(prefix):
         return execution_id[len(prefix):]
     return execution_id.rsplit(":", 1)[-1]
-
-
-@contextmanager
-def kafka_errors(settings: KafkaSettings) -> Iterator[None]:
-    """Turn aiokafka's errors into KafkaUnavailable naming the bootstrap address (RecordTooLarge
-    for a record the client or the broker refuses by size)."""
-    try:
-        yield
-    except (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError) as exc:
-        raise RecordTooLarge(f"Kafka at {settings.kafka_bootstrap} refused a record of this request as too large "
-                             f"({exc}); see docs/limits.md") from None
-    except KafkaConnectionError:
-        # aiokafka's text lists resolved socket addresses; the configured address says more.
-        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: is the broker running "
-                               "and the address right?") from None
-    except KafkaError as exc:
-        raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap} failed: {exc}") from None
-
-
-async def topic_partitions(settings: KafkaSettings, topics: Sequence[str]) -> dict[str, list[int]]:
-    """The partition ids of each topic; MissingTopic names those that do not exist."""
-    # A client of its own: a consumer only learns about topics it has subscribed to or assigned.
-    client = AIOKafkaClient(**settings.client_options())
-    try:
-        await client.bootstrap()
-        cluster = await client.fetch_all_metadata()
-    finally:
-        await client.close()
-    missing = [topic for topic in topics if topic not in cluster.topics()]
-    if missing:
-        what = f"topic {missing[0]} does" if len(missing) == 1 else f"topics {', '.join(missing)} do"
-        raise MissingTopic(f"{what} not exist at {settings.kafka_bootstrap} "
-                           "(create Baton's topics first, or check the topic prefix)")
-    return {topic: sorted(cluster.partitions_for_topic(topic) or ()) for topic in topics}
 
 
 @dataclass
@@ -466,7 +412,7 @@ class ReadModel:
 
         Returns how many records were projected. Progress is committed batch by batch, so a
         timeout (CatchUpTimeout) or a crash keeps what was read. KafkaUnavailable when the broker
-        cannot be reached; ReadModelError when a topic does not exist.
+        cannot be reached; MissingTopic when a topic does not exist (both `kafka_io` failures).
         """
         applied = 0
         try:

@@ -20,8 +20,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from kafka_io import KafkaSettings
-from orchestrator.api.readmodel import KafkaUnavailable, topic_partitions
+from kafka_io import KafkaSettings, KafkaUnavailable, topic_partitions
 from orchestrator.task_callbacks import awaited_callbacks
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot

@@ -48,8 +48,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
-from kafka_io import KafkaSettings
-from orchestrator.api.readmodel import topic_partitions
+from kafka_io import KafkaSettings, topic_partitions
 from orchestrator.registry import model
 from orchestrator.quotas import check_definition
 from orchestrator.registry.errors import InvalidRouting, RecordTooLarge, RegistryUnavailable

@@ -21,8 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
-from kafka_io import KafkaSettings
-from orchestrator.api.readmodel import topic_partitions
+from kafka_io import KafkaSettings, topic_partitions
 from schemas.base import decode, encode
 from schemas.executions import ExecutionSnapshot
 from schemas.review import ReviewDecision, ReviewRequest
@@ -59,7 +58,7 @@ class PendingReview:
 
 
 async def pending_reviews(settings: KafkaSettings, timeout: float = 30.0) -> list[PendingReview]:
-    """Every pending review, oldest request first (raises ReadModelError subclasses for Kafka trouble)."""
+    """Every pending review, oldest request first (raises kafka_io's KafkaFailure for Kafka trouble)."""
     topics = settings.topics
     partitions = await topic_partitions(settings, [topics.review_requests, topics.state])
     requests: dict[str, ReviewRequest] = {}

@@ -42,10 +42,9 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import start_http_server
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, topic_partitions
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import TokenAuthorizer, TokenStore
-from orchestrator.api.readmodel import topic_partitions
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.settings import OrchestratorSettings

@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner, Result
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, MissingTopic, topic_partitions
 from orchestrator import control_cli
-from orchestrator.api.readmodel import MissingTopic, ReadModel, topic_partitions
+from orchestrator.api.readmodel import ReadModel
 from schemas.base import Envelope, encode
 from schemas.executions import (
     ExecutionStatus,
