@@ -8,7 +8,9 @@ idempotent and how long it waits on a fetch are decided in one place. It stands 
 - `settings`: `KafkaSettings` (BATON_KAFKA_*, BATON_TOPIC_PREFIX, ...), checked when they load;
 - `clients`: `topic_partitions`;
 - `errors`: `KafkaFailure` (`KafkaUnavailable`, `RecordTooLarge`, `MissingTopic`) and
-  `kafka_errors`, which turns aiokafka's errors into them.
+  `kafka_errors`, which turns aiokafka's errors into them;
+- `explain` (with `probe`): a refused or broken connection as one line with the setting that
+  fixes it (imported from `kafka_io.explain` by the commands and services that report it).
 """
 
 from kafka_io.clients import topic_partitions

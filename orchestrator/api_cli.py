@@ -12,10 +12,10 @@ import logging
 import click
 
 from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, topic_partitions
+from kafka_io.explain import explain_wrapped
 from orchestrator.api.readmodel import ReadModelError
 from orchestrator.cli import fail
 from orchestrator.control_cli import kafka_options, kafka_settings
-from orchestrator.kafka_errors import explain_wrapped
 
 
 async def _check(settings: KafkaSettings) -> None:

@@ -235,7 +235,7 @@ def orchestrator_command(instance_id: str | None, metrics_port: int | None, boot
     from aiokafka.errors import KafkaError
     from pydantic import ValidationError
 
-    from orchestrator.kafka_errors import connection_failure, diagnose, explain, settings_problem
+    from kafka_io.explain import connection_failure, diagnose, explain, settings_problem
     from orchestrator.runtime.main import serve
     from kafka_io import KafkaSettings
     from orchestrator.settings import OrchestratorSettings

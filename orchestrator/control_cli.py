@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, topic_partitions
+from kafka_io.explain import explain, explain_wrapped, settings_problem
 from orchestrator.api.readmodel import (
     DEFAULT_PATH,
     TERMINAL_STATUSES,
@@ -39,7 +40,6 @@ from orchestrator.api.readmodel import (
     default_path,
 )
 from orchestrator.cli import fail, parse_json_arg, print_json, quotas
-from orchestrator.kafka_errors import explain, explain_wrapped, settings_problem
 from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
 from orchestrator.task_callbacks import DecisionRefused
 from schemas.base import Envelope, decode, encode

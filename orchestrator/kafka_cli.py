@@ -17,7 +17,7 @@ import click
 from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
-from orchestrator.kafka_errors import explain_wrapped, settings_problem
+from kafka_io.explain import explain_wrapped, settings_problem
 from orchestrator.runtime.topics import DEFAULT_SERVICES, TopicProvisioningError, provision_topics, topic_specs
 
 

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import click
 
 from kafka_io import KafkaSettings
+from kafka_io.explain import explain_wrapped
 from orchestrator.asl.timestamps import format_timestamp
 from orchestrator.cli import fail, print_json
 from orchestrator.control_cli import json_option, kafka_options, kafka_settings, print_table, run
-from orchestrator.kafka_errors import explain_wrapped
 from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import alias_routes, check_name, find_version, require
 from schemas.registry import StateMachineAlias, StateMachineRecord

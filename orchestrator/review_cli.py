@@ -32,9 +32,9 @@ import click
 from pydantic import SecretStr, ValidationError
 
 from kafka_io import KafkaSettings
+from kafka_io.explain import explain_wrapped
 from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.control_cli import json_option, kafka_options, kafka_settings, run
-from orchestrator.kafka_errors import explain_wrapped
 from orchestrator.quotas import check_payload
 from orchestrator.settings import DecisionSettings, OrchestratorSettings
 from orchestrator.task_callbacks import (

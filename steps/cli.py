@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
-from orchestrator.kafka_errors import connection_failure, diagnose, explain, settings_problem
+from kafka_io.explain import connection_failure, diagnose, explain, settings_problem
 from steps.service import StepService, StepServiceError, serve
 
 

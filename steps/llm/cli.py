@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
-from orchestrator.kafka_errors import explain_wrapped, settings_problem
+from kafka_io.explain import explain_wrapped, settings_problem
 
 
 @click.command()

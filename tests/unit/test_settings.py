@@ -87,7 +87,7 @@ def test_a_login_that_cannot_work_is_refused_at_load(no_kafka_env: pytest.Monkey
                                                      reason: str) -> None:
     from pydantic import ValidationError
 
-    from orchestrator.kafka_errors import settings_problem
+    from kafka_io.explain import settings_problem
 
     _sasl(no_kafka_env, **env)
     with pytest.raises(ValidationError) as caught:

@@ -7,7 +7,7 @@ asks the broker the two questions Kafka answers before any login: ApiVersions (d
 speak Kafka over the transport we chose?) and SaslHandshake (does it want a SASL login, with which
 mechanisms?). It returns what does not fit, with the setting that fixes it, or None when the
 transport, TLS and mechanism all fit (a wrong password is then the remaining suspect, which only
-a real login finds: see orchestrator.kafka_errors). Standard library only (plus ``cryptography``,
+a real login finds: see kafka_io.explain). Standard library only (plus ``cryptography``,
 which PyJWT brings, to name a certificate's subject and issuer).
 """
 
@@ -19,7 +19,7 @@ import ssl
 import struct
 from pathlib import Path
 
-from kafka_io import KafkaSettings
+from kafka_io.settings import KafkaSettings
 
 API_VERSIONS, SASL_HANDSHAKE = 18, 17
 UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE = 33, 34  # Kafka error codes

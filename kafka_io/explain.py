@@ -8,7 +8,7 @@ setting fixes it: authentication failed (for which user), the broker's certifica
 certificate or a SASL login, a mechanism it does not enable, an ACL that does not grant. When the
 exception itself does not say, and no event loop runs in this thread (a command that has finished
 its asyncio.run, a service before it starts), it asks the broker with :func:`diagnose`: a raw
-probe (orchestrator.kafka_probe) and a real login whose aiokafka log records are caught instead
+probe (kafka_io.probe) and a real login whose aiokafka log records are caught instead
 of printed. Invalid settings (a username without a password, an unknown mechanism) never get this
 far: KafkaSettings refuses them when it loads, and :func:`settings_problem` makes that one line.
 """
@@ -35,8 +35,8 @@ from aiokafka.errors import (
 )
 from pydantic import ValidationError
 
-from kafka_io import KafkaSettings
-from orchestrator.kafka_probe import probe
+from kafka_io.probe import probe
+from kafka_io.settings import KafkaSettings
 
 DIAGNOSE_TIMEOUT_SECONDS = 5.0
 # What an ACL refusal was about, by the error Kafka answered.
