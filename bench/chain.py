@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.workloads import chain
 from infra.local_kafka import ensure_up
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, new_consumer, new_producer
 from orchestrator.runtime.topics import ensure_topics
 from schemas.base import decode, encode
 from schemas.executions import ExecutionStatus, StartExecution, execution_id_for
@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 async def kafka_round_trip(settings: KafkaSettings, samples: int = 200) -> dict[str, float]:
     """Baseline: produce one record and consume it back, on the same broker (ms)."""
     topic = settings.topics.dlq  # any provisioned topic of the run's own prefix
-    producer = AIOKafkaProducer(**settings.client_options(), linger_ms=0)
-    consumer = AIOKafkaConsumer(topic, **settings.client_options(), auto_offset_reset="latest",
-                                group_id=f"bench-rt-{uuid.uuid4().hex[:6]}")
+    producer = new_producer(settings, idempotent=False, linger_ms=0)
+    consumer = new_consumer(settings, topic, group_id=f"bench-rt-{uuid.uuid4().hex[:6]}",
+                            isolation_level="read_uncommitted", auto_commit=True, auto_offset_reset="latest")
     await producer.start()
     await consumer.start()
     try:
@@ -60,9 +60,9 @@ async def kafka_round_trip(settings: KafkaSettings, samples: int = 200) -> dict[
 
 async def drive(settings: KafkaSettings, executions: int, in_flight: int, steps: int) -> dict[str, Any]:
     definition = chain(steps)
-    producer = AIOKafkaProducer(**settings.client_options(), linger_ms=2)
-    watcher = AIOKafkaConsumer(settings.topics.events, **settings.client_options(), isolation_level="read_committed",
-                               auto_offset_reset="earliest", group_id=f"bench-{uuid.uuid4().hex[:6]}")
+    producer = new_producer(settings, idempotent=False, linger_ms=2)
+    watcher = new_consumer(settings, settings.topics.events, group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                           auto_commit=True, auto_offset_reset="earliest")
     await producer.start()
     await watcher.start()
     done: dict[str, float] = {}

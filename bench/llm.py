@@ -33,7 +33,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra import local_model
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, new_consumer, new_producer
 from schemas.base import decode, encode
 from schemas.steps import StepCommand, StepResult
 from steps.llm.config import LLMSettings, ProviderConfig
@@ -138,9 +138,9 @@ async def measure(base_url: str, settings: LLMSettings, kafka: KafkaSettings | N
         producer = consumer = None
         if service is not None and kafka is not None:
             await service.start()
-            producer = AIOKafkaProducer(**kafka.client_options(), linger_ms=0, enable_idempotence=True)
-            consumer = AIOKafkaConsumer(kafka.topics.results, **kafka.client_options(),
-                                        auto_offset_reset="latest", group_id=f"bench-llm-{uuid.uuid4().hex[:6]}")
+            producer = new_producer(kafka, linger_ms=0)
+            consumer = new_consumer(kafka, kafka.topics.results, group_id=f"bench-llm-{uuid.uuid4().hex[:6]}",
+                                    isolation_level="read_uncommitted", auto_commit=True, auto_offset_reset="latest")
             await producer.start()
             await consumer.start()
             await consumer.getmany(timeout_ms=1000)  # joined and positioned at the end

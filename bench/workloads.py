@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, new_consumer, new_producer
 from orchestrator.runtime.topics import delete_topics, ensure_topics
 from schemas.base import decode, encode
 from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
@@ -245,10 +244,9 @@ class Client:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
-        self.producer = AIOKafkaProducer(**settings.client_options(), linger_ms=2, max_batch_size=256 * 1024)
-        self.watcher = AIOKafkaConsumer(settings.topics.events, **settings.client_options(),
-                                        isolation_level="read_committed", auto_offset_reset="earliest",
-                                        group_id=f"bench-{uuid.uuid4().hex[:8]}")
+        self.producer = new_producer(settings, idempotent=False, linger_ms=2, max_batch_size=256 * 1024)
+        self.watcher = new_consumer(settings, settings.topics.events, group_id=f"bench-{uuid.uuid4().hex[:8]}",
+                                    auto_commit=True, auto_offset_reset="earliest")
         self.started_at: dict[str, float] = {}
         self.running: dict[str, float] = {}
         self.done: dict[str, float] = {}
@@ -297,8 +295,7 @@ class Client:
 
 
 async def read_topic(settings: KafkaSettings, topic: str, timeout: float = 60.0) -> list[Any]:
-    consumer = AIOKafkaConsumer(**settings.client_options(), isolation_level="read_committed",
-                                enable_auto_commit=False)
+    consumer = new_consumer(settings)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
@@ -362,11 +359,11 @@ async def floor(settings: KafkaSettings, samples: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode in ("plain", "transactional"):
         tx = mode == "transactional"
-        producer = AIOKafkaProducer(**settings.client_options(), linger_ms=0,
-                                    **({"transactional_id": f"bench-floor-{uuid.uuid4().hex[:6]}"} if tx else {}))
-        consumer = AIOKafkaConsumer(topic, **settings.client_options(), auto_offset_reset="latest",
-                                    isolation_level="read_committed" if tx else "read_uncommitted",
-                                    group_id=f"bench-floor-{uuid.uuid4().hex[:6]}")
+        producer = new_producer(settings, idempotent=False, linger_ms=0,
+                                **({"transactional_id": f"bench-floor-{uuid.uuid4().hex[:6]}"} if tx else {}))
+        consumer = new_consumer(settings, topic, group_id=f"bench-floor-{uuid.uuid4().hex[:6]}",
+                                isolation_level="read_committed" if tx else "read_uncommitted", auto_commit=True,
+                                auto_offset_reset="latest")
         await producer.start()
         await consumer.start()
         try:

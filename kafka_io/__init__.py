@@ -6,18 +6,19 @@ idempotent and how long it waits on a fetch are decided in one place. It stands 
 (topic names, the error root) and imports nothing of `orchestrator/` or `steps/`.
 
 - `settings`: `KafkaSettings` (BATON_KAFKA_*, BATON_TOPIC_PREFIX, ...), checked when they load;
-- `clients`: `topic_partitions`;
+- `clients`: `new_consumer`, `new_producer`, `new_admin` (Baton's defaults: read committed, no
+  automatic offset commits, idempotent), and `topic_partitions`;
 - `errors`: `KafkaFailure` (`KafkaUnavailable`, `RecordTooLarge`, `MissingTopic`) and
   `kafka_errors`, which turns aiokafka's errors into them;
 - `explain` (with `probe`): a refused or broken connection as one line with the setting that
   fixes it (imported from `kafka_io.explain` by the commands and services that report it).
 """
 
-from kafka_io.clients import topic_partitions
+from kafka_io.clients import new_admin, new_consumer, new_producer, topic_partitions
 from kafka_io.errors import KafkaFailure, KafkaUnavailable, MissingTopic, RecordTooLarge, kafka_errors
 from kafka_io.settings import KafkaSettings
 
 __all__ = [
     "KafkaFailure", "KafkaSettings", "KafkaUnavailable", "MissingTopic", "RecordTooLarge", "kafka_errors",
-    "topic_partitions",
+    "new_admin", "new_consumer", "new_producer", "topic_partitions",
 ]

@@ -28,7 +28,7 @@ import click
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, topic_partitions
+from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, new_consumer, new_producer, topic_partitions
 from kafka_io.explain import explain, explain_wrapped, settings_problem
 from orchestrator.api.readmodel import (
     DEFAULT_PATH,
@@ -125,8 +125,7 @@ def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
 @asynccontextmanager
 async def _producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
     # Idempotent: a retried send after a lost acknowledgement does not duplicate the request.
-    producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True,
-                                **start_producer_options(quotas()))
+    producer = new_producer(settings, **start_producer_options(quotas()))
     try:
         await producer.start()
         yield producer
@@ -136,8 +135,7 @@ async def _producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
 
 @asynccontextmanager
 async def _consumer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaConsumer]:
-    consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = new_consumer(settings)
     try:
         await consumer.start()
         yield consumer

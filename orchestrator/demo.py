@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, new_consumer, new_producer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENAI_DIR = REPO_ROOT / "examples" / "genai"
@@ -95,11 +95,9 @@ def _entered(event: dict[str, Any]) -> str | None:
 async def _tail(settings: KafkaSettings, topic: str, ready: asyncio.Event, handle: Callable[[Any], None],
                 stop: asyncio.Event) -> None:
     """Every committed record of `topic` published from now on, to `handle`, until `stop`."""
-    from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
 
-    consumer = AIOKafkaConsumer(**settings.client_options(), isolation_level="read_committed",
-                                enable_auto_commit=False)
+    consumer = new_consumer(settings)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]  # as provisioned
@@ -121,8 +119,6 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
                     inputs: dict[str, Any] | None = None, emit: Callable[[str], None] = click.echo,
                     show_stream: bool = True, timeout: float = 240.0) -> dict[str, DemoRun]:
     """Start each named demo at once and follow it to its end; return what each did."""
-    from aiokafka import AIOKafkaProducer
-
     from schemas.base import decode, encode
     from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
     from steps.llm.streaming import follow_stream
@@ -227,7 +223,7 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
         streams = [asyncio.create_task(follow(run)) for name, run in runs.items()
                    if any(s.get("Parameters", {}).get("Stream") for s in _all_states(definition(name)))]
         review_task = asyncio.create_task(reviewer())
-        producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
+        producer = new_producer(settings)
         await producer.start()
         try:
             for name, run in runs.items():

@@ -89,7 +89,7 @@ def check_json_depth(text: bytes | str, quotas: Quotas, what: str = "the JSON") 
             "flatten it", limit=quotas.max_json_depth, status=400)
 
 
-def start_producer_options(quotas: Quotas) -> dict[str, object]:
+def start_producer_options(quotas: Quotas) -> dict[str, Any]:
     """aiokafka producer options for the entry points' records (start, stop, redrive, decisions).
 
     A start may carry a definition and an input each at its quota, over aiokafka's default 1 MiB

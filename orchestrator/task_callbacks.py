@@ -27,7 +27,7 @@ from typing import Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from kafka_io import KafkaSettings, topic_partitions
+from kafka_io import KafkaSettings, new_consumer, topic_partitions
 from schemas.base import decode
 from schemas.dlq import DeadLetter
 from schemas.executions import InputPositions
@@ -226,8 +226,7 @@ def _check_dead_letter(value: bytes | None, topic: str, partition: int, offset: 
 
 
 def _consumer(settings: KafkaSettings, isolation_level: str = "read_committed") -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
-                            isolation_level=isolation_level, auto_offset_reset="earliest")
+    return new_consumer(settings, isolation_level=isolation_level, auto_offset_reset="earliest")
 
 
 def describe_outcome(outcome: Outcome, wait: float) -> str:

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -59,7 +58,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kafka_io import KafkaFailure, KafkaSettings, RecordTooLarge, kafka_errors, topic_partitions
+from kafka_io import KafkaFailure, KafkaSettings, RecordTooLarge, kafka_errors, new_producer, topic_partitions
 from orchestrator.api.auth import COOKIE, AuthError, identity_of
 from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.readmodel import (
@@ -215,8 +214,7 @@ class Backend:
         self.settings = settings
         self.model = ReadModel(db_path)
         self.definitions = StateFollower()
-        self.producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True,
-                                         **start_producer_options(quotas if quotas is not None else Quotas()))
+        self.producer = new_producer(settings, **start_producer_options(quotas if quotas is not None else Quotas()))
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 

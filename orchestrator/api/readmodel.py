@@ -34,7 +34,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
-from kafka_io import KafkaSettings, kafka_errors, topic_partitions
+from kafka_io import KafkaSettings, kafka_errors, new_consumer, topic_partitions
 from orchestrator.asl.timestamps import format_timestamp
 from schemas.base import decode
 from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
@@ -438,8 +438,7 @@ class ReadModel:
     async def _assigned(self, settings: KafkaSettings) -> AsyncIterator[_Assigned]:
         # A plain assigned consumer, no group: every reader sees every partition, and the
         # offsets live in SQLite with the rows rather than in Kafka.
-        consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed", auto_offset_reset="earliest")
+        consumer = new_consumer(settings, auto_offset_reset="earliest")
         with kafka_errors(settings):
             try:
                 await consumer.start()

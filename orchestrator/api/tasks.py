@@ -20,7 +20,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from kafka_io import KafkaSettings, KafkaUnavailable, topic_partitions
+from kafka_io import KafkaSettings, KafkaUnavailable, new_consumer, topic_partitions
 from orchestrator.task_callbacks import awaited_callbacks
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot
@@ -46,8 +46,7 @@ class StateFollower:
     async def follow(self, settings: KafkaSettings, stop: asyncio.Event) -> None:
         topic = settings.topics.state
         self._partitions = [TopicPartition(topic, p) for p in (await topic_partitions(settings, [topic]))[topic]]
-        consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed", auto_offset_reset="earliest")
+        consumer = new_consumer(settings, auto_offset_reset="earliest")
         await consumer.start()
         try:
             consumer.assign(self._partitions)

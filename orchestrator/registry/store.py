@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import (
     InvalidProducerEpoch,
     InvalidTxnState,
@@ -48,7 +48,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
-from kafka_io import KafkaSettings, topic_partitions
+from kafka_io import KafkaSettings, new_consumer, new_producer, topic_partitions
 from orchestrator.registry import model
 from orchestrator.quotas import check_definition
 from orchestrator.registry.errors import InvalidRouting, RecordTooLarge, RegistryUnavailable
@@ -106,9 +106,8 @@ def _decode(message: ConsumerRecord) -> tuple[str, StateMachineRecord | None] | 
 
 
 def _consumer(kafka: KafkaSettings, isolation_level: str = "read_committed") -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False,
-                            isolation_level=isolation_level, auto_offset_reset="earliest",
-                            fetch_max_wait_ms=_FETCH_WAIT_MS)
+    return new_consumer(kafka, isolation_level=isolation_level, auto_offset_reset="earliest",
+                        fetch_max_wait_ms=_FETCH_WAIT_MS)
 
 
 def _fenced(exc: BaseException) -> bool:
@@ -375,9 +374,9 @@ class RegistryWriter:
 
     async def _attempt(self, name: str, tp: TopicPartition, change: Change[T]) -> tuple[T] | None:
         """One fenced read-modify-write; None when a concurrent writer fenced this one."""
-        producer = AIOKafkaProducer(
-            **self.kafka.client_options(), transactional_id=f"{self.kafka.topic_prefix}.registry.{name}",
-            enable_idempotence=True, transaction_timeout_ms=_WRITER_TRANSACTION_TIMEOUT_MS,
+        producer = new_producer(
+            self.kafka, transactional_id=f"{self.kafka.topic_prefix}.registry.{name}",
+            transaction_timeout_ms=_WRITER_TRANSACTION_TIMEOUT_MS,
             compression_type="gzip",  # definitions are JSON: small on the wire and under max.message.bytes
             max_request_size=_MAX_UNCOMPRESSED_RECORD,
         )

@@ -20,11 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, new_admin
 from schemas.topics import STEP_SERVICES
 
 DEFAULT_SERVICES: tuple[str, ...] = STEP_SERVICES
@@ -113,7 +113,7 @@ async def provision_topics(settings: KafkaSettings,
                            services: Iterable[str] = DEFAULT_SERVICES) -> ProvisionReport:
     """:func:`ensure_topics`, also reporting which topics were already there."""
     specs = topic_specs(settings, services)
-    admin = AIOKafkaAdminClient(**settings.client_options(), request_timeout_ms=_REQUEST_TIMEOUT_MS)
+    admin = new_admin(settings, request_timeout_ms=_REQUEST_TIMEOUT_MS)
     try:
         try:
             await admin.start()
@@ -272,7 +272,7 @@ async def delete_topics(settings: KafkaSettings) -> list[str]:
 
     For throwaway deployments (tests, benchmarks): a broker that keeps every run's topics slows
     down, thousands of partitions on one node."""
-    admin = AIOKafkaAdminClient(**settings.client_options(), request_timeout_ms=10_000)
+    admin = new_admin(settings, request_timeout_ms=10_000)
     ours: list[str] = []
     try:
         await admin.start()
@@ -295,7 +295,7 @@ async def record_limits(settings: KafkaSettings, names: Iterable[str]) -> dict[s
     broker default it inherits). A topic whose configs this principal may not describe (no
     DescribeConfigs ACL), or that does not exist, is left out: the caller assumes Kafka's default."""
     names = list(names)
-    admin = AIOKafkaAdminClient(**settings.client_options(), request_timeout_ms=_REQUEST_TIMEOUT_MS)
+    admin = new_admin(settings, request_timeout_ms=_REQUEST_TIMEOUT_MS)
     limits: dict[str, int] = {}
     try:
         await admin.start()

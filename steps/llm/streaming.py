@@ -20,11 +20,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from kafka_io import KafkaSettings
+from kafka_io import KafkaSettings, new_consumer, new_producer
 from schemas.base import decode, encode
 from schemas.streams import StreamChunk
 
@@ -114,8 +114,7 @@ async def follow_stream(settings: KafkaSettings, execution_id: str, *, since_sec
     topic = settings.topics.streams
     key = execution_id.encode()
     tp = TopicPartition(topic, partition_for(key, await _partitions(settings, topic)))
-    consumer = AIOKafkaConsumer(**settings.client_options(), enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = new_consumer(settings)
     await consumer.start()
     try:
         consumer.assign([tp])
@@ -158,7 +157,7 @@ async def follow_stream(settings: KafkaSettings, execution_id: str, *, since_sec
 
 async def _partitions(settings: KafkaSettings, topic: str) -> list[int]:
     """The topic's partitions (a producer is the public way to ask aiokafka for them)."""
-    producer = AIOKafkaProducer(**settings.client_options())
+    producer = new_producer(settings, idempotent=False)
     await producer.start()
     try:
         found = await asyncio.wait_for(producer.partitions_for(topic), timeout=15)

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 
-from kafka_io import KafkaSettings, topic_partitions
+from kafka_io import KafkaSettings, new_consumer, new_producer, topic_partitions
 from schemas.base import decode, encode
 from schemas.executions import ExecutionSnapshot
 from schemas.review import ReviewDecision, ReviewRequest
@@ -101,7 +101,7 @@ async def post_decision(settings: KafkaSettings, decision: ReviewDecision) -> Re
     topic = settings.topics.review_decisions
     await topic_partitions(settings, [topic])  # a send to a missing topic would wait for its metadata
     # Idempotent: a retried send after a lost acknowledgement does not post the decision twice.
-    producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True)
+    producer = new_producer(settings)
     await producer.start()
     try:
         return await producer.send_and_wait(topic, encode(decision), key=decision.execution_id.encode())
@@ -125,8 +125,7 @@ def _awaited_tasks(value: bytes) -> tuple[str | None, set[str]]:
 async def _read(settings: KafkaSettings, topic: str, partitions: list[int],
                 timeout: float) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every committed record of `topic`, from the beginning to its end as of now."""
-    consumer = AIOKafkaConsumer(**settings.client_options(), group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = new_consumer(settings)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
