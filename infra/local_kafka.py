@@ -41,6 +41,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.errors import BatonError
+
 DEFAULT_VERSION = "4.1.1"
 DEFAULT_PORT = 9092
 HOST = "127.0.0.1"
@@ -53,7 +55,7 @@ STOP_GRACE_SECONDS = 30.0
 MAVEN_TIMEOUT_SECONDS = 900
 
 
-class LocalKafkaError(RuntimeError):
+class LocalKafkaError(BatonError, RuntimeError):
     """A failure with a one-line message; ``log_tail`` holds the broker's last log lines."""
 
     def __init__(self, message: str, log_tail: str = "") -> None:

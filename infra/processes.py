@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import BatonError
 
-class LauncherError(RuntimeError):
+
+class LauncherError(BatonError, RuntimeError):
     """A launcher's failure with a one-line message; ``log_tail`` holds the server's last log lines."""
 
     def __init__(self, message: str, log_tail: str = "") -> None:

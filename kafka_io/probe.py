@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 
 from kafka_io.settings import KafkaSettings
+from schemas.errors import BatonError
 
 API_VERSIONS, SASL_HANDSHAKE = 18, 17
 UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE = 33, 34  # Kafka error codes
@@ -29,7 +30,7 @@ LOGIN_SETTINGS = ("BATON_KAFKA_SASL_MECHANISM, BATON_KAFKA_SASL_USERNAME and "
                   "BATON_KAFKA_SASL_PASSWORD_FILE (or _PASSWORD)")
 
 
-class _Closed(Exception):
+class _Closed(BatonError):
     """The broker closed the connection (or sent garbage) before answering."""
 
 

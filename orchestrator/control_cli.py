@@ -43,6 +43,7 @@ from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
 from orchestrator.task_callbacks import DecisionRefused
 from schemas.base import Envelope, decode, encode
+from schemas.errors import BatonError
 from schemas.executions import (
     ExecutionStatus,
     RedriveExecution,
@@ -61,7 +62,7 @@ _NAME_SYMBOLS = '<>{}[]?*"#%\\^|~`$&,;:/'  # Step Functions' rule; ":" would als
 _DETAILS_WIDTH = 100
 
 
-class CommandError(Exception):
+class CommandError(BatonError):
     """A failure met while talking to Kafka that the user can act on (one line)."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.asl.dataflow import to_json
 from orchestrator.settings import Quotas
+from schemas.errors import BatonError
 
 # Room for the envelope of a start record around its definition and input (ids, names, times).
 _ENVELOPE_BYTES = 64 * 1024
@@ -25,7 +26,7 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENING = frozenset(b"[{")
 
 
-class QuotaExceeded(ValueError):
+class QuotaExceeded(BatonError, ValueError):
     """Data over one of the quotas; `str()` is one line with the size, the limit and the fix."""
 
     def __init__(self, code: str, message: str, *, size: int | None = None, limit: int | None = None,

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from kafka_io import KafkaSettings, new_consumer, topic_partitions
 from schemas.base import decode
 from schemas.dlq import DeadLetter
+from schemas.errors import BatonError
 from schemas.executions import InputPositions
 from schemas.tokens import InvalidToken, TokenSigner
 
@@ -42,7 +43,7 @@ _REASONS: dict[str, Refusal] = {"invalid_task_token": "invalid_token", "stale_ta
                                 "unknown_execution": "unknown_execution"}
 
 
-class DecisionRefused(Exception):
+class DecisionRefused(BatonError):
     """A decision that cannot apply; `kind` says why (the API's status), `str()` is one line."""
 
     def __init__(self, kind: Refusal, message: str) -> None:

@@ -48,6 +48,7 @@ from pydantic_core import to_json
 from kafka_io import KafkaSettings
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
+from schemas.errors import BatonError
 from schemas.steps import StepCommand, StepResult
 from steps.sdk.step import StepError
 
@@ -57,7 +58,7 @@ DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024  # ASL's payload limit
 COMMIT_INTERVAL_SECONDS = 0.1  # at most ten offset commits a second
 
 
-class StepServiceError(Exception):
+class StepServiceError(BatonError):
     """The service cannot start (missing topics, bad security settings); the message says why."""
 
 

@@ -85,6 +85,7 @@ from orchestrator.task_callbacks import (
     verify_token,
 )
 from schemas.base import Envelope, encode
+from schemas.errors import BatonError
 from schemas.executions import RedriveExecution, StartExecution, StopExecution, execution_id_for
 from schemas.registry import StateMachineRecord
 from schemas.review import ReviewDecision
@@ -102,7 +103,7 @@ _SSE_POLL = 0.5
 # ------------------------------------------------------------ errors
 
 
-class ApiError(Exception):
+class ApiError(BatonError):
     """An error answered as `{"error": {"code", "message", "details"}}` with `status`."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:

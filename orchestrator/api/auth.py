@@ -37,6 +37,8 @@ from typing import Any, Literal, Protocol, get_args
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from schemas.errors import BatonError
+
 Role = Literal["viewer", "operator", "reviewer", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 IMPLIES: dict[str, frozenset[str]] = {
@@ -61,7 +63,7 @@ def default_tokens_path() -> Path:
     return Path(os.environ.get("BATON_STATE_DIR", ".baton")) / "api-tokens.json"
 
 
-class AuthError(Exception):
+class AuthError(BatonError):
     """Refused: `status` 401 (no or unknown token) or 403 (the token's role is not enough)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -69,7 +71,7 @@ class AuthError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class TokenStoreError(Exception):
+class TokenStoreError(BatonError):
     """A token could not be created or revoked (bad name or role, a duplicate, unknown name)."""
 
 

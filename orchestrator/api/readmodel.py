@@ -37,6 +37,7 @@ from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 from kafka_io import KafkaSettings, kafka_errors, new_consumer, topic_partitions
 from orchestrator.asl.timestamps import format_timestamp
 from schemas.base import decode
+from schemas.errors import BatonError
 from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ CREATE TABLE IF NOT EXISTS offsets (
 """
 
 
-class ReadModelError(Exception):
+class ReadModelError(BatonError):
     """A read-model failure a user can act on; the message says what went wrong and where."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.errors import BatonError
+
 # Error names reserved by the ASL specification ("Errors" section) and Step Functions.
 ALL = "States.ALL"
 TASK_FAILED = "States.TaskFailed"
@@ -32,7 +34,7 @@ QUERY_EVALUATION_ERROR = "States.QueryEvaluationError"
 UNCATCHABLE = frozenset({RUNTIME, DATA_LIMIT_EXCEEDED})
 
 
-class StatesError(Exception):
+class StatesError(BatonError):
     """A runtime error with an ASL error name; Retry and Catch match on `error`."""
 
     def __init__(self, error: str, cause: str = "") -> None:
@@ -52,7 +54,7 @@ class Problem:
         return f"{self.path}: {self.message}"
 
 
-class DefinitionError(Exception):
+class DefinitionError(BatonError):
     """A state machine definition that must be refused; `problems` lists every fault found."""
 
     def __init__(self, problems: list[Problem]) -> None:

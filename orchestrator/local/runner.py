@@ -34,11 +34,12 @@ from orchestrator.asl.execution import (
 )
 from orchestrator.asl.model import StateMachine
 from orchestrator.local.mock_config import MockedResponse
+from schemas.errors import BatonError
 from steps.sdk.resolve import resolve_call, shape_result
 from steps.sdk.step import StepDefinition, StepError, invoke_step
 
 
-class LocalRunError(Exception):
+class LocalRunError(BatonError):
     """The local run cannot go on (a missing mock or step); the message says which and where."""
 
 

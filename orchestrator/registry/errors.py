@@ -1,6 +1,6 @@
 """The registry's exceptions: one documented hierarchy, each message one line a user can act on.
 
-    RegistryError
+    RegistryError              (a schemas.errors.BatonError)
     ├── InvalidName            a state machine or alias name the registry refuses
     ├── InvalidReference       not NAME, NAME:VERSION, NAME:ALIAS or a stateMachine ARN
     ├── InvalidDefinition      the core's validator refused the definition (`.problems`)
@@ -20,9 +20,10 @@ A definition over `Quotas.max_definition_bytes` is refused before any of these, 
 from __future__ import annotations
 
 from orchestrator.asl.errors import Problem
+from schemas.errors import BatonError
 
 
-class RegistryError(Exception):
+class RegistryError(BatonError):
     """Anything the registry refuses or cannot do; `str()` is one line."""
 
 

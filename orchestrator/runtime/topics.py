@@ -25,6 +25,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
 from kafka_io import KafkaSettings, new_admin
+from schemas.errors import BatonError
 from schemas.topics import STEP_SERVICES
 
 DEFAULT_SERVICES: tuple[str, ...] = STEP_SERVICES
@@ -41,7 +42,7 @@ _METADATA_ATTEMPTS = 20
 _METADATA_BACKOFF_S = 0.25
 
 
-class TopicProvisioningError(RuntimeError):
+class TopicProvisioningError(BatonError, RuntimeError):
     """Topics cannot be provisioned as Baton needs them; the message is one line for a user."""
 
 

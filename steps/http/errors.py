@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from schemas.errors import BatonError
 from steps.sdk.step import StepError
 
 STATUS_CODE_PREFIX = "States.Http.StatusCode."
@@ -102,7 +103,7 @@ def connection_not_found(name: str, known: list[str]) -> ConnectionFailure:
         "BATON_HTTP_CONNECTIONS and restart the http step service")
 
 
-class ConnectionConfigError(ValueError):
+class ConnectionConfigError(BatonError, ValueError):
     """The connections configuration cannot be loaded; the message says where and why."""
 
 

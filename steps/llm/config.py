@@ -36,12 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from schemas.errors import BatonError
+
 ProviderKind = Literal["openai", "anthropic", "huggingface"]
 
 LOCAL_BASE_URL = "http://127.0.0.1:8090/v1"  # `baton model up`'s first server (infra/local_model.py)
 
 
-class ConfigError(ValueError):
+class ConfigError(BatonError, ValueError):
     """The configuration cannot be used; the message names the file or field and the fix."""
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from schemas.errors import BatonError
 
-class LLMError(Exception):
+
+class LLMError(BatonError):
     """Base of the LLM step's errors: `error` is the ASL error name, `cause` the explanation."""
 
     error: ClassVar[str] = "Baton.LLM.Error"

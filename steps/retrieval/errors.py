@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from schemas.errors import BatonError
 
-class RetrievalError(Exception):
+
+class RetrievalError(BatonError):
     """Base of the retrieval errors: `error` is the ASL error name, `cause` the explanation."""
 
     error: ClassVar[str] = "Baton.Retrieval.Error"

@@ -23,12 +23,13 @@ from pydantic import ValidationError
 
 from kafka_io import KafkaSettings, new_consumer, new_producer, topic_partitions
 from schemas.base import decode, encode
+from schemas.errors import BatonError
 from schemas.executions import ExecutionSnapshot
 from schemas.review import ReviewDecision, ReviewRequest
 from steps.review.task import ReviewDetails
 
 
-class ReviewInboxError(Exception):
+class ReviewInboxError(BatonError):
     """The inbox cannot answer (a topic cannot be read in time); the message is one line."""
 
 

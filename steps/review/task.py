@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from schemas.errors import BatonError
 from schemas.review import ReviewRequest
 from schemas.steps import StepCommand
 
@@ -32,7 +33,7 @@ DECISIONS: tuple[Decision, ...] = ("approve", "reject", "edit")
 DEFAULT_DECISIONS: list[Decision] = ["approve", "reject"]
 
 
-class InvalidReviewTask(ValueError):
+class InvalidReviewTask(BatonError, ValueError):
     """The Task's Parameters are not a review; the message says what to fix."""
 
 

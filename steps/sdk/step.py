@@ -13,10 +13,12 @@ from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel
 
+from schemas.errors import BatonError
+
 _ATTRIBUTE = "__baton_step__"
 
 
-class StepFailed(Exception):
+class StepFailed(BatonError):
     """Raise from a step to fail the task with an explicit ASL error name and cause."""
 
     def __init__(self, error: str, cause: str | None = None) -> None:
@@ -88,7 +90,7 @@ def load_steps(module_names: list[str]) -> dict[str, StepDefinition]:
     return steps
 
 
-class StepError(Exception):
+class StepError(BatonError):
     """A step's failure, as the task failure it becomes: ASL error name and cause."""
 
     def __init__(self, error: str, cause: str | None) -> None:
