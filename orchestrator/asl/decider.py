@@ -11,6 +11,10 @@ interprets ASL.
 Inside, an execution is a set of *runs*: the root run, one per Parallel branch and one per Map
 iteration. A run advances through instantaneous states (Pass, Choice, Succeed, Fail) until it
 waits on a task, a timer or its child runs.
+
+The decider calls each state's hooks by its type (`states.STATE_TYPES`); the modules of `states/`
+see it only as a `context.StateContext`. Input and output processing is in `processing`, the
+rules of variables in `variables`.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
-from orchestrator.asl import causes, errors, states
-from orchestrator.asl.dataflow import Scope, error_output, merge_result, resolve_template, select, to_json
+from orchestrator.asl import causes, errors, variables
+from orchestrator.asl.context import StateContext, TaskEvent
+from orchestrator.asl.dataflow import Scope, error_output, to_json
 from orchestrator.asl.execution import (
     CancelTask,
     Effect,
@@ -46,8 +51,11 @@ from orchestrator.asl.execution import (
     TaskSucceeded,
     TimerFired,
 )
-from orchestrator.asl.model import ABSENT, State, StateMachine
+from orchestrator.asl.model import State, StateMachine
+from orchestrator.asl.processing import catcher_output
 from orchestrator.asl.retry import find_catcher, next_retry
+from orchestrator.asl.states import STATE_TYPES
+from orchestrator.asl.states.children import completed
 from orchestrator.asl.timestamps import format_timestamp
 
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
@@ -64,6 +72,8 @@ ROOT = "r"
 # Errors raised by the interpreter itself get AWS's "where" prefix on their cause.
 _PREFIXED = frozenset({errors.RUNTIME, errors.QUERY_EVALUATION_ERROR, errors.INTRINSIC_FAILURE})
 _RETRIABLE_TYPES = frozenset({"Task", "Parallel", "Map"})
+
+_P = ParamSpec("_P")
 
 
 @dataclass(frozen=True)
@@ -128,13 +138,13 @@ def decide_in_place(machine: StateMachine, state: ExecutionState, event: Event, 
 
 class Decider:
     """One decision in the making: a working copy of the state, the effects so far, and the
-    operations the state types share (entering and leaving states, data processing, failure
-    handling). Internal to the core: callers use `decide`; `states/` holds one module per ASL
-    state type."""
+    operations the state types share (entering and leaving states, failure handling). It is the
+    `StateContext` the modules of `states/` see, and calls their hooks by state type only.
+    Internal to the core: callers use `decide`."""
 
     def __init__(self, machine: StateMachine, state: ExecutionState, env: Environment) -> None:
         self.machine = machine
-        self.s = state
+        self.execution = state
         self.env = env
         self.rng = random.Random(env.seed)
         self.now = env.now.timestamp()
@@ -147,34 +157,30 @@ class Decider:
         if isinstance(event, RedriveExecution):
             self.redrive()
             self.drain()
-            return Decision(self.s, self.effects, self.inspection)
-        if self.s.status is not ExecutionStatus.RUNNING and not isinstance(event, StartExecution):
-            return Decision(self.s, [])  # late events for a finished execution are ignored
+            return Decision(self.execution, self.effects, self.inspection)
+        if self.execution.status is not ExecutionStatus.RUNNING and not isinstance(event, StartExecution):
+            return Decision(self.execution, [])  # late events for a finished execution are ignored
         if isinstance(event, StartExecution):
             self.start(event)
-        elif isinstance(event, TaskSucceeded):
-            states.task.task_succeeded(self, event)
-        elif isinstance(event, TaskFailed):
-            states.task.task_failed(self, event)
-        elif isinstance(event, TaskHeartbeat):
-            states.task.heartbeat(self, event)
+        elif isinstance(event, (TaskSucceeded, TaskFailed, TaskHeartbeat)):
+            self.task_event(event)
         elif isinstance(event, TimerFired):
             self.timer_fired(event)
         elif isinstance(event, StopExecution):
             self.stop(event)
         elif isinstance(event, FailExecution):
-            if not self.s.last_event_id:  # refused before it started: it exists, and says why
-                self.s.start_time = self.timestamp
+            if not self.execution.last_event_id:  # refused before it started: it exists, and says why
+                self.execution.start_time = self.timestamp
                 self.history("ExecutionStarted", {"input": None, "inputDetails": {"truncated": True},
                                                   "roleArn": self.env.role_arn})
             self.finish(ExecutionStatus.FAILED, error=event.error, cause=event.cause)
         self.drain()
-        return Decision(self.s, self.effects, self.inspection)
+        return Decision(self.execution, self.effects, self.inspection)
 
     def drain(self) -> None:
         steps = 0
-        while self.ready and self.s.status is ExecutionStatus.RUNNING:
-            if self.s.last_event_id >= self.env.max_history_events:
+        while self.ready and self.execution.status is ExecutionStatus.RUNNING:
+            if self.execution.last_event_id >= self.env.max_history_events:
                 # AWS: "If the execution history reaches this quota the execution will fail." A loop
                 # of Pass/Choice states ends here too, a budget of transitions at a time (below).
                 self.finish(ExecutionStatus.FAILED, error=errors.RUNTIME,
@@ -182,7 +188,7 @@ class Decider:
                                   f"({self.env.max_history_events}).")
                 return
             run_id = self.ready.popleft()
-            run = self.s.runs.get(run_id)
+            run = self.execution.runs.get(run_id)
             if run is not None and run.status == "running":
                 steps += 1
                 if steps > self.env.max_transitions_per_decision and not self.env.single_state:
@@ -195,29 +201,35 @@ class Decider:
         timer fires, so other executions move in between and each decision's records stay small."""
         self.ready.clear()
         for run_id in dict.fromkeys(ready):
-            run = self.s.runs.get(run_id)
+            run = self.execution.runs.get(run_id)
             if run is not None and run.status == "running":
                 self.set_timer("yield", self.now, run_id)
 
     def history(self, type_: str, details: dict[str, Any] | None = None) -> int:
-        self.s.last_event_id += 1
+        self.execution.last_event_id += 1
         self.effects.append(
             HistoryEvent(
-                id=self.s.last_event_id,
-                previous_event_id=self.s.last_event_id - 1,
+                id=self.execution.last_event_id,
+                previous_event_id=self.execution.last_event_id - 1,
                 timestamp=self.timestamp,
                 type=type_,
                 details=details or {},
             )
         )
-        return self.s.last_event_id
+        return self.execution.last_event_id
 
     def next_id(self, prefix: str) -> str:
-        self.s.seq += 1
-        return f"{prefix}{self.s.seq}"
+        self.execution.seq += 1
+        return f"{prefix}{self.execution.seq}"
 
     def new_uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def emit(self, effect: Effect) -> None:
+        self.effects.append(effect)
+
+    def task_token(self, task_id: str) -> str:
+        return self.env.task_token(task_id)
 
     def machine_of(self, run: Run) -> StateMachine:
         machine = self.machine
@@ -237,14 +249,14 @@ class Decider:
     def context(self, run: Run, state: State, **extra: Any) -> dict[str, Any]:
         context: dict[str, Any] = {
             "Execution": {
-                "Id": self.s.execution_id,
-                "Input": self.s.input,
-                "StartTime": self.s.start_time,
-                "Name": self.s.name,
+                "Id": self.execution.execution_id,
+                "Input": self.execution.input,
+                "StartTime": self.execution.start_time,
+                "Name": self.execution.name,
                 "RoleArn": self.env.role_arn,
-                "RedriveCount": self.s.redrive_count,
+                "RedriveCount": self.execution.redrive_count,
             },
-            "StateMachine": {"Id": self.s.state_machine_id, "Name": self.s.state_machine_name},
+            "StateMachine": {"Id": self.execution.state_machine_id, "Name": self.execution.state_machine_name},
             "State": {"EnteredTime": run.entered_time, "Name": state.name},
         }
         if state.type in _RETRIABLE_TYPES:
@@ -257,7 +269,7 @@ class Decider:
 
     def set_timer(self, purpose: Any, fire_at: float, run_id: str | None, task_id: str | None = None) -> str:
         timer_id = self.next_id("t")
-        self.s.timers[timer_id] = PendingTimer(run_id=run_id, purpose=purpose, task_id=task_id, fire_at=fire_at)
+        self.execution.timers[timer_id] = PendingTimer(run_id=run_id, purpose=purpose, task_id=task_id, fire_at=fire_at)
         self.effects.append(StartTimer(timer_id=timer_id, fire_at=fire_at))
         return timer_id
 
@@ -272,9 +284,9 @@ class Decider:
             )
 
     def start(self, event: StartExecution) -> None:
-        if self.s.runs or self.s.last_event_id:
+        if self.execution.runs or self.execution.last_event_id:
             return  # idempotent: the execution already started
-        self.s.start_time = self.timestamp
+        self.execution.start_time = self.timestamp
         size = len(to_json(event.input).encode())
         if size > self.env.max_payload_bytes:
             # Refused as AWS's StartExecution would be, but recorded: the execution exists and
@@ -285,36 +297,36 @@ class Decider:
                         cause=f"The execution input is {size} bytes, exceeding the maximum number of bytes "
                               f"service limit ({self.env.max_payload_bytes}).")
             return
-        self.s.input = event.input
+        self.execution.input = event.input
         self.history("ExecutionStarted", {"input": event.input, "roleArn": self.env.role_arn})
         if self.machine.timeout_seconds:
             self.set_timer("execution_timeout", self.now + self.machine.timeout_seconds, None)
         root = Run(id=ROOT, variables=copy.deepcopy(dict(self.env.variables)))
-        self.s.runs[ROOT] = root
+        self.execution.runs[ROOT] = root
         self.enter(root, self.machine.start_at, event.input)
 
     def finish(self, status: ExecutionStatus, output: Any = None, error: str | None = None,
                 cause: str | None = None) -> None:
-        root = self.s.runs.get(ROOT)
+        root = self.execution.runs.get(ROOT)
         if self.env.single_state and root is not None and root.variables:
             # TestState's inspectionData.variables: the variables after the state.
             self.inspection["variables"] = copy.deepcopy(root.variables)
         if status is not ExecutionStatus.SUCCEEDED and root is not None and root.current is not None:
-            self.s.redrive_point = {"state": root.current, "input": root.raw_input, "variables": root.variables}
+            self.execution.redrive_point = {"state": root.current, "input": root.raw_input, "variables": root.variables}
             # A Parallel or Map that failed (or was stopped) keeps its children that succeeded.
-            fanout = (states.children.completed(root.fanout, root.current) if root.fanout is not None
+            fanout = (completed(root.fanout, root.current) if root.fanout is not None
                       else root.failed_fanout)
             if fanout is not None and fanout["state"] == root.current:
-                self.s.redrive_point["completed"] = fanout["results"]
+                self.execution.redrive_point["completed"] = fanout["results"]
         else:
-            self.s.redrive_point = None
-        self.s.status = status
-        self.s.output, self.s.error, self.s.cause = output, error, cause
-        for task_id, pending in self.s.tasks.items():
+            self.execution.redrive_point = None
+        self.execution.status = status
+        self.execution.output, self.execution.error, self.execution.cause = output, error, cause
+        for task_id, pending in self.execution.tasks.items():
             self.effects.append(CancelTask(task_id=task_id, resource=pending.resource))
-        self.s.tasks.clear()
-        self.s.timers.clear()
-        self.s.runs.clear()
+        self.execution.tasks.clear()
+        self.execution.timers.clear()
+        self.execution.runs.clear()
         if status is ExecutionStatus.SUCCEEDED:
             self.history("ExecutionSucceeded", {"output": output})
         elif status is ExecutionStatus.FAILED:
@@ -327,18 +339,18 @@ class Decider:
 
     def redrive(self) -> None:
         """RedriveExecution: only an execution that did not succeed, and knows where it stopped."""
-        point = self.s.redrive_point
-        if self.s.status in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED) or point is None:
+        point = self.execution.redrive_point
+        if self.execution.status in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED) or point is None:
             return
-        self.s.status = ExecutionStatus.RUNNING
-        self.s.output = self.s.error = self.s.cause = None
-        self.s.redrive_count += 1
-        self.s.redrive_point = None
-        self.history("ExecutionRedriven", {"redriveCount": self.s.redrive_count})
+        self.execution.status = ExecutionStatus.RUNNING
+        self.execution.output = self.execution.error = self.execution.cause = None
+        self.execution.redrive_count += 1
+        self.execution.redrive_point = None
+        self.history("ExecutionRedriven", {"redriveCount": self.execution.redrive_count})
         if self.machine.timeout_seconds:
             self.set_timer("execution_timeout", self.now + self.machine.timeout_seconds, None)
         root = Run(id=ROOT, variables=point.get("variables") or {})
-        self.s.runs[ROOT] = root
+        self.execution.runs[ROOT] = root
         self.enter(root, point["state"], point["input"])
         # For that state's execution only (enter clears it for any later state).
         root.redrive_completed = {int(index): result for index, result in (point.get("completed") or {}).items()}
@@ -372,10 +384,23 @@ class Decider:
 
     def execute(self, run: Run) -> None:
         state = self.state_of(run)
+        self.dispatch(STATE_TYPES[state.type].execute, run, state)
+
+    def dispatch(self, hook: Callable[Concatenate[StateContext, Run, State, _P], None], run: Run, state: State,
+                 *args: _P.args, **kwargs: _P.kwargs) -> None:
+        """Call a hook of the run's state; a StatesError it raises fails the state (Retry, Catch)."""
         try:
-            states.HANDLERS[state.type](self, run, state)
+            hook(self, run, state, *args, **kwargs)
         except errors.StatesError as exc:
-            self.state_failed(run, state, exc.error, exc.cause, raised_here=True)
+            self.fail(run, state, exc.error, exc.cause, raised_here=True)
+
+    def task_event(self, event: TaskEvent) -> None:
+        pending = self.execution.tasks.get(event.task_id)
+        if pending is None:
+            return  # a duplicate or late answer: the task is no longer awaited
+        run = self.execution.runs[pending.run_id]
+        state = self.state_of(run)
+        self.dispatch(STATE_TYPES[state.type].task_event, run, state, event)
 
     def exit(self, run: Run, state: State, output: Any, assigned: dict[str, Any]) -> None:
         self.leave(run, state, output, assigned)
@@ -403,148 +428,14 @@ class Decider:
         self.history(f"{state.type}StateExited", details)
 
     def assign(self, run: Run, state: State, assigned: dict[str, Any]) -> None:
-        """Apply one state's assignments, within AWS's rules on scope and size.
-
-        A Parallel branch or Map iteration reads the variables of the scopes around it but cannot
-        assign them (AWS developer guide, "Passing data between states with variables", variable
-        scope). This is enforced when it happens, against the variables the outer scope has then,
-        as LocalStack's interpreter does: AWS accepted a definition whose branch and whose
-        Parallel's Catcher assign the same name (conformance case PARALLEL_CATCH_ERROR_VARIABLE_SAMPLING).
-        Sizes (same guide, variable size limits): one variable, and one state's assignments
-        together, within the payload quota (256 KiB by default); all the variables a run sees
-        within 10 MiB by default.
-        """
-        if not assigned:
-            return
-        parent = self.s.runs.get(run.parent) if run.parent is not None else None
-        outer = sorted(set(assigned) & set(parent.variables)) if parent is not None else []
-        if outer:
-            raise errors.StatesError(
-                errors.RUNTIME,
-                f"The state '{state.name}' cannot assign the variable '{outer[0]}': it belongs to an outer "
-                "scope, which a Parallel branch or Map iteration can read but not assign.",
-            )
-        limit = self.env.max_payload_bytes
-        total = 0
-        for name, value in assigned.items():
-            size = len(to_json(value).encode())
-            total += size
-            if size > limit:
-                raise errors.StatesError(
-                    errors.DATA_LIMIT_EXCEEDED,
-                    f"The state/task '{state.name}' assigned the variable '{name}' a value of {size} bytes, "
-                    f"exceeding the maximum number of bytes service limit ({limit}) for one variable.",
-                )
-        if total > limit:
-            raise errors.StatesError(
-                errors.DATA_LIMIT_EXCEEDED,
-                f"The state/task '{state.name}' assigned {total} bytes of variables, exceeding the maximum "
-                f"number of bytes service limit ({limit}) for the variables assigned by one state.",
-            )
-        merged = {**run.variables, **assigned}
-        size = len(to_json(merged).encode())
-        if size > self.env.max_variables_bytes:
-            raise errors.StatesError(
-                errors.DATA_LIMIT_EXCEEDED,
-                f"The state/task '{state.name}' brought the variables of the execution to {size} bytes, "
-                f"exceeding the maximum number of bytes service limit ({self.env.max_variables_bytes}) "
-                "for all variables.",
-            )
-        run.variables.update(copy.deepcopy(assigned))
-
-    @staticmethod
-    def assignments(template: Any, value: Any, scope: Scope) -> dict[str, Any]:
-        """Assign (JSONPath flavour), evaluated but not yet applied: `$` is the state's result (or
-        its effective input, for Choice and Wait; the error output, in a Catcher)."""
-        if template is ABSENT or template is None:
-            return {}
-        assigned: dict[str, Any] = resolve_template(template, value, scope)
-        return assigned
-
-    # JSONata: `{% %}` expressions see $states (input, result, errorOutput, context) and the variables.
-
-    def jsonata(self, run: Run, scope: Scope, template: Any, field: str, **states: Any) -> Any:
-        from orchestrator.asl import jsonata
-
-        bound = {"input": run.raw_input, "context": scope.context, **states}
-        return jsonata.evaluate_template(
-            template, field=field, states=bound, variables=run.variables, rng=self.rng, new_uuid=self.new_uuid
-        )
-
-    def field(self, run: Run, state: State, scope: Scope, name: str, **states: Any) -> Any:
-        """A literal field, or in a JSONata state possibly an expression (Seconds, Items, Error, ...)."""
-        value = state.get(name)
-        if state.is_jsonata and value is not ABSENT:
-            return self.jsonata(run, scope, value, name, **states)
-        return value
-
-    def finish_jsonata(self, run: Run, scope: Scope, output_template: Any, assign_template: Any,
-                        default: Any, **states: Any) -> tuple[Any, dict[str, Any]]:
-        """JSONata Output and Assign, evaluated (Assign first, as AWS reports its errors first) but
-        not applied: both see the variables as they were before this state."""
-        assigned: dict[str, Any] = {}
-        if assign_template is not ABSENT and assign_template is not None:
-            assigned = self.jsonata(run, scope, assign_template, "Assign", **states)
-        output = (self.jsonata(run, scope, output_template, "Output", **states)
-                  if output_template is not ABSENT else default)
-        return output, assigned
-
-    def passthrough_output(self, run: Run, state: State, scope: Scope, effective: Any,
-                            rule: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Output and assignments of a state without a result (Choice, Wait, Succeed, JSONata Pass)."""
-        source = rule if rule is not None else state.raw
-        if state.is_jsonata:
-            return self.finish_jsonata(run, scope, source.get("Output", ABSENT), source.get("Assign", ABSENT),
-                                        run.raw_input)
-        assigned = self.assignments(source.get("Assign", ABSENT), effective, scope)
-        output = select(state.get("OutputPath"), effective, scope)
-        return output, assigned
-
-    def task_input(self, run: Run, state: State, scope: Scope) -> Any:
-        """InputPath then Parameters (JSONPath), or Arguments (JSONata): what the task/branches get."""
-        if state.is_jsonata:
-            arguments = state.get("Arguments")
-            effective = run.raw_input if arguments is ABSENT else self.jsonata(run, scope, arguments, "Arguments")
-            self.inspect(run, "afterArguments", effective)
-            self.check_size(state, effective, what="an input")
-            return effective
-        effective = select(state.get("InputPath"), run.raw_input, scope)
-        self.inspect(run, "afterInputPath", effective)
-        if state.has("Parameters"):
-            effective = resolve_template(state.get("Parameters"), effective, scope)
-            self.inspect(run, "afterParameters", effective)
-        self.check_size(state, effective, what="an input")
-        return effective
-
-    def result_to_output(self, run: Run, state: State, result: Any, scope: Scope) -> tuple[Any, dict[str, Any]]:
-        """The output and the assignments of a state with a result (Pass, Task, Parallel, Map)."""
-        if state.is_jsonata:
-            output, assigned = self.finish_jsonata(run, scope, state.get("Output"), state.get("Assign"), result,
-                                                    result=result)
-            self.inspect(run, "output", output)
-            return output, assigned
-        assigned = self.assignments(state.get("Assign"), result, scope)
-        merged = merge_result(state.get("ResultPath"), run.raw_input, result)
-        self.inspect(run, "afterResultPath", merged)
-        output = select(state.get("OutputPath"), merged, scope)
-        self.inspect(run, "output", output)
-        return output, assigned
-
-    def apply_result(self, run: Run, state: State, result: Any) -> None:
-        """ResultSelector, then Assign/ResultPath/OutputPath (or JSONata Output), then leave the state."""
-        try:
-            self.check_size(state, result)
-            scope = self.scope(run, state)
-            self.inspect(run, "result", result)
-            if state.has("ResultSelector") and not state.is_jsonata:
-                result = resolve_template(state.get("ResultSelector"), result, scope)
-                self.inspect(run, "afterResultSelector", result)
-            self.exit(run, state, *self.result_to_output(run, state, result, scope))
-        except errors.StatesError as exc:
-            self.state_failed(run, state, exc.error, exc.cause, raised_here=True)
+        """Apply the assignments (see `variables.assign`); a branch's or an iteration's outer scope
+        is its parent run's."""
+        parent = self.execution.runs.get(run.parent) if run.parent is not None else None
+        outer = parent.variables if parent is not None else None
+        variables.assign(run, state, assigned, outer, self.env.max_payload_bytes, self.env.max_variables_bytes)
 
     def timer_fired(self, event: TimerFired) -> None:
-        timer = self.s.timers.pop(event.timer_id, None)
+        timer = self.execution.timers.pop(event.timer_id, None)
         if timer is None:
             return  # cancelled or already handled
         if timer.purpose == "execution_timeout":
@@ -552,34 +443,21 @@ class Decider:
                          cause="The execution timed out.")
             return
         assert timer.run_id is not None
-        run = self.s.runs.get(timer.run_id)
+        run = self.execution.runs.get(timer.run_id)
         if run is None:
             return
         state = self.state_of(run)
-        if timer.purpose == "wait":
-            run.timer_id = None
-            run.status = "running"
-            try:
-                states.wait.leave_wait(self, run, state)
-            except errors.StatesError as exc:
-                self.state_failed(run, state, exc.error, exc.cause, raised_here=True)
-        elif timer.purpose == "retry":
+        if timer.purpose == "retry":
             run.timer_id = None
             run.status = "running"
             self.ready.append(run.id)
         elif timer.purpose == "yield":
             self.ready.append(run.id)
-        else:
-            assert timer.task_id is not None
-            error = errors.TIMEOUT if timer.purpose == "task_timeout" else errors.HEARTBEAT_TIMEOUT
-            pending = self.s.tasks.get(timer.task_id)
-            settled = states.task.settle_task(self, timer.task_id, "TimedOut", causes.error_details(error, None))
-            if settled is not None and pending is not None:
-                self.effects.append(CancelTask(task_id=timer.task_id, resource=pending.resource))
-                self.state_failed(*settled, error, None)
+        else:  # the state's own timer: a Wait's, a Task's timeout or heartbeat
+            self.dispatch(STATE_TYPES[state.type].timer_fired, run, state, timer)
 
-    def state_failed(self, run: Run, state: State, error: str | None, cause: str | None,
-                      raised_here: bool = False, failed_event: str | None = None) -> None:
+    def fail(self, run: Run, state: State, error: str | None, cause: str | None,
+             raised_here: bool = False, failed_event: str | None = None) -> None:
         """Retry, then Catch, then fail the run (ASL spec, "Retrying after an error", "Fallback states").
 
         `failed_event` (MapStateFailed, ParallelStateFailed) is written once the state has really
@@ -609,14 +487,8 @@ class Decider:
                 if self.env.single_state and run.parent is None:
                     self.inspection["caught"] = {"error": error, "cause": cause}
                 try:
-                    scope = self.scope(run, state)
                     failure = error_output(name, cause)
-                    if state.is_jsonata:
-                        output, assigned = self.finish_jsonata(run, scope, catcher.output, catcher.assign, failure,
-                                                                errorOutput=failure)
-                    else:
-                        assigned = self.assignments(catcher.assign, failure, scope)
-                        output = merge_result(catcher.result_path, run.raw_input, failure)
+                    output, assigned = catcher_output(run, state, catcher, failure, self.scope(run, state))
                     self.leave(run, state, output, assigned)
                 except errors.StatesError as exc:
                     self.run_failed(run, exc.error, self.where(run, state, exc.error, exc.cause))
@@ -639,7 +511,7 @@ class Decider:
         if run.parent is None:
             self.finish(ExecutionStatus.FAILED, error=error, cause=cause)
         else:
-            states.children.child_finished(self, run)
+            self.child_ended(run)
 
     def run_succeeded(self, run: Run, output: Any) -> None:
         run.status = "succeeded"
@@ -647,7 +519,14 @@ class Decider:
         if run.parent is None:
             self.finish(ExecutionStatus.SUCCEEDED, output=output)
         else:
-            states.children.child_finished(self, run)
+            self.child_ended(run)
+
+    def child_ended(self, child: Run) -> None:
+        """A branch or iteration ended: it leaves the runs, and its parent's state takes it."""
+        parent = self.execution.runs[child.parent or ""]
+        self.execution.runs.pop(child.id, None)
+        state = self.state_of(parent)
+        self.dispatch(STATE_TYPES[state.type].child_done, parent, state, child)
 
 
 def utc(now: datetime | None = None) -> datetime:

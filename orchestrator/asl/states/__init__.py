@@ -1,25 +1,22 @@
-"""One module per ASL state type, found by its ASL name; each `execute(decider, run, state)` runs
-its state once the run has entered it. `children` joins the child runs of Parallel and Map."""
+"""One module per ASL state type, found by its ASL name. Each offers its `StateHooks` (see
+`orchestrator.asl.context`), registered here by type; the decider calls them by state type and
+they see a `StateContext`, never the decider. `children` holds what Parallel and Map share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Final
 
-from orchestrator.asl.execution import Run
-from orchestrator.asl.model import State
-from orchestrator.asl.states import children, choice, fail, map_, parallel, pass_, succeed, task, wait  # noqa: F401
+from orchestrator.asl.context import StateHooks
+from orchestrator.asl.states import choice, fail, map_, parallel, pass_, succeed, task, wait
 
-if TYPE_CHECKING:
-    from orchestrator.asl.decider import Decider
-
-HANDLERS: dict[str, Callable[[Decider, Run, State], None]] = {
-    "Pass": pass_.execute,
-    "Task": task.execute,
-    "Choice": choice.execute,
-    "Wait": wait.execute,
-    "Succeed": succeed.execute,
-    "Fail": fail.execute,
-    "Parallel": parallel.execute,
-    "Map": map_.execute,
+STATE_TYPES: Final[Mapping[str, StateHooks]] = {
+    "Pass": pass_.HOOKS,
+    "Task": task.HOOKS,
+    "Choice": choice.HOOKS,
+    "Wait": wait.HOOKS,
+    "Succeed": succeed.HOOKS,
+    "Fail": fail.HOOKS,
+    "Parallel": parallel.HOOKS,
+    "Map": map_.HOOKS,
 }

@@ -1,88 +1,51 @@
-"""Child runs of Parallel and Map: spawning, joining, failing together, cancelling."""
+"""Child runs of Parallel and Map: spawning, counting, joining, failing together, cancelling.
+
+What the two fan-out states share; each joins its children in its own `child_done` hook.
+"""
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from orchestrator.asl import errors
-from orchestrator.asl.dataflow import error_output
+from orchestrator.asl.context import StateContext
 from orchestrator.asl.execution import CancelTask, FanOut, Run
 from orchestrator.asl.model import State
-from orchestrator.asl.states import map_
-
-if TYPE_CHECKING:
-    from orchestrator.asl.decider import Decider
+from orchestrator.asl.processing import apply_result
 
 
-def spawn(d: Decider, parent: Run, state: State, scope_index: int, index: int) -> Run:
+def spawn(ctx: StateContext, parent: Run, state: State, scope_index: int, index: int) -> Run:
     child = Run(
-        id=d.next_id("r"),
+        id=ctx.next_id("r"),
         scope=[*parent.scope, (state.name, scope_index)],
         parent=parent.id,
         index=index,
         variables=copy.deepcopy(parent.variables),
     )
-    d.s.runs[child.id] = child
+    ctx.execution.runs[child.id] = child
     return child
 
 
-def child_finished(d: Decider, child: Run) -> None:
-    parent = d.s.runs[child.parent or ""]
-    d.s.runs.pop(child.id, None)
-    fanout = parent.fanout
-    state = d.state_of(parent)
+def count_ended(run: Run) -> FanOut | None:
+    """Count a child that ended in its parent's fan-out; None when the parent no longer waits."""
+    fanout = run.fanout
     if fanout is None:
-        return
+        return None
     fanout.running -= 1
     fanout.finished += 1
-    if fanout.kind == "parallel":
-        if child.status == "failed":
-            fanout_failed(d, parent, state, child.error, child.cause)
-            return
-        fanout.results[child.index] = child.output
-        fanout.succeeded.append(child.index)
-        if fanout.finished == len(fanout.results):
-            fanout_done(d, parent, state)
-        return
-    if child.status == "failed":
-        d.history("MapIterationFailed", {"name": state.name, "index": child.index})
-        fanout.failed += 1
-        fanout.results[child.index] = error_output(child.error or "", child.cause)
-        if map_.tolerance_exceeded(fanout):
-            tolerant = fanout.tolerated_count is not None or fanout.tolerated_percentage is not None
-            if tolerant:
-                fanout_failed(d, 
-                    parent, state, errors.EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                    "The specified tolerated failure threshold was exceeded",
-                )
-            else:
-                fanout_failed(d, parent, state, child.error, child.cause)
-            return
-    else:
-        d.history("MapIterationSucceeded", {"name": state.name, "index": child.index})
-        fanout.results[child.index] = child.output
-        fanout.succeeded.append(child.index)
-    if fanout.finished == len(fanout.items):
-        fanout_done(d, parent, state)
-    else:
-        try:
-            map_.launch_items(d, parent, state)
-        except errors.StatesError as exc:
-            fanout_failed(d, parent, state, exc.error, exc.cause, raised_here=True)
+    return fanout
 
 
-def fanout_failed(d: Decider, run: Run, state: State, error: str | None, cause: str | None,
-                   raised_here: bool = False) -> None:
+def fanout_failed(ctx: StateContext, run: Run, state: State, error: str | None, cause: str | None,
+                  raised_here: bool = False) -> None:
     fanout = run.fanout
     if fanout is not None:
         run.failed_fanout = completed(fanout, state.name)
         for child in fanout.children:
-            abort(d, child)
+            abort(ctx, child)
     run.fanout = None
     run.status = "running"
-    d.state_failed(run, state, error, cause, raised_here=raised_here,
-                       failed_event=f"{state.type}StateFailed")
+    ctx.fail(run, state, error, cause, raised_here=raised_here, failed_event=f"{state.type}StateFailed")
 
 
 def completed(fanout: FanOut, state_name: str) -> dict[str, Any]:
@@ -105,26 +68,27 @@ def preset(run: Run, fanout: FanOut) -> set[int]:
     return set(fanout.succeeded)
 
 
-def fanout_done(d: Decider, run: Run, state: State) -> None:
+def fanout_done(ctx: StateContext, run: Run, state: State) -> None:
     fanout = run.fanout
     assert fanout is not None
     results = fanout.results
     run.fanout = None
     run.status = "running"
-    d.history(f"{state.type}StateSucceeded")
-    d.apply_result(run, state, results)
+    ctx.history(f"{state.type}StateSucceeded")
+    apply_result(ctx, run, state, results)
 
 
-def abort(d: Decider, run_id: str | None) -> None:
+def abort(ctx: StateContext, run_id: str | None) -> None:
     """Cancel a run and everything under it (a sibling branch failed, or its Map gave up)."""
-    run = d.s.runs.pop(run_id, None) if run_id else None
+    execution = ctx.execution
+    run = execution.runs.pop(run_id, None) if run_id else None
     if run is None:
         return
-    if run.task_id and run.task_id in d.s.tasks:
-        pending = d.s.tasks.pop(run.task_id)
-        d.effects.append(CancelTask(task_id=run.task_id, resource=pending.resource))
-    for timer_id in [t for t, timer in d.s.timers.items() if timer.run_id == run.id]:
-        del d.s.timers[timer_id]
+    if run.task_id and run.task_id in execution.tasks:
+        pending = execution.tasks.pop(run.task_id)
+        ctx.emit(CancelTask(task_id=run.task_id, resource=pending.resource))
+    for timer_id in [t for t, timer in execution.timers.items() if timer.run_id == run.id]:
+        del execution.timers[timer_id]
     if run.fanout:
         for child in run.fanout.children:
-            abort(d, child)
+            abort(ctx, child)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.asl import errors
+from orchestrator.asl.context import StateContext, StateHooks
 from orchestrator.asl.dataflow import Scope, read_path_field, to_json
 from orchestrator.asl.execution import Run
 from orchestrator.asl.model import ABSENT, State
-
-if TYPE_CHECKING:
-    from orchestrator.asl.decider import Decider
+from orchestrator.asl.processing import field
 
 
-def execute(d: Decider, run: Run, state: State) -> None:
-    scope = d.scope(run, state)
-    error = d.field(run, state, scope, "Error")
-    cause = d.field(run, state, scope, "Cause")
+def execute(ctx: StateContext, run: Run, state: State) -> None:
+    scope = ctx.scope(run, state)
+    error = field(run, state, scope, "Error")
+    cause = field(run, state, scope, "Cause")
     error = None if error is ABSENT else error
     cause = None if cause is ABSENT else cause
     if state.has("ErrorPath"):
@@ -29,7 +28,8 @@ def execute(d: Decider, run: Run, state: State) -> None:
                 errors.QUERY_EVALUATION_ERROR if state.is_jsonata else errors.RUNTIME,
                 f"The {field_name} of a Fail state must be a string, not {to_json(value)}",
             )
-    d.run_failed(run, error, cause)
+    # A Fail state has no Retry or Catch: failing the state fails its run, with this error as is.
+    ctx.fail(run, state, error, cause)
 
 
 def _string_field(field_name: str, path: str, data: Any, scope: Scope) -> Any:
@@ -40,3 +40,6 @@ def _string_field(field_name: str, path: str, data: Any, scope: Scope) -> Any:
             errors.RUNTIME, f"The {field_name} '{path}' must reference a string, not {to_json(value)}"
         )
     return value
+
+
+HOOKS = StateHooks(execute)

@@ -1,44 +1,44 @@
-"""Map: one child run per item, at most MaxConcurrency at a time, with tolerated failures."""
+"""Map: one child run per item, at most MaxConcurrency at a time, with tolerated failures
+(shared fan-out pieces: children.py)."""
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.asl import causes, errors
-from orchestrator.asl.dataflow import Scope, read_path_field, resolve_template, select, to_json
+from orchestrator.asl.context import StateContext, StateHooks
+from orchestrator.asl.dataflow import Scope, error_output, read_path_field, resolve_template, select, to_json
 from orchestrator.asl.execution import FanOut, Run
 from orchestrator.asl.model import ABSENT, State
-from orchestrator.asl.states import children
-
-if TYPE_CHECKING:
-    from orchestrator.asl.decider import Decider
+from orchestrator.asl.processing import evaluate_jsonata, field
+from orchestrator.asl.states.children import count_ended, fanout_done, fanout_failed, preset, spawn
 
 
-def execute(d: Decider, run: Run, state: State) -> None:
-    scope = d.scope(run, state)
-    effective, items = map_items(d, run, state, scope)
+def execute(ctx: StateContext, run: Run, state: State) -> None:
+    scope = ctx.scope(run, state)
+    effective, items = map_items(run, state, scope)
     fanout = FanOut(
         kind="map",
         children=[None] * len(items),
         results=[None] * len(items),
         items=copy.deepcopy(items),
-        max_concurrency=map_number(d, state, "MaxConcurrency", effective, scope, run) or 0,
-        tolerated_count=map_number(d, state, "ToleratedFailureCount", effective, scope, run),
-        tolerated_percentage=map_number(d, state, "ToleratedFailurePercentage", effective, scope, run),
+        max_concurrency=map_number(state, "MaxConcurrency", effective, scope, run) or 0,
+        tolerated_count=map_number(state, "ToleratedFailureCount", effective, scope, run),
+        tolerated_percentage=map_number(state, "ToleratedFailurePercentage", effective, scope, run),
         effective_input=effective,
     )
     run.fanout = fanout
     run.status = "waiting"
-    d.history("MapStateStarted", {"length": len(items)})
-    children.preset(run, fanout)  # a redrive reruns only the iterations that did not succeed
+    ctx.history("MapStateStarted", {"length": len(items)})
+    preset(run, fanout)  # a redrive reruns only the iterations that did not succeed
     if fanout.finished == len(items):
-        children.fanout_done(d, run, state)
+        fanout_done(ctx, run, state)
         return
-    launch_items(d, run, state)
+    launch_items(ctx, run, state)
 
 
-def map_items(d: Decider, run: Run, state: State, scope: Scope) -> tuple[Any, list[Any]]:
+def map_items(run: Run, state: State, scope: Scope) -> tuple[Any, list[Any]]:
     """The Map's effective input and its items (ItemsPath, or JSONata Items)."""
     if state.is_jsonata:
         raw_items = state.get("Items")
@@ -49,7 +49,7 @@ def map_items(d: Decider, run: Run, state: State, scope: Scope) -> tuple[Any, li
                     f"Map state input must be an array but was: {to_json(run.raw_input)}",
                 )
             return run.raw_input, run.raw_input
-        items = d.jsonata(run, scope, raw_items, "Items")
+        items = evaluate_jsonata(run, scope, raw_items, "Items")
         if not isinstance(items, list):
             raise errors.StatesError(
                 errors.QUERY_EVALUATION_ERROR,
@@ -69,11 +69,11 @@ def map_items(d: Decider, run: Run, state: State, scope: Scope) -> tuple[Any, li
     return effective, items
 
 
-def map_number(d: Decider, state: State, name: str, data: Any, scope: Scope, run: Run | None = None) -> Any:
+def map_number(state: State, name: str, data: Any, scope: Scope, run: Run | None = None) -> Any:
     """MaxConcurrency, ToleratedFailureCount, ToleratedFailurePercentage, or their Path form."""
     if state.has(name):
         if run is not None and state.is_jsonata:
-            return d.field(run, state, scope, name)
+            return field(run, state, scope, name)
         return state.get(name)
     if not state.has(name + "Path"):
         return None
@@ -96,7 +96,7 @@ def map_number(d: Decider, state: State, name: str, data: Any, scope: Scope, run
     return int(value)
 
 
-def launch_items(d: Decider, run: Run, state: State) -> None:
+def launch_items(ctx: StateContext, run: Run, state: State) -> None:
     fanout = run.fanout
     assert fanout is not None and state.processor is not None
     while fanout.next_index < len(fanout.items) and (
@@ -109,17 +109,17 @@ def launch_items(d: Decider, run: Run, state: State) -> None:
         item = fanout.items[index]
         selector = state.get("ItemSelector", state.get("Parameters"))
         if selector is not ABSENT:
-            scope = d.scope(run, state, Map={"Item": {"Index": index, "Value": item}})
+            scope = ctx.scope(run, state, Map={"Item": {"Index": index, "Value": item}})
             if state.is_jsonata:
-                item = d.jsonata(run, scope, selector, "ItemSelector")
+                item = evaluate_jsonata(run, scope, selector, "ItemSelector")
             else:
                 item = resolve_template(selector, fanout.effective_input, scope)
-        child = children.spawn(d, run, state, -1, index)
+        child = spawn(ctx, run, state, -1, index)
         child.map_item = {"Index": index, "Value": fanout.items[index]}
         fanout.children[index] = child.id
         fanout.running += 1
-        d.history("MapIterationStarted", {"name": state.name, "index": index})
-        d.enter(child, state.processor.start_at, item)
+        ctx.history("MapIterationStarted", {"name": state.name, "index": index})
+        ctx.enter(child, state.processor.start_at, item)
 
 
 def tolerance_exceeded(fanout: FanOut) -> bool:
@@ -131,3 +131,39 @@ def tolerance_exceeded(fanout: FanOut) -> bool:
         return True
     percentage = fanout.failed * 100.0 / len(fanout.items)
     return fanout.tolerated_percentage is not None and percentage > fanout.tolerated_percentage
+
+
+def child_done(ctx: StateContext, run: Run, state: State, child: Run) -> None:
+    """An iteration ended: count it, fail the Map past its tolerated failures, else start the next
+    items; once all have ended, their results (failures as error outputs) join in item order."""
+    fanout = count_ended(run)
+    if fanout is None:
+        return
+    if child.status == "failed":
+        ctx.history("MapIterationFailed", {"name": state.name, "index": child.index})
+        fanout.failed += 1
+        fanout.results[child.index] = error_output(child.error or "", child.cause)
+        if tolerance_exceeded(fanout):
+            tolerant = fanout.tolerated_count is not None or fanout.tolerated_percentage is not None
+            if tolerant:
+                fanout_failed(
+                    ctx, run, state, errors.EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                    "The specified tolerated failure threshold was exceeded",
+                )
+            else:
+                fanout_failed(ctx, run, state, child.error, child.cause)
+            return
+    else:
+        ctx.history("MapIterationSucceeded", {"name": state.name, "index": child.index})
+        fanout.results[child.index] = child.output
+        fanout.succeeded.append(child.index)
+    if fanout.finished == len(fanout.items):
+        fanout_done(ctx, run, state)
+    else:
+        try:
+            launch_items(ctx, run, state)
+        except errors.StatesError as exc:
+            fanout_failed(ctx, run, state, exc.error, exc.cause, raised_here=True)
+
+
+HOOKS = StateHooks(execute, child_done=child_done)

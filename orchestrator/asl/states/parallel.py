@@ -1,31 +1,46 @@
-"""Parallel: one child run per branch, joined in branch order (see children.py)."""
+"""Parallel: one child run per branch, joined in branch order (shared fan-out pieces: children.py)."""
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
 
+from orchestrator.asl.context import StateContext, StateHooks
 from orchestrator.asl.execution import FanOut, Run
 from orchestrator.asl.model import State
-from orchestrator.asl.states import children
-
-if TYPE_CHECKING:
-    from orchestrator.asl.decider import Decider
+from orchestrator.asl.processing import task_input
+from orchestrator.asl.states.children import count_ended, fanout_done, fanout_failed, preset, spawn
 
 
-def execute(d: Decider, run: Run, state: State) -> None:
-    scope = d.scope(run, state)
-    effective = d.task_input(run, state, scope)
-    d.history("ParallelStateStarted")
+def execute(ctx: StateContext, run: Run, state: State) -> None:
+    scope = ctx.scope(run, state)
+    effective = task_input(ctx, run, state, scope)
+    ctx.history("ParallelStateStarted")
     fanout = FanOut(kind="parallel", results=[None] * len(state.branches), effective_input=effective)
     run.fanout = fanout
     run.status = "waiting"
-    done = children.preset(run, fanout)  # a redrive reruns only the branches that did not succeed
+    done = preset(run, fanout)  # a redrive reruns only the branches that did not succeed
     for index, branch in enumerate(state.branches):
         if index in done:
             fanout.children.append(None)
             continue
-        child = children.spawn(d, run, state, index, index)
+        child = spawn(ctx, run, state, index, index)
         fanout.children.append(child.id)
         fanout.running += 1
-        d.enter(child, branch.start_at, copy.deepcopy(effective))
+        ctx.enter(child, branch.start_at, copy.deepcopy(effective))
+
+
+def child_done(ctx: StateContext, run: Run, state: State, child: Run) -> None:
+    """A branch ended: the first to fail fails the Parallel; once all succeed, their results join."""
+    fanout = count_ended(run)
+    if fanout is None:
+        return
+    if child.status == "failed":
+        fanout_failed(ctx, run, state, child.error, child.cause)
+        return
+    fanout.results[child.index] = child.output
+    fanout.succeeded.append(child.index)
+    if fanout.finished == len(fanout.results):
+        fanout_done(ctx, run, state)
+
+
+HOOKS = StateHooks(execute, child_done=child_done)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from orchestrator.asl.context import StateContext, StateHooks
 from orchestrator.asl.dataflow import select
 from orchestrator.asl.execution import Run
 from orchestrator.asl.model import State
-
-if TYPE_CHECKING:
-    from orchestrator.asl.decider import Decider
+from orchestrator.asl.processing import passthrough_output
 
 
-def execute(d: Decider, run: Run, state: State) -> None:
-    scope = d.scope(run, state)
+def execute(ctx: StateContext, run: Run, state: State) -> None:
+    scope = ctx.scope(run, state)
     effective = run.raw_input if state.is_jsonata else select(state.get("InputPath"), run.raw_input, scope)
-    d.exit(run, state, *d.passthrough_output(run, state, scope, effective))
+    ctx.exit(run, state, *passthrough_output(run, state, scope, effective))
+
+
+HOOKS = StateHooks(execute)

@@ -2,41 +2,50 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.asl import causes, errors, resources
+from orchestrator.asl.context import StateContext, StateHooks, TaskEvent
 from orchestrator.asl.dataflow import Scope, read_path_field, to_json
-from orchestrator.asl.execution import PendingTask, Run, RunTask, TaskFailed, TaskHeartbeat, TaskSucceeded
+from orchestrator.asl.execution import (
+    CancelTask,
+    PendingTask,
+    PendingTimer,
+    Run,
+    RunTask,
+    TaskFailed,
+    TaskHeartbeat,
+    TaskSucceeded,
+)
 from orchestrator.asl.model import State
-
-if TYPE_CHECKING:
-    from orchestrator.asl.decider import Decider
+from orchestrator.asl.processing import apply_result, field, task_input
 
 
-def execute(d: Decider, run: Run, state: State) -> None:
+def execute(ctx: StateContext, run: Run, state: State) -> None:
+    execution = ctx.execution
     machine_key = f"{run.id}/{state.name}/{run.entries[state.name]}/{run.retry_count}"
-    if d.s.redrive_count:
+    if execution.redrive_count:
         # A redriven execution re-enters states afresh: its tasks (and tokens) must not be the
         # failed attempt's, or a late answer to that attempt would complete the new one.
-        machine_key = f"redrive{d.s.redrive_count}/{machine_key}"
-    task_id = f"{d.s.execution_id}/{machine_key}"
+        machine_key = f"redrive{execution.redrive_count}/{machine_key}"
+    task_id = f"{execution.execution_id}/{machine_key}"
     resource = resources.parse_resource(state.get("Resource"))
-    token = d.env.task_token(task_id) if resource.pattern == resources.CALLBACK else None
+    token = ctx.task_token(task_id) if resource.pattern == resources.CALLBACK else None
     extra = {"Task": {"Token": token}} if token is not None else {}
-    scope = d.scope(run, state, **extra)
-    effective = d.task_input(run, state, scope)
+    scope = ctx.scope(run, state, **extra)
+    effective = task_input(ctx, run, state, scope)
     run.effective_input = effective
-    timeout = seconds_field(d, run, state, "TimeoutSeconds", scope)
-    heartbeat = seconds_field(d, run, state, "HeartbeatSeconds", scope)
-    d.s.tasks[task_id] = PendingTask(
+    timeout = seconds_field(run, state, "TimeoutSeconds", scope)
+    heartbeat = seconds_field(run, state, "HeartbeatSeconds", scope)
+    execution.tasks[task_id] = PendingTask(
         run_id=run.id, state_name=state.name, resource=resource.uri, attempt=run.retry_count,
-        heartbeat_seconds=heartbeat, scheduled_at=d.now,
+        heartbeat_seconds=heartbeat, scheduled_at=ctx.now,
     )
-    pending = d.s.tasks[task_id]
+    pending = execution.tasks[task_id]
     if timeout is not None:
-        pending.timeout_timer = d.set_timer("task_timeout", d.now + timeout, run.id, task_id)
+        pending.timeout_timer = ctx.set_timer("task_timeout", ctx.now + timeout, run.id, task_id)
     if heartbeat is not None:
-        pending.heartbeat_timer = d.set_timer("heartbeat", d.now + heartbeat, run.id, task_id)
+        pending.heartbeat_timer = ctx.set_timer("heartbeat", ctx.now + heartbeat, run.id, task_id)
     run.status = "waiting"
     run.task_id = task_id
     prefix = resource.history_prefix
@@ -52,9 +61,9 @@ def execute(d: Decider, run: Run, state: State) -> None:
         scheduled["timeoutInSeconds"] = int(timeout)
     if heartbeat is not None:
         scheduled["heartbeatInSeconds"] = int(heartbeat)
-    d.history(f"{prefix}Scheduled", scheduled)
-    d.history(f"{prefix}Started", causes.resource_details(resource))
-    d.effects.append(
+    ctx.history(f"{prefix}Scheduled", scheduled)
+    ctx.history(f"{prefix}Started", causes.resource_details(resource))
+    ctx.emit(
         RunTask(
             task_id=task_id, resource=resource.uri, parameters=effective, state_name=state.name,
             attempt=run.retry_count, task_token=token, timeout_seconds=timeout, heartbeat_seconds=heartbeat,
@@ -62,9 +71,9 @@ def execute(d: Decider, run: Run, state: State) -> None:
     )
 
 
-def seconds_field(d: Decider, run: Run, state: State, name: str, scope: Scope) -> float | None:
+def seconds_field(run: Run, state: State, name: str, scope: Scope) -> float | None:
     if state.has(name):
-        value = d.field(run, state, scope, name)
+        value = field(run, state, scope, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise errors.StatesError(
                 errors.QUERY_EVALUATION_ERROR if state.is_jsonata else errors.RUNTIME,
@@ -84,46 +93,74 @@ def seconds_field(d: Decider, run: Run, state: State, name: str, scope: Scope) -
     return None
 
 
-def settle_task(d: Decider, task_id: str, outcome: str, details: dict[str, Any]) -> tuple[Run, State] | None:
+def settle_task(ctx: StateContext, task_id: str, outcome: str, details: dict[str, Any]) -> Run | None:
     """Stop awaiting a task (it succeeded, failed or timed out) and record it in the history."""
-    pending = d.s.tasks.pop(task_id, None)
+    execution = ctx.execution
+    pending = execution.tasks.pop(task_id, None)
     if pending is None:
         return None  # a duplicate or late result: the task is no longer awaited
     for timer in (pending.timeout_timer, pending.heartbeat_timer):
         if timer:
-            d.s.timers.pop(timer, None)
-    run = d.s.runs[pending.run_id]
+            execution.timers.pop(timer, None)
+    run = execution.runs[pending.run_id]
     run.task_id = None
     run.status = "running"
     resource = resources.parse_resource(pending.resource)
-    d.history(f"{resource.history_prefix}{outcome}", {**causes.resource_details(resource), **details})
-    return run, d.state_of(run)
+    ctx.history(f"{resource.history_prefix}{outcome}", {**causes.resource_details(resource), **details})
+    return run
 
 
-def task_succeeded(d: Decider, event: TaskSucceeded) -> None:
+def task_event(ctx: StateContext, run: Run, state: State, event: TaskEvent) -> None:
+    """The run's task answered: a result or a failure settles it; a heartbeat re-arms its timer."""
+    if isinstance(event, TaskSucceeded):
+        task_succeeded(ctx, state, event)
+    elif isinstance(event, TaskFailed):
+        task_failed(ctx, state, event)
+    else:
+        heartbeat(ctx, event)
+
+
+def task_succeeded(ctx: StateContext, state: State, event: TaskSucceeded) -> None:
     details: dict[str, Any] = {"output": to_json(event.output)}
     if event.metadata:
         details["metadata"] = event.metadata
-    settled = settle_task(d, event.task_id, "Succeeded", details)
+    settled = settle_task(ctx, event.task_id, "Succeeded", details)
     if settled is not None:
-        d.apply_result(*settled, event.output)
+        apply_result(ctx, settled, state, event.output)
 
 
-def task_failed(d: Decider, event: TaskFailed) -> None:
+def task_failed(ctx: StateContext, state: State, event: TaskFailed) -> None:
     details = causes.error_details(event.error, event.cause)
     if event.metadata:
         details["metadata"] = event.metadata
-    settled = settle_task(d, event.task_id, "Failed", details)
+    settled = settle_task(ctx, event.task_id, "Failed", details)
     if settled is not None:
-        d.state_failed(*settled, event.error, event.cause)
+        ctx.fail(settled, state, event.error, event.cause)
 
 
-def heartbeat(d: Decider, event: TaskHeartbeat) -> None:
-    pending = d.s.tasks.get(event.task_id)
+def heartbeat(ctx: StateContext, event: TaskHeartbeat) -> None:
+    pending = ctx.execution.tasks.get(event.task_id)
     if pending is None or pending.heartbeat_seconds is None:
         return
     if pending.heartbeat_timer:
-        d.s.timers.pop(pending.heartbeat_timer, None)
-    pending.heartbeat_timer = d.set_timer(
-        "heartbeat", d.now + pending.heartbeat_seconds, pending.run_id, event.task_id
+        ctx.execution.timers.pop(pending.heartbeat_timer, None)
+    pending.heartbeat_timer = ctx.set_timer(
+        "heartbeat", ctx.now + pending.heartbeat_seconds, pending.run_id, event.task_id
     )
+
+
+def timer_fired(ctx: StateContext, run: Run, state: State, timer: PendingTimer) -> None:
+    """TimeoutSeconds or HeartbeatSeconds ran out: the task times out (States.Timeout or
+    States.HeartbeatTimeout) and its step command is cancelled."""
+    if timer.purpose not in ("task_timeout", "heartbeat"):
+        return
+    assert timer.task_id is not None
+    error = errors.TIMEOUT if timer.purpose == "task_timeout" else errors.HEARTBEAT_TIMEOUT
+    pending = ctx.execution.tasks.get(timer.task_id)
+    settled = settle_task(ctx, timer.task_id, "TimedOut", causes.error_details(error, None))
+    if settled is not None and pending is not None:
+        ctx.emit(CancelTask(task_id=timer.task_id, resource=pending.resource))
+        ctx.fail(settled, state, error, None)
+
+
+HOOKS = StateHooks(execute, task_event=task_event, timer_fired=timer_fired)
