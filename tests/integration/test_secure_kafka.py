@@ -54,6 +54,7 @@ from schemas.review import ReviewDecision
 from schemas.steps import StepCommand, StepResult
 from steps.fn.service import fn_service
 from tests.integration.runtime_support import TERMINAL, read_all
+from tests.integration.secure_support import free_ports
 
 STEPS = "tests.integration.steps_for_tests"
 PREFIX = "baton"  # the secured broker is this module's own: the default prefix its ACLs name
@@ -67,23 +68,10 @@ SEQUENCE = {"StartAt": "Prepare", "States": {
              "End": True}}}
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports nothing listens on now: the module's broker never meets a developer's (or the
-    plain one on 9092)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     """A fresh secured broker (own state folder and ports) with Baton's topics and ACLs."""
-    port, controller_port, mtls_port = _free_ports(3)
+    port, controller_port, mtls_port = free_ports(3)
     try:
         broker = ensure_up(port, controller_port, state=tmp_path_factory.mktemp("kafka-secure"),
                            mtls_port=mtls_port, prefix=PREFIX)
