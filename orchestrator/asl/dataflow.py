@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.asl import errors, intrinsics, jsonpath
-from orchestrator.asl.model import ABSENT
+from orchestrator.asl.execution import ExecutionState, Run
+from orchestrator.asl.model import ABSENT, State
+from orchestrator.asl.retry import RETRIABLE_TYPES
 
 
 @dataclass
@@ -26,6 +28,27 @@ class Scope:
     variables: Mapping[str, Any]
     rng: random.Random
     new_uuid: Callable[[], str]
+
+
+def context_object(execution: ExecutionState, run: Run, state: State, role_arn: str, **extra: Any) -> dict[str, Any]:
+    """The context object (`$$`) of a state being evaluated: the execution, the state machine, the
+    state (with its RetryCount where it can retry), plus `extra` (Task.Token, Map.Item)."""
+    context: dict[str, Any] = {
+        "Execution": {
+            "Id": execution.execution_id,
+            "Input": execution.input,
+            "StartTime": execution.start_time,
+            "Name": execution.name,
+            "RoleArn": role_arn,
+            "RedriveCount": execution.redrive_count,
+        },
+        "StateMachine": {"Id": execution.state_machine_id, "Name": execution.state_machine_name},
+        "State": {"EnteredTime": run.entered_time, "Name": state.name},
+    }
+    if state.type in RETRIABLE_TYPES:
+        context["State"]["RetryCount"] = run.retry_count
+    context.update(extra)
+    return context
 
 
 def to_json(value: Any) -> str:

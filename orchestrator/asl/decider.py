@@ -14,7 +14,7 @@ waits on a task, a timer or its child runs.
 
 The decider calls each state's hooks by its type (`states.STATE_TYPES`); the modules of `states/`
 see it only as a `context.StateContext`. Input and output processing is in `processing`, the
-rules of variables in `variables`.
+rules of variables in `variables`; `Environment` and `Decision` are defined in `execution`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ import copy
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec
 
 from orchestrator.asl import causes, errors, variables
 from orchestrator.asl.context import StateContext, TaskEvent
-from orchestrator.asl.dataflow import Scope, error_output, to_json
+from orchestrator.asl.dataflow import Scope, context_object, error_output, to_json
 from orchestrator.asl.execution import (
     CancelTask,
+    Decision,
     Effect,
+    Environment,
     Event,
     ExecutionFinished,
     ExecutionState,
@@ -50,72 +51,21 @@ from orchestrator.asl.execution import (
     TaskHeartbeat,
     TaskSucceeded,
     TimerFired,
+    new_execution,
 )
 from orchestrator.asl.model import State, StateMachine
-from orchestrator.asl.processing import catcher_output
-from orchestrator.asl.retry import find_catcher, next_retry
+from orchestrator.asl.processing import catcher_output, check_payload_size
+from orchestrator.asl.retry import RETRIABLE_TYPES, find_catcher, next_retry
 from orchestrator.asl.states import STATE_TYPES
 from orchestrator.asl.states.children import completed
-from orchestrator.asl.timestamps import format_timestamp
+from orchestrator.asl.timestamps import format_timestamp, utc
 
-DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
-# AWS's quota of events in one execution's history; the execution fails when it reaches it.
-DEFAULT_MAX_HISTORY_EVENTS = 25_000
-# States one decision runs before it yields (the rest continues in a later decision), so a loop of
-# Pass/Choice states that never waits cannot hold an orchestrator or build an unbounded record.
-DEFAULT_MAX_TRANSITIONS_PER_DECISION = 1_000
-# All the variables one run can see, at most (AWS developer guide, "Passing data between states
-# with variables", variable size limits: 256 KiB per variable and per Assign, 10 MiB in total).
-DEFAULT_MAX_VARIABLES_BYTES = 10 * 1024 * 1024
 ROOT = "r"
 
 # Errors raised by the interpreter itself get AWS's "where" prefix on their cause.
 _PREFIXED = frozenset({errors.RUNTIME, errors.QUERY_EVALUATION_ERROR, errors.INTRINSIC_FAILURE})
-_RETRIABLE_TYPES = frozenset({"Task", "Parallel", "Map"})
 
 _P = ParamSpec("_P")
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What the world supplies to one decision."""
-
-    now: datetime
-    seed: int = 0
-    task_token: Callable[[str], str] = field(default=lambda task_id: task_id)
-    # The payload quota; also the limit of one variable and of one state's Assign.
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-    max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
-    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
-    max_transitions_per_decision: int = DEFAULT_MAX_TRANSITIONS_PER_DECISION
-    role_arn: str = "arn:baton:iam::local:role/baton"
-    # TestState: stop when the first state of the root run is left, and record each stage's data.
-    single_state: bool = False
-    # The workflow variables the root run starts with (TestState's `variables`); read at the start.
-    variables: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Decision:
-    state: ExecutionState
-    effects: list[Effect]
-    inspection: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def history(self) -> list[HistoryEvent]:
-        return [e for e in self.effects if isinstance(e, HistoryEvent)]
-
-
-def new_execution(
-    *, execution_id: str, name: str, state_machine_id: str, state_machine_name: str
-) -> ExecutionState:
-    """The state of an execution that has not started yet (feed it a StartExecution)."""
-    return ExecutionState(
-        execution_id=execution_id,
-        name=name,
-        state_machine_id=state_machine_id,
-        state_machine_name=state_machine_name,
-    )
 
 
 def decide(machine: StateMachine, state: ExecutionState, event: Event, env: Environment) -> Decision:
@@ -231,41 +181,13 @@ class Decider:
     def task_token(self, task_id: str) -> str:
         return self.env.task_token(task_id)
 
-    def machine_of(self, run: Run) -> StateMachine:
-        machine = self.machine
-        for state_name, index in run.scope:
-            state = machine.states[state_name]
-            if index >= 0:
-                machine = state.branches[index]
-            else:
-                assert state.processor is not None
-                machine = state.processor
-        return machine
-
     def state_of(self, run: Run) -> State:
         assert run.current is not None
-        return self.machine_of(run).states[run.current]
-
-    def context(self, run: Run, state: State, **extra: Any) -> dict[str, Any]:
-        context: dict[str, Any] = {
-            "Execution": {
-                "Id": self.execution.execution_id,
-                "Input": self.execution.input,
-                "StartTime": self.execution.start_time,
-                "Name": self.execution.name,
-                "RoleArn": self.env.role_arn,
-                "RedriveCount": self.execution.redrive_count,
-            },
-            "StateMachine": {"Id": self.execution.state_machine_id, "Name": self.execution.state_machine_name},
-            "State": {"EnteredTime": run.entered_time, "Name": state.name},
-        }
-        if state.type in _RETRIABLE_TYPES:
-            context["State"]["RetryCount"] = run.retry_count
-        context.update(extra)
-        return context
+        return self.machine.nested(run.scope).states[run.current]
 
     def scope(self, run: Run, state: State, **extra: Any) -> Scope:
-        return Scope(self.context(run, state, **extra), run.variables, self.rng, self.new_uuid)
+        context = context_object(self.execution, run, state, self.env.role_arn, **extra)
+        return Scope(context, run.variables, self.rng, self.new_uuid)
 
     def set_timer(self, purpose: Any, fire_at: float, run_id: str | None, task_id: str | None = None) -> str:
         timer_id = self.next_id("t")
@@ -274,14 +196,7 @@ class Decider:
         return timer_id
 
     def check_size(self, state: State, value: Any, what: str = "a result") -> None:
-        """States.DataLimitExceeded past the payload quota (256 KiB by default, configurable)."""
-        if len(to_json(value).encode()) > self.env.max_payload_bytes:
-            verb = "returned" if what == "a result" else "has"
-            raise errors.StatesError(
-                errors.DATA_LIMIT_EXCEEDED,
-                f"The state/task '{state.name}' {verb} {what} with a size exceeding "
-                "the maximum number of bytes service limit.",
-            )
+        check_payload_size(state, value, self.env.max_payload_bytes, what)
 
     def start(self, event: StartExecution) -> None:
         if self.execution.runs or self.execution.last_event_id:
@@ -466,7 +381,7 @@ class Decider:
         if raised_here and error is not None:
             cause = self.where(run, state, error, cause)
         name = error or ""  # a Fail state without Error still fails, and States.ALL still matches it
-        if state.type in _RETRIABLE_TYPES:
+        if state.type in RETRIABLE_TYPES:
             retry = next_retry(state.retry, run.retry_attempts, name, self.rng)
             if retry is not None and self.env.single_state and run.parent is None:
                 self.inspection["retry"] = {"retrierIndex": retry.retrier_index,
@@ -527,11 +442,6 @@ class Decider:
         self.execution.runs.pop(child.id, None)
         state = self.state_of(parent)
         self.dispatch(STATE_TYPES[state.type].child_done, parent, state, child)
-
-
-def utc(now: datetime | None = None) -> datetime:
-    """An aware UTC datetime (helper for callers building an Environment)."""
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
 
 
 __all__ = ["Decision", "Environment", "decide", "new_execution", "utc", "timedelta"]

@@ -1,11 +1,15 @@
-"""The decider's vocabulary: execution state, the events it consumes and the effects it emits.
+"""The decider's vocabulary: execution state, the events it consumes and the effects it emits;
+what one decision is given besides (`Environment`) and what it returns (`Decision`).
 
-All are pydantic models so the Kafka runtime can store the state in a compacted topic and the
-local runner can print it; none of them does any I/O.
+The state, events and effects are pydantic models so the Kafka runtime can store the state in a
+compacted topic and the local runner can print it; none of them does any I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -243,3 +247,58 @@ class ExecutionState(BaseModel):
     # Where a failed, timed-out or aborted execution stopped: the root run's state, its input and
     # variables. Redrive re-enters that state; the states before it keep their results.
     redrive_point: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- a decision (given, returned)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
+# AWS's quota of events in one execution's history; the execution fails when it reaches it.
+DEFAULT_MAX_HISTORY_EVENTS = 25_000
+# States one decision runs before it yields (the rest continues in a later decision), so a loop of
+# Pass/Choice states that never waits cannot hold an orchestrator or build an unbounded record.
+DEFAULT_MAX_TRANSITIONS_PER_DECISION = 1_000
+# All the variables one run can see, at most (AWS developer guide, "Passing data between states
+# with variables", variable size limits: 256 KiB per variable and per Assign, 10 MiB in total).
+DEFAULT_MAX_VARIABLES_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the world supplies to one decision."""
+
+    now: datetime
+    seed: int = 0
+    task_token: Callable[[str], str] = field(default=lambda task_id: task_id)
+    # The payload quota; also the limit of one variable and of one state's Assign.
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    max_transitions_per_decision: int = DEFAULT_MAX_TRANSITIONS_PER_DECISION
+    role_arn: str = "arn:baton:iam::local:role/baton"
+    # TestState: stop when the first state of the root run is left, and record each stage's data.
+    single_state: bool = False
+    # The workflow variables the root run starts with (TestState's `variables`); read at the start.
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    state: ExecutionState
+    effects: list[Effect]
+    inspection: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def history(self) -> list[HistoryEvent]:
+        return [e for e in self.effects if isinstance(e, HistoryEvent)]
+
+
+def new_execution(
+    *, execution_id: str, name: str, state_machine_id: str, state_machine_name: str
+) -> ExecutionState:
+    """The state of an execution that has not started yet (feed it a StartExecution)."""
+    return ExecutionState(
+        execution_id=execution_id,
+        name=name,
+        state_machine_id=state_machine_id,
+        state_machine_name=state_machine_name,
+    )

@@ -10,6 +10,7 @@ ResultPath discards the result).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,19 @@ class StateMachine:
 
     def state(self, name: str) -> State:
         return self.states[name]
+
+    def nested(self, path: Sequence[tuple[str, int]]) -> StateMachine:
+        """The machine of a nested scope: from this one, per (state, index) step, a Parallel's
+        branch `index`, or (index -1) a Map's item processor."""
+        machine = self
+        for state_name, index in path:
+            state = machine.states[state_name]
+            if index >= 0:
+                machine = state.branches[index]
+            else:
+                assert state.processor is not None
+                machine = state.processor
+        return machine
 
 
 class _JsonLikeYamlLoader(yaml.SafeLoader):

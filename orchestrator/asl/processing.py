@@ -13,9 +13,20 @@ from typing import Any
 
 from orchestrator.asl import errors
 from orchestrator.asl.context import StateContext
-from orchestrator.asl.dataflow import Scope, merge_result, resolve_template, select
+from orchestrator.asl.dataflow import Scope, merge_result, resolve_template, select, to_json
 from orchestrator.asl.execution import Run
 from orchestrator.asl.model import ABSENT, Catcher, State
+
+
+def check_payload_size(state: State, value: Any, limit: int, what: str = "a result") -> None:
+    """States.DataLimitExceeded past the payload quota (256 KiB by default, configurable)."""
+    if len(to_json(value).encode()) > limit:
+        verb = "returned" if what == "a result" else "has"
+        raise errors.StatesError(
+            errors.DATA_LIMIT_EXCEEDED,
+            f"The state/task '{state.name}' {verb} {what} with a size exceeding "
+            "the maximum number of bytes service limit.",
+        )
 
 
 def evaluate_jsonata(run: Run, scope: Scope, template: Any, field: str, **states: Any) -> Any:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from orchestrator.asl import errors
 from orchestrator.asl.model import Catcher, Retrier
 
+# The state types with Retry and Catch fields (ASL spec, "Retrying after an error").
+RETRIABLE_TYPES = frozenset({"Task", "Parallel", "Map"})
+
 
 def matches(error_equals: Sequence[str], error: str) -> bool:
     """True when a retrier's or catcher's ErrorEquals covers `error`."""

@@ -29,3 +29,8 @@ def format_timestamp(moment: datetime) -> str:
     """Millisecond-precision UTC, as Step Functions prints times: 2024-06-01T12:00:00.123Z."""
     moment = moment.astimezone(timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def utc(now: datetime | None = None) -> datetime:
+    """An aware UTC datetime (helper for callers building an Environment)."""
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
