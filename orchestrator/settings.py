@@ -3,8 +3,46 @@ explicitly. How to reach Kafka is `kafka_io.KafkaSettings`, shared with the step
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import math
+import re
+from datetime import timedelta
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A duration: seconds as a number ("3600", "1.5"), or numbers with units d, h, m (minutes) and s:
+# "90d", "14d", "12h", "30m", "45s", "1d12h".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])", re.IGNORECASE)
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+DEFAULT_RETENTION_SECONDS = 14 * 86_400  # AWS's redrive window; docs/limits.md "Retention"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds in `value`: a number of seconds, a `timedelta`, or text such as "90d", "12h",
+    "30s", "1d12h" or "3600". ValueError for anything else, or a value not above zero."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            compact = re.sub(r"\s+", "", text)
+            parts = _DURATION_PART.findall(compact)
+            if not parts or "".join(n + u for n, u in parts) != compact:
+                raise ValueError(f"not a duration: {value!r} (give seconds, or a number with a unit d, h, m "
+                                 "or s, such as 90d, 12h, 30s or 1d12h)") from None
+            seconds = sum(float(number) * _UNIT_SECONDS[unit.lower()] for number, unit in parts)
+    else:
+        raise ValueError(f"not a duration: {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be above zero and finite: {value!r}")
+    return seconds
 
 
 class Quotas(BaseSettings):
@@ -70,3 +108,14 @@ class OrchestratorSettings(BaseSettings):
     # aiokafka's retry delay after CONCURRENT_TRANSACTIONS (its fixed 20 ms halved throughput;
     # see orchestrator.runtime.service._tune_transaction_retry).
     concurrent_transactions_backoff_ms: float = Field(default=2.0, gt=0, le=1000)
+    # How long a closed execution (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) is kept after it closed,
+    # in seconds; BATON_RETENTION takes seconds or a duration ("14d", "12h", "30s"). Within it the
+    # execution can be described, redriven and its name is taken (a start by it is idempotent);
+    # then it is removed from the orchestrator, the state topic and the read model, and its name
+    # starts a new execution. Default 14 days, AWS's redrive window (docs/limits.md, "Retention").
+    retention: float = Field(default=DEFAULT_RETENTION_SECONDS, ge=1)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
-from schemas.base import Envelope
+from schemas.base import Envelope, inflate
 
 
 class StartExecution(Envelope):
@@ -63,6 +63,9 @@ class ExecutionSnapshot(Envelope):
     version: int | None = None  # the registry version run (None: the draft, or an inline definition)
     alias: str | None = None  # the alias the start named, if any
     definition_hash: str | None = None  # sha256 of the definition's canonical JSON
+    # When the execution closed (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), epoch seconds; None while
+    # it runs. Its retention (BATON_RETENTION) runs from here, also after a restart.
+    closed_at: float | None = None
 
 
 class InputPositions(BaseModel):
@@ -114,3 +117,37 @@ class ExecutionStatus(Envelope):
     version: int | None = None  # as in ExecutionSnapshot: what the execution is pinned to
     alias: str | None = None
     definition_hash: str | None = None
+
+
+class ExecutionExpired(Envelope):
+    """Published on the events topic when a closed execution's retention (BATON_RETENTION) has
+    ended, in the transaction that writes its tombstone on the state topic: the orchestrator has
+    forgotten it, the read model drops it, and a start with its name starts a new execution."""
+
+    kind: Literal["expired"] = "expired"
+    state_machine: str
+    name: str
+    # The start time of the run that expired: it tells that run's records from those of a new
+    # execution with the same name (the same execution id), whichever a reader sees first.
+    start_time: datetime | None = None
+    closed_at: datetime | None = None
+
+
+def _event_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "expired" if kind == "expired" else "status"
+
+
+# What the events topic carries: statuses, and the expiry of a closed execution.
+ExecutionEvent = Annotated[
+    Annotated[ExecutionStatus, Tag("status")] | Annotated[ExecutionExpired, Tag("expired")],
+    Discriminator(_event_kind),
+]
+_EVENT = TypeAdapter(ExecutionEvent)
+
+
+def parse_execution_event(data: bytes | None) -> ExecutionStatus | ExecutionExpired:
+    """Parse a record of the events topic; ValueError (pydantic's ValidationError) says what is wrong."""
+    if data is None:
+        raise ValueError("empty message (no value)")
+    return _EVENT.validate_json(inflate(data))
