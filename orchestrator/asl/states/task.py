@@ -28,6 +28,11 @@ def execute(ctx: StateContext, run: Run, state: State) -> None:
         # A redriven execution re-enters states afresh: its tasks (and tokens) must not be the
         # failed attempt's, or a late answer to that attempt would complete the new one.
         machine_key = f"redrive{execution.redrive_count}/{machine_key}"
+    if execution.start_time:
+        # Tasks (and their tokens) name the run by its start time: once this execution's retention
+        # has ended a new one may take its name, and must not be answered by this run's results,
+        # a step service's memory of them, or this run's task tokens.
+        machine_key = f"{execution.start_time}/{machine_key}"
     task_id = f"{execution.execution_id}/{machine_key}"
     resource = resources.parse_resource(state.get("Resource"))
     token = ctx.task_token(task_id) if resource.pattern == resources.CALLBACK else None
