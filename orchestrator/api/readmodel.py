@@ -14,6 +14,18 @@ Both topics are read committed only: events of an aborted orchestrator transacti
 The topics are read independently, so an execution's status may arrive through either one first;
 rows are merged by phase (redrive count, then running before ended), which makes the projection
 the same whichever order the records arrive in.
+
+A closed execution is dropped when its retention ends (BATON_RETENTION): the orchestrator then
+writes an ``ExecutionExpired`` on the events topic, and a start with the same name makes a new
+execution with the same id. Records of one run are told from another's by the run's start time
+(``ExecutionStarted``'s timestamp, a status's ``start_time``):
+
+- ``expired``: per execution id, the start time of the last run that expired, so a record of that
+  run read late through the other topic does not bring it back; forgotten once both topics have
+  been read to their end after it was learnt (nothing of that run can come later);
+- a history event ``ExecutionStarted`` of a later run replaces the execution's history (event ids
+  start again at 1), so History shows the latest run only; a status or history event of a later
+  run replaces the execution's row, one of an earlier run is ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -38,7 +51,13 @@ from kafka_io import KafkaSettings, kafka_errors, new_consumer, topic_partitions
 from orchestrator.asl.timestamps import format_timestamp
 from schemas.base import decode
 from schemas.errors import BatonError
-from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
+from schemas.executions import (
+    ExecutionExpired,
+    ExecutionStatus,
+    HistoryRecord,
+    execution_id_for,
+    parse_execution_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +75,12 @@ _START_FACTS = ("input", "start_time")
 _ADDED_COLUMNS = {"version": "INTEGER", "alias": "TEXT", "definition_hash": "TEXT"}
 _MAX_POLL_RECORDS = 500
 _CATCH_UP_POLL_MS = 200
+# While following, how often the end offsets are read again to tell when the expiries learnt
+# before may be forgotten (`ReadModel.prune_expired`).
+_PRUNE_INTERVAL_S = 60.0
 
 TopicKind = Literal["history", "events"]
-Projected = HistoryRecord | ExecutionStatus
+Projected = HistoryRecord | ExecutionStatus | ExecutionExpired
 OffsetKey = tuple[str, int]  # (topic, partition); aiokafka's TopicPartition is such a tuple
 
 _SCHEMA = """
@@ -92,6 +114,11 @@ CREATE TABLE IF NOT EXISTS source (   -- which topics this file projects (one ro
     history_topic TEXT NOT NULL,
     events_topic  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS expired (  -- the last run of each execution id that expired
+    execution_id TEXT PRIMARY KEY,
+    start_time   TEXT NOT NULL,       -- that run's start time
+    seen_at      REAL NOT NULL        -- when this file learnt it (epoch seconds)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS offsets (
     topic       TEXT NOT NULL,
     partition   INTEGER NOT NULL,
@@ -160,9 +187,18 @@ def merge_execution(current: ExecutionView | None, update: ExecutionView) -> Exe
     a later phase replaces the row (a redriven execution has no output or error yet), the same
     phase seen twice (once from each topic) only fills what is still unknown, and an earlier
     phase says nothing more.
+
+    Runs come before phases: a start time later than the row's, on an update of a run not yet
+    redriven, is a new execution with the same name (after the retention of the one before), and
+    replaces the row; an earlier start time is a run the row has moved past.
     """
     if current is None:
         return update
+    if current.start_time and update.start_time and update.start_time != current.start_time:
+        if update.start_time < current.start_time:
+            return None
+        if update.redrive_count == 0:
+            return update
     known_start = {field: getattr(current, field) for field in _START_FACTS if getattr(current, field) is not None}
     if update.phase > current.phase:
         merged = update.model_copy(update=known_start)
@@ -201,7 +237,7 @@ def start_offset(stored: int | None, beginning: int, end: int) -> int:
 def decode_record(kind: TopicKind, value: bytes | None) -> Projected:
     """Parse a record of the history or events topic; ValueError says what is wrong with it."""
     if kind == "events":
-        return decode(ExecutionStatus, value)
+        return parse_execution_event(value)
     record = decode(HistoryRecord, value)
     for event in record.events:
         missing = [key for key in ("id", "type") if key not in event]
@@ -232,7 +268,8 @@ class _Assigned:
 
     consumer: AIOKafkaConsumer
     kinds: dict[str, TopicKind]  # topic -> what its records are
-    ends: dict[TopicPartition, int]  # last stable offsets when the consumer started
+    ends: dict[TopicPartition, int]  # last stable offsets when the consumer started (or read again since)
+    ends_at: float  # when `ends` were asked for (epoch seconds)
 
 
 class ReadModel:
@@ -293,37 +330,54 @@ class ReadModel:
             for record in records:
                 if isinstance(record, HistoryRecord):
                     self._apply_history(db, record)
+                elif isinstance(record, ExecutionExpired):
+                    self._expire(db, record)
                 else:
-                    self._merge(db, _view_from_status(record))
+                    update = _view_from_status(record)
+                    if not _of_expired_run(update.start_time, _expired_run(db, update.execution_id)):
+                        self._merge(db, update)
             for (topic, partition), next_offset in (offsets or {}).items():
                 db.execute("INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
                            "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
                            (topic, partition, next_offset))
 
     def _apply_history(self, db: sqlite3.Connection, record: HistoryRecord) -> None:
+        expired = _expired_run(db, record.execution_id)
+        run = _history_run(db, record.execution_id)  # the start time of the run the history holds
         for event in record.events:
             timestamp = str(event.get("timestamp") or format_timestamp(record.timestamp))
+            if event["type"] == "ExecutionStarted":
+                if _of_expired_run(timestamp, expired) or (run is not None and timestamp < run):
+                    continue  # the start of a run that expired or was replaced, read late
+                if run is not None and timestamp != run:
+                    # A new execution with the name of one whose retention ended: its events are
+                    # numbered from 1 again, so the earlier run's history goes.
+                    db.execute("DELETE FROM history WHERE execution_id = ?", (record.execution_id,))
+                run = timestamp
+            elif expired is not None and (run is None or _of_expired_run(run, expired)):
+                continue  # an event of the run that expired, read after its expiry
             inserted = db.execute(
                 "INSERT OR IGNORE INTO history (execution_id, event_id, type, timestamp, body) VALUES (?, ?, ?, ?, ?)",
                 (record.execution_id, event["id"], event["type"], timestamp, json.dumps(event)),
             ).rowcount
             if not inserted:
                 continue  # seen before: its effect on the execution row is already there
-            view = self._view_from_history(db, record, event, timestamp)
+            view = self._view_from_history(db, record, event, timestamp, run)
             if view is not None:
                 self._merge(db, view)
 
     def _view_from_history(self, db: sqlite3.Connection, record: HistoryRecord, event: dict[str, Any],
-                           timestamp: str) -> ExecutionView | None:
+                           timestamp: str, run: str | None = None) -> ExecutionView | None:
         """The execution-level events of the history say what the events topic says, so the
-        projection is right even when one topic is read ahead of the other."""
+        projection is right even when one topic is read ahead of the other. `run`: the start time
+        of the run the event belongs to, when known."""
         event_type = str(event["type"])
         details = event.get(event_type[:1].lower() + event_type[1:] + "EventDetails") or {}
         qualifiers = [str(q) for q in (record.alias, record.version) if q is not None]
         started = ExecutionView(execution_id=record.execution_id, state_machine=record.state_machine,
                                 name=execution_name(record.execution_id, record.state_machine, qualifiers),
                                 status="RUNNING", version=record.version, alias=record.alias,
-                                definition_hash=record.definition_hash)
+                                definition_hash=record.definition_hash, start_time=run)
         if event_type == "ExecutionStarted":
             return started.model_copy(update={"input": details.get("input"), "start_time": timestamp})
         if event_type != "ExecutionRedriven" and event_type not in _TERMINAL_EVENTS:
@@ -340,6 +394,26 @@ class ReadModel:
             "status": _TERMINAL_EVENTS[event_type], "output": details.get("output"), "error": details.get("error"),
             "cause": details.get("cause"), "stop_time": timestamp, "redrive_count": redrives,
         })
+
+    def _expire(self, db: sqlite3.Connection, expired: ExecutionExpired) -> None:
+        """Drop a run whose retention ended: its row and history, unless they already hold a later
+        run with the same name; and remember it, so its records read late are ignored."""
+        run = format_timestamp(expired.start_time or expired.timestamp)
+        db.execute("INSERT INTO expired (execution_id, start_time, seen_at) VALUES (?, ?, ?) "
+                   "ON CONFLICT (execution_id) DO UPDATE SET start_time = max(start_time, excluded.start_time), "
+                   "seen_at = excluded.seen_at", (expired.execution_id, run, time.time()))
+        db.execute("DELETE FROM executions WHERE execution_id = ? AND (start_time IS NULL OR start_time <= ?)",
+                   (expired.execution_id, run))
+        held = _history_run(db, expired.execution_id)
+        if held is None or held <= run:
+            db.execute("DELETE FROM history WHERE execution_id = ?", (expired.execution_id,))
+
+    def prune_expired(self, before: float) -> int:
+        """Forget the expiries learnt before `before` (epoch seconds), once both topics have been
+        read to end offsets asked for at `before` or later: every record of those runs was written
+        before their expiry, so none can still arrive. Returns how many were forgotten."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM expired WHERE seen_at < ?", (before,)).rowcount
 
     def _merge(self, db: sqlite3.Connection, update: ExecutionView) -> None:
         row = db.execute("SELECT * FROM executions WHERE execution_id = ?", (update.execution_id,)).fetchone()
@@ -421,6 +495,7 @@ class ReadModel:
                 async with self._assigned(settings) as assigned:
                     while not await _reached(assigned.consumer, assigned.ends):
                         applied += await self._poll(assigned, _CATCH_UP_POLL_MS)
+                    self.prune_expired(assigned.ends_at)
         except TimeoutError:
             raise CatchUpTimeout(f"reading {settings.topics.history} and {settings.topics.events} at "
                                  f"{settings.kafka_bootstrap} did not finish within {timeout:g}s "
@@ -434,6 +509,11 @@ class ReadModel:
         async with self._assigned(settings) as assigned:
             while stop is None or not stop.is_set():
                 await self._poll(assigned, int(poll_interval * 1000))
+                if await _reached(assigned.consumer, assigned.ends):
+                    self.prune_expired(assigned.ends_at)
+                    if time.time() - assigned.ends_at >= _PRUNE_INTERVAL_S:
+                        assigned.ends_at = time.time()
+                        assigned.ends = await assigned.consumer.end_offsets(builtins.list(assigned.ends))
 
     @asynccontextmanager
     async def _assigned(self, settings: KafkaSettings) -> AsyncIterator[_Assigned]:
@@ -457,11 +537,12 @@ class ReadModel:
         consumer.assign(partitions)
         # read_committed: these are last stable offsets, so an open transaction is not waited for.
         beginnings = await consumer.beginning_offsets(partitions)
+        ends_at = time.time()
         ends = await consumer.end_offsets(partitions)
         stored = self.stored_offsets()
         for tp in partitions:
             consumer.seek(tp, start_offset(stored.get((tp.topic, tp.partition)), beginnings[tp], ends[tp]))
-        return _Assigned(consumer, kinds, ends)
+        return _Assigned(consumer, kinds, ends, ends_at)
 
     async def _poll(self, assigned: _Assigned, timeout_ms: int) -> int:
         """Fetch one batch, project it and store the new positions together; return the count."""
@@ -489,6 +570,25 @@ async def _reached(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int
         if await consumer.position(tp) < end:
             return False
     return True
+
+
+def _expired_run(db: sqlite3.Connection, execution_id: str) -> str | None:
+    """The start time of the last run of `execution_id` that expired, if one did."""
+    row = db.execute("SELECT start_time FROM expired WHERE execution_id = ?", (execution_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _of_expired_run(start_time: str | None, expired: str | None) -> bool:
+    """Whether a record of the run that started at `start_time` belongs to an expired run."""
+    return start_time is not None and expired is not None and start_time <= expired
+
+
+def _history_run(db: sqlite3.Connection, execution_id: str) -> str | None:
+    """The start time of the run whose events the history table holds for `execution_id` (the
+    timestamp of its first event, ExecutionStarted), if known."""
+    row = db.execute("SELECT type, timestamp FROM history WHERE execution_id = ? ORDER BY event_id LIMIT 1",
+                     (execution_id,)).fetchone()
+    return str(row[1]) if row is not None and row[0] == "ExecutionStarted" else None
 
 
 def _view_from_status(status: ExecutionStatus) -> ExecutionView:
