@@ -30,6 +30,8 @@ class OrchestratorMetrics:
         self.dlq = Counter("baton_dlq", "Events sent to the dead-letter topic", ["reason"], registry=r)
         self.ignored = Counter("baton_ignored_events", "Events recognised and ignored", ["reason"], registry=r)
         self.retries = Counter("baton_retries", "Task/Parallel/Map retries scheduled", registry=r)
+        self.expired = Counter("baton_executions_expired", "Closed executions removed when their retention ended",
+                               registry=r)
         self.batch_seconds = Histogram(
             "baton_batch_seconds", "Time to decide and commit one batch of events", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

@@ -12,6 +12,15 @@ Timers (Wait, TimeoutSeconds, HeartbeatSeconds, retry back-off) live in the exec
 service keeps them in a heap, re-armed from the states on restore, and fires them inside the same
 kind of transaction. The service never interprets ASL: `decide` does.
 
+A closed execution (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) is kept for `settings.retention`
+(BATON_RETENTION) after it closed: describe, history, redrive and an idempotent start by name work
+on it meanwhile. The close time is carried in its snapshot (`closed_at`); a second heap holds
+(closed_at + retention, execution id), re-armed from the snapshots on restore. An expiry that falls
+due is decided like an event, first in the open batch: the execution leaves memory and the batch's
+transaction writes its tombstone on the state topic and an `ExecutionExpired` on the events topic
+(from which the read model drops it). A start with its name after that starts a new execution; an
+execution redriven meanwhile is RUNNING again and does not expire until it closes again.
+
 A start without an inline definition names a registered state machine (NAME, NAME:VERSION,
 NAME:ALIAS, or a stateMachine ARN); it is resolved against the registry this instance follows in
 memory (`orchestrator.registry.store.RegistryFollower`), or dead-lettered as
@@ -55,6 +64,7 @@ from orchestrator.asl.decider import Decision, Environment, decide_in_place, new
 from orchestrator.asl.errors import DATA_LIMIT_EXCEEDED, DefinitionError
 from orchestrator.asl.execution import (
     Event,
+    ExecutionFinished,
     ExecutionState,
     FailExecution,
     HistoryEvent,
@@ -79,6 +89,7 @@ from orchestrator.runtime.translate import (
     Pin,
     dead_letter,
     effects_to_records,
+    expiry_records,
     snapshot_record,
     status_event,
 )
@@ -146,6 +157,7 @@ class Execution:
     # whatever the registry's draft and aliases say by then.
     pin: Pin = Pin()
     timers: tuple[tuple[float, str], ...] = ()  # (fire_at, timer_id) of its pending timers
+    closed_at: float | None = None  # when it closed (epoch seconds); None while it runs
 
     @property
     def version_label(self) -> str:
@@ -180,6 +192,7 @@ class Working:
     execution: Execution
     state: ExecutionState
     applied: list[tuple[Event, Environment]] = dataclasses.field(default_factory=list)
+    closed_at: float | None = None  # when the state last closed (the event's time), as committed or decided
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -214,6 +227,9 @@ class Orchestrator:
         self.running = 0  # executions with status RUNNING (the `open` gauge)
         self.owned: set[int] = set()  # partition numbers of the input topics this instance owns
         self.timers: list[tuple[float, str, str]] = []  # (fire_at, execution_id, timer_id)
+        # (closed_at + retention, execution_id) of the closed executions; an entry whose execution
+        # was redriven (or closed again later) meanwhile is stale and skipped (`_expires_by`).
+        self.expiries: list[tuple[float, str]] = []
         self._machines: dict[str, StateMachine] = {}  # definition hash -> parsed machine
         # Definition hash -> the definition (one dict shared by its executions) and its JSON,
         # spliced into every snapshot rather than encoded again.
@@ -344,10 +360,12 @@ class Orchestrator:
                     if fetch is not None and fetch.done():
                         records = [r for rs in fetch.result().values() for r in rs]
                         fetch = None
-                    due = self._due_timers(time.time())
-                    if records or due:
-                        self._events_since_trim += len(records) + len(due)
-                        await self._prepare(records, due)
+                    now = time.time()
+                    due = self._due_timers(now)
+                    expired = self._due_expiries(now)
+                    if records or due or expired:
+                        self._events_since_trim += len(records) + len(due) + len(expired)
+                        await self._prepare(records, due, expired)
                     elif self._events_since_trim >= TRIM_AFTER_EVENTS and self._open is None:
                         self._events_since_trim = 0
                         _release_free_memory()
@@ -376,8 +394,9 @@ class Orchestrator:
         was given the timeout of the timers known when it began), or the end of the commit
         interval when no transaction is in flight (a transaction's end wakes the loop anyway)."""
         waits = []
-        if self.timers:
-            waits.append(max(0.0, self.timers[0][0] - time.time()))
+        next_due = self._next_due()
+        if next_due is not None:
+            waits.append(max(0.0, next_due - time.time()))
         if self._committing is None or self._committing.done():
             open_wait = self._open_wait()
             if open_wait is not None:
@@ -395,9 +414,15 @@ class Orchestrator:
         return max(0.0, self._open.started + self.settings.commit_interval_ms / 1000 - time.perf_counter())
 
     def _poll_timeout_ms(self) -> int:
-        if not self.timers:
+        next_due = self._next_due()
+        if next_due is None:
             return 500
-        return max(0, min(500, int((self.timers[0][0] - time.time()) * 1000) + 1))
+        return max(0, min(500, int((next_due - time.time()) * 1000) + 1))
+
+    def _next_due(self) -> float | None:
+        """When the next timer or expiry falls due (epoch seconds), if any."""
+        heads = [heap[0][0] for heap in (self.timers, self.expiries) if heap]
+        return min(heads) if heads else None
 
     # ------------------------------------------------------------ rebalancing and restore
 
@@ -496,20 +521,34 @@ class Orchestrator:
         pin = Pin(snapshot.version, snapshot.alias, snapshot.definition_hash or definition_hash(snapshot.definition))
         execution = self._shared(Execution(snapshot.state_machine, snapshot.definition, machine, b"", "",
                                            record.partition, pin))
-        self.executions[state.execution_id] = self._committed(execution, state)
+        closed_at = snapshot.closed_at
+        if closed_at is None and state.status.value != "RUNNING" and record.timestamp:
+            # Written before snapshots carried it: the record closing it is its last one.
+            closed_at = record.timestamp / 1000.0
+        self.executions[state.execution_id] = self._committed(execution, state, closed_at)
 
     def _rebuild_timers(self) -> None:
+        """The timer and expiry heaps again, from the executions in memory (after a restore)."""
         self.timers = [
             (fire_at, execution_id, timer_id)
             for execution_id, execution in self.executions.items()
             for fire_at, timer_id in execution.timers
         ]
         heapq.heapify(self.timers)
+        self.expiries = [(execution.closed_at + self.settings.retention, execution_id)
+                         for execution_id, execution in self.executions.items()
+                         if execution.status != "RUNNING" and execution.closed_at is not None]
+        heapq.heapify(self.expiries)
 
-    def _committed(self, execution: Execution, state: ExecutionState) -> Execution:
-        """The execution as it is once `state` is committed."""
+    def _committed(self, execution: Execution, state: ExecutionState, closed_at: float | None) -> Execution:
+        """The execution as it is once `state` is committed (`closed_at`: when it closed, if it has)."""
         timers = tuple((timer.fire_at, timer_id) for timer_id, timer in state.timers.items())
-        return dataclasses.replace(execution, packed=_pack(state), status=state.status.value, timers=timers)
+        if state.status.value == "RUNNING":
+            closed_at = None
+        elif closed_at is None:
+            closed_at = time.time()  # closed by no event the runtime saw: retention runs from now
+        return dataclasses.replace(execution, packed=_pack(state), status=state.status.value, timers=timers,
+                                   closed_at=closed_at)
 
     def _shared(self, execution: Execution) -> Execution:
         """The execution with its definition, pin and name shared with the executions of the same
@@ -525,13 +564,57 @@ class Orchestrator:
             due.append(heapq.heappop(self.timers))
         return due
 
+    def _due_expiries(self, now: float) -> list[tuple[float, str]]:
+        """The expiries due by `now` whose execution is still closed and due (stale ones dropped)."""
+        due: list[tuple[float, str]] = []
+        while self.expiries and self.expiries[0][0] <= now and len(due) < self.settings.max_batch:
+            expiry = heapq.heappop(self.expiries)
+            if self._expires_by(self.executions.get(expiry[1]), now):
+                due.append(expiry)
+        return due
+
+    def _expires_by(self, execution: Execution | None, now: float) -> bool:
+        """Whether `execution` is closed and its retention has ended by `now`. A redriven execution
+        is RUNNING (no expiry), one closed again expires from its new close time."""
+        return (execution is not None and execution.status != "RUNNING" and execution.closed_at is not None
+                and execution.closed_at + self.settings.retention <= now)
+
+    def _expire(self, due: list[tuple[float, str]], batch: _Batch) -> None:
+        """Remove the executions whose retention has ended: from memory now (as every decision
+        moves the in-memory view on before its commit), and from the state topic (a tombstone)
+        and the read model (`ExecutionExpired` on the events topic) in the batch's transaction."""
+        now = time.time()
+        gone: set[str] = set()
+        for _, execution_id in due:
+            execution = self.executions.get(execution_id)
+            if execution is None or not self._expires_by(execution, now):
+                continue
+            state = execution.load()
+            event, tombstone = expiry_records(self.topics, state, execution.machine_name, execution.partition,
+                                              execution.closed_at)
+            batch.out.append(event)
+            batch.snapshots[execution_id] = tombstone  # replaces a snapshot of it decided earlier in the batch
+            del self.executions[execution_id]
+            gone.add(execution_id)
+            self.metrics.expired.inc()
+        if gone:
+            # Its cancelled timers' entries, which would otherwise fire into a new execution with
+            # the same name (timer ids restart with each execution).
+            self.timers = [timer for timer in self.timers if timer[1] not in gone]
+            heapq.heapify(self.timers)
+            log.info("expired %d closed executions (retention %gs)", len(gone), self.settings.retention)
+
     # ------------------------------------------------------------ one transaction per batch
 
-    async def _prepare(self, records: list[ConsumerRecord], due: list[tuple[float, str, str]]) -> None:
-        """Decide records and due timers into the open batch (the next transaction)."""
+    async def _prepare(self, records: list[ConsumerRecord], due: list[tuple[float, str, str]],
+                       expired: list[tuple[float, str]] | None = None) -> None:
+        """Decide due expiries, records and due timers into the open batch (the next transaction).
+        Expiries first: a start consumed once an execution's retention has ended starts a new one."""
         assert self._producer is not None and self._consumer is not None
         batch = self._open = self._open or _Batch(started=time.perf_counter())
-        batch.events += len(records) + len(due)
+        batch.events += len(records) + len(due) + len(expired or ())
+        if expired:
+            self._expire(expired, batch)
         batch.records.extend(records)
         batch.timers.extend(due)
         staged: dict[str, Working] = {}
@@ -586,7 +669,7 @@ class Orchestrator:
             execution = working.execution
             # One snapshot per execution per transaction: a later decision's replaces it.
             batch.snapshots[execution_id] = self._snapshot(execution_id, working, out, new_timers)
-            committed[execution_id] = self._committed(execution, working.state)
+            committed[execution_id] = self._committed(execution, working.state, working.closed_at)
         # The in-memory view moves on now, before the commit: the next batch is decided on top of
         # this one while its transaction is in flight (a pipeline of two). If the commit fails the
         # instance stops (crash-only) and whoever takes the partitions over restores what was
@@ -596,6 +679,8 @@ class Orchestrator:
             before = self.executions.get(execution_id)
             self.running += (execution.status == "RUNNING") - (before is not None and before.status == "RUNNING")
             self.executions[execution_id] = execution
+            if execution.closed_at is not None and (before is None or before.closed_at != execution.closed_at):
+                heapq.heappush(self.expiries, (execution.closed_at + self.settings.retention, execution_id))
         for timer in new_timers:
             heapq.heappush(self.timers, timer)
         self.metrics.open.set(self.running)
@@ -609,8 +694,10 @@ class Orchestrator:
         limit = self._record_limit(self.topics.state)
         definition, definition_json = self._definition(execution)
         for attempt in range(3):
+            closed_at = None if working.state.status.value == "RUNNING" else working.closed_at
             record = snapshot_record(self.topics, working.state, definition, execution.machine_name,
-                                     execution.partition, execution.pin, definition_json, _state_json(working.state))
+                                     execution.partition, execution.pin, definition_json, _state_json(working.state),
+                                     closed_at)
             assert record.value is not None
             if len(record.value) <= limit:
                 return record
@@ -959,7 +1046,7 @@ class Orchestrator:
             execution = self.executions.get(execution_id)
             if execution is None:
                 return None
-            working = staged[execution_id] = Working(execution, execution.load())
+            working = staged[execution_id] = Working(execution, execution.load(), closed_at=execution.closed_at)
         return working
 
     def _handle_request(self, record: ConsumerRecord, key: str, at: float, seed: int,
@@ -1055,6 +1142,8 @@ class Orchestrator:
         for effect in decision.effects:
             if isinstance(effect, StartTimer):
                 new_timers.append((effect.fire_at, execution_id, effect.timer_id))
+            elif isinstance(effect, ExecutionFinished):
+                working.closed_at = at  # its retention runs from here (the snapshot carries it)
             elif isinstance(effect, HistoryEvent):
                 if effect.type.endswith("StateEntered"):
                     self.metrics.transitions.inc()

@@ -21,7 +21,7 @@ from orchestrator.asl.execution import (
 )
 from schemas.base import SCHEMA_VERSION, encode
 from schemas.dlq import DeadLetter
-from schemas.executions import ExecutionStatus
+from schemas.executions import ExecutionExpired, ExecutionStatus
 from schemas.resources import service_for
 from schemas.steps import StepCommand
 from schemas.topics import Topics
@@ -179,22 +179,38 @@ def status_event(state: ExecutionState, machine_name: str, pin: Pin = UNPINNED) 
 def snapshot_record(
     topics: Topics, state: ExecutionState, definition: dict[str, Any], machine_name: str, partition: int,
     pin: Pin = UNPINNED, definition_json: bytes | None = None, state_json: bytes | None = None,
+    closed_at: float | None = None,
 ) -> Outgoing:
     """The execution's record on the compacted state topic (an `ExecutionSnapshot`).
 
     Written for every execution a batch touched, so it is built as bytes: the state serialised by
     pydantic's Rust serialiser straight to JSON, and the definition's JSON (`definition_json`,
-    cached by the caller per definition) spliced in rather than re-encoded each time.
+    cached by the caller per definition) spliced in rather than re-encoded each time. `closed_at`:
+    when a closed execution closed (epoch seconds), from which its retention runs.
     """
     head = to_json({**_envelope(state.execution_id), "state_machine": machine_name, "definition": {}, "state": {},
                     "offsets_applied": 0, "version": pin.version, "alias": pin.alias,
-                    "definition_hash": pin.definition_hash})
+                    "definition_hash": pin.definition_hash, "closed_at": closed_at})
     # `{..."definition":{},"state":{},...}`: the two placeholders are the only `{}` values there.
     marker = b'"definition":{},"state":{}'
     assert marker in head
     body = (b'"definition":' + (definition_json if definition_json is not None else to_json(definition))
             + b',"state":' + (state_json if state_json is not None else state.__pydantic_serializer__.to_json(state)))
     return Outgoing(topics.state, state.execution_id.encode(), head.replace(marker, body, 1), partition)
+
+
+def expiry_records(topics: Topics, state: ExecutionState, machine_name: str, partition: int,
+                   closed_at: float | None) -> list[Outgoing]:
+    """What removes a closed execution whose retention has ended: a tombstone for its key on the
+    compacted state topic, and an `ExecutionExpired` on the events topic for the read model (with
+    the run's start time, which tells this run from a later one with the same name)."""
+    key = state.execution_id.encode()
+    expired = ExecutionExpired(
+        execution_id=state.execution_id, state_machine=machine_name, name=state.name,
+        start_time=_time(state.start_time),
+        closed_at=datetime.fromtimestamp(closed_at, timezone.utc) if closed_at is not None else None,
+    )
+    return [Outgoing(topics.events, key, encode(expired), partition), Outgoing(topics.state, key, None, partition)]
 
 
 # The most of a refused value a dead letter keeps (base64 grows it by a third): any record the

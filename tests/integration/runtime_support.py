@@ -14,7 +14,13 @@ from bench.workloads import read_topic
 from kafka_io import KafkaSettings
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
-from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
+from schemas.executions import (
+    ExecutionStatus,
+    HistoryRecord,
+    StartExecution,
+    execution_id_for,
+    parse_execution_event,
+)
 from schemas.steps import StepCommand
 
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -73,8 +79,8 @@ class RuntimeClient:
             batch = await self._watcher.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
-                    status = decode(ExecutionStatus, record.value)
-                    if status.status in TERMINAL:
+                    status = parse_execution_event(record.value)  # a status, or an execution's expiry
+                    if isinstance(status, ExecutionStatus) and status.status in TERMINAL:
                         self.outcomes[status.execution_id] = status
         return {e: self.outcomes[e] for e in execution_ids}
 
