@@ -200,7 +200,7 @@ class OutcomeWatch:
 
 
 def _positions_key() -> bytes:
-    from orchestrator.runtime.service import OFFSETS_KEY  # imported late: the whole orchestrator comes with it
+    from orchestrator.runtime.engine import OFFSETS_KEY  # imported late: the orchestrator's engine comes with it
 
     return OFFSETS_KEY.encode()
 

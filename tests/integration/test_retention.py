@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from kafka_io import KafkaSettings
 from orchestrator import control_cli
 from orchestrator.api.readmodel import ReadModel
-from orchestrator.runtime.service import OFFSETS_KEY, Orchestrator
+from orchestrator.runtime.engine import OFFSETS_KEY
+from orchestrator.runtime.service import Orchestrator
 from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode, encode
 from schemas.executions import (

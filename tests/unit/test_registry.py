@@ -29,8 +29,14 @@ from orchestrator.registry.errors import (
     VersionInUse,
 )
 from orchestrator.registry.model import Reference, definition_hash, parse_reference
-from orchestrator.runtime.service import Orchestrator, Rejected
-from orchestrator.runtime.translate import Pin, effects_to_records, snapshot_record, status_event
+from orchestrator.runtime.engine import Rejected
+from orchestrator.runtime.service import Orchestrator
+from orchestrator.runtime.translate import (
+    Pin,
+    effects_to_records,
+    snapshot_record,
+    status_event,
+)
 from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode, encode
 from schemas.executions import (

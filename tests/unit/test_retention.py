@@ -168,7 +168,7 @@ def test_an_expiry_skips_an_execution_redriven_or_closed_again(orchestrator: Orc
 
 
 def test_removal_happens_only_when_due(orchestrator: Orchestrator) -> None:
-    from orchestrator.runtime.service import _Batch
+    from orchestrator.runtime.engine import _Batch
 
     now = time.time()
     restored(orchestrator, closed_state("done"), closed_at=now - 100)

@@ -12,7 +12,7 @@ from orchestrator.asl.decider import Environment, decide, new_execution
 from orchestrator.asl.execution import Effect, ExecutionState, StartExecution
 from orchestrator.asl.model import parse_definition
 from orchestrator.registry.model import definition_hash
-from orchestrator.runtime.service import Execution, _pack
+from orchestrator.runtime.engine import Execution, _pack
 from orchestrator.runtime.translate import Pin, effects_to_records, snapshot_record
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot, HistoryRecord, InputPositions
