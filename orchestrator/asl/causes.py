@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.asl import resources
 from orchestrator.asl.dataflow import to_json
+from schemas import resources
 
 
 def plain(value: Any) -> str:

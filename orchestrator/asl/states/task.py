@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.asl import causes, errors, resources
+from orchestrator.asl import causes, errors
 from orchestrator.asl.context import StateContext, StateHooks, TaskEvent
 from orchestrator.asl.dataflow import Scope, read_path_field, to_json
 from orchestrator.asl.execution import (
@@ -19,6 +19,7 @@ from orchestrator.asl.execution import (
 )
 from orchestrator.asl.model import State
 from orchestrator.asl.processing import apply_result, field, task_input
+from schemas import resources
 
 
 def execute(ctx: StateContext, run: Run, state: State) -> None:
