@@ -8,10 +8,9 @@ execution. A restart within the retention re-arms the expiry from the close time
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from orchestrator import control_cli
 from orchestrator.api.readmodel import ReadModel
 from orchestrator.runtime.engine import OFFSETS_KEY
 from orchestrator.runtime.service import Orchestrator
-from orchestrator.settings import OrchestratorSettings
 from schemas.base import decode, encode
 from schemas.executions import (
     ExecutionExpired,
@@ -32,8 +30,8 @@ from schemas.executions import (
     StopExecution,
     parse_execution_event,
 )
-from steps.fn.service import fn_service
 from tests.integration.runtime_support import RuntimeClient, eventually, read_all
+from tests.integration.test_orchestrator import running as orchestrator_running
 
 STEPS = "tests.integration.steps_for_tests"
 ECHO = {"StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": "baton:fn:echo", "End": True}}}
@@ -41,20 +39,9 @@ FAILS = {"StartAt": "Fail", "States": {"Fail": {"Type": "Fail", "Error": "Test.F
 PARKED = {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 600, "End": True}}}
 
 
-@contextlib.asynccontextmanager
-async def running(kafka: KafkaSettings, retention: float, instance: str = "o1") -> AsyncIterator[Orchestrator]:
+def running(kafka: KafkaSettings, retention: float, instance: str = "o1") -> AsyncContextManager[Orchestrator]:
     """An orchestrator with this retention and a fn step service, on the real broker."""
-    stop = asyncio.Event()
-    orchestrator = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None,
-                                                            retention=retention))
-    task = asyncio.create_task(orchestrator.run(stop))
-    try:
-        async with fn_service([STEPS], settings=kafka):
-            await asyncio.wait_for(orchestrator.ready.wait(), 30)
-            yield orchestrator
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+    return orchestrator_running(kafka, instance, retention=retention)
 
 
 async def state_topic(kafka: KafkaSettings) -> dict[str, bytes | None]:
