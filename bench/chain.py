@@ -22,14 +22,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from bench.workloads import chain
 from infra.local_kafka import ensure_up
 from kafka_io import KafkaSettings, new_consumer, new_producer
+from orchestrator.client import BatonClient
 from orchestrator.runtime.topics import ensure_topics
-from schemas.base import decode, encode
-from schemas.executions import ExecutionStatus, StartExecution, execution_id_for
+from schemas.base import decode
+from schemas.executions import ExecutionStatus, execution_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,28 +61,28 @@ async def kafka_round_trip(settings: KafkaSettings, samples: int = 200) -> dict[
 
 async def drive(settings: KafkaSettings, executions: int, in_flight: int, steps: int) -> dict[str, Any]:
     definition = chain(steps)
-    producer = new_producer(settings, idempotent=False, linger_ms=2)
+    client = BatonClient(settings, idempotent=False, producer_options={"linger_ms": 2})
     watcher = new_consumer(settings, settings.topics.events, group_id=f"bench-{uuid.uuid4().hex[:6]}",
                            auto_commit=True, auto_offset_reset="earliest")
-    await producer.start()
+    await client.open()
     await watcher.start()
     done: dict[str, float] = {}
     started_at: dict[str, float] = {}
     try:
         # Warm-up: one execution end to end before timing.
-        await _start(producer, settings, definition, "warmup", started_at)
+        await _start(client, definition, "warmup", started_at)
         await _collect(watcher, {execution_id_for("bench", "warmup")}, done)
         next_index = 0
         begin = time.perf_counter()
         while len(done) - 1 < executions:
             while next_index < executions and next_index - (len(done) - 1) < in_flight:
-                await _start(producer, settings, definition, f"e{next_index}", started_at)
+                await _start(client, definition, f"e{next_index}", started_at)
                 next_index += 1
-            await producer.flush()
+            await client.flush()
             await _collect(watcher, None, done, timeout_ms=200)
         elapsed = time.perf_counter() - begin
     finally:
-        await producer.stop()
+        await client.close()
         await watcher.stop()
     latencies = sorted((done[e] - started_at[e]) * 1000 for e in done if e in started_at and "warmup" not in e)
     return {
@@ -96,13 +97,9 @@ async def drive(settings: KafkaSettings, executions: int, in_flight: int, steps:
     }
 
 
-async def _start(producer: AIOKafkaProducer, settings: KafkaSettings, definition: dict[str, Any], name: str,
-                 started_at: dict[str, float]) -> None:
-    execution_id = execution_id_for("bench", name)
-    started_at[execution_id] = time.perf_counter()
-    request = StartExecution(execution_id=execution_id, state_machine="bench", definition=definition, name=name,
-                             input={"n": name})
-    await producer.send(settings.topics.start, encode(request), key=execution_id.encode())
+async def _start(client: BatonClient, definition: dict[str, Any], name: str, started_at: dict[str, float]) -> None:
+    started_at[execution_id_for("bench", name)] = time.perf_counter()
+    await client.start("bench", definition=definition, name=name, input={"n": name}, acked=False)
 
 
 async def _collect(watcher: AIOKafkaConsumer, wanted: set[str] | None, done: dict[str, float],

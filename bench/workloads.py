@@ -27,9 +27,10 @@ from typing import Any
 from aiokafka.structs import TopicPartition
 
 from kafka_io import KafkaSettings, new_consumer, new_producer
+from orchestrator.client import BatonClient
 from orchestrator.runtime.topics import delete_topics, ensure_topics
-from schemas.base import decode, encode
-from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
+from schemas.base import decode
+from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_MODULE = "bench.steps"
@@ -244,7 +245,8 @@ class Client:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
-        self.producer = new_producer(settings, idempotent=False, linger_ms=2, max_batch_size=256 * 1024)
+        self.client = BatonClient(settings, idempotent=False,
+                                  producer_options={"linger_ms": 2, "max_batch_size": 256 * 1024})
         self.watcher = new_consumer(settings, settings.topics.events, group_id=f"bench-{uuid.uuid4().hex[:8]}",
                                     auto_commit=True, auto_offset_reset="earliest")
         self.started_at: dict[str, float] = {}
@@ -253,21 +255,19 @@ class Client:
         self.outcomes: dict[str, ExecutionStatus] = {}
 
     async def __aenter__(self) -> Client:
-        await self.producer.start()
+        await self.client.open()
         await self.watcher.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.producer.stop()
+        await self.client.close()
         await self.watcher.stop()
 
     async def start(self, definition: dict[str, Any], name: str, execution_input: Any = None) -> str:
         execution_id = execution_id_for("bench", name)
-        request = StartExecution(execution_id=execution_id, state_machine="bench", definition=definition,
-                                 name=name, input={"n": name} if execution_input is None else execution_input)
         self.started_at[execution_id] = time.perf_counter()
-        await self.producer.send(self.settings.topics.start, encode(request), key=execution_id.encode())
-        return execution_id
+        return await self.client.start("bench", definition=definition, name=name, acked=False,
+                                       input={"n": name} if execution_input is None else execution_input)
 
     async def poll(self, timeout_ms: int = 200) -> None:
         batch = await self.watcher.getmany(timeout_ms=timeout_ms)
@@ -283,8 +283,11 @@ class Client:
                     self.done.setdefault(status.execution_id, now)
                     self.outcomes[status.execution_id] = status
 
+    async def flush(self) -> None:
+        await self.client.flush()
+
     async def wait(self, ids: set[str], timeout: float, *, running: bool = False) -> None:
-        await self.producer.flush()
+        await self.client.flush()
         deadline = time.monotonic() + timeout
         seen = self.running if running else self.done
         while not ids <= seen.keys():
@@ -406,7 +409,7 @@ async def _drive_chain(deployment: Deployment, executions: int, in_flight: int, 
             finished = len(set(ids) & client.done.keys())
             while len(ids) < executions and len(ids) - finished < in_flight:
                 ids.append(await client.start(definition, f"{tag}-{len(ids)}"))
-            await client.producer.flush()
+            await client.flush()
             await client.poll(50)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{tag}: {executions - finished} executions not finished")
@@ -494,7 +497,7 @@ async def w3(deployment: Deployment, executions: int) -> dict[str, Any]:
         cpu_before = deployment.cpu()
         began = time.perf_counter()
         ids = {await client.start(definition, f"w3-{i}") for i in range(executions)}
-        await client.producer.flush()
+        await client.flush()
         published = time.perf_counter() - began
         await client.wait(ids, 170)
         elapsed = time.perf_counter() - began

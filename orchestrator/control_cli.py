@@ -1,6 +1,6 @@
 """`baton start | describe | history | stop | list | redrive`: the running system, from a terminal.
 
-Requests go to the start topic, keyed by the execution id, through an idempotent producer.
+Requests go to the start topic, keyed by the execution id, through `orchestrator.client.BatonClient`.
 Answers come from the read model (`orchestrator.api.readmodel`), caught up from Kafka before each
 read, so executions of every orchestrator instance are visible. `start --wait` follows the events
 topic instead, from its end as of just before the start is published, so the answer cannot be
@@ -19,16 +19,14 @@ import os
 import sqlite3
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, new_consumer, new_producer, topic_partitions
+from kafka_io import KafkaFailure, KafkaSettings, kafka_errors
 from kafka_io.explain import explain, explain_wrapped, settings_problem
 from orchestrator.api.readmodel import (
     DEFAULT_PATH,
@@ -40,25 +38,24 @@ from orchestrator.api.readmodel import (
     default_path,
 )
 from orchestrator.cli import fail, parse_json_arg, print_json, quotas
-from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
-from orchestrator.task_callbacks import DecisionRefused
-from schemas.base import Envelope, decode, encode
-from schemas.errors import BatonError
-from schemas.executions import (
-    ExecutionStatus,
-    RedriveExecution,
-    StartExecution,
-    StopExecution,
-    execution_id_for,
+from orchestrator.client import (
+    NAME_MAX,
+    NAME_SYMBOLS,
+    BatonClient,
+    DecisionRefused,
+    StateMachineNotFound,
+    WaitTimedOut,
+    valid_name,
 )
+from orchestrator.quotas import QuotaExceeded, check_definition, check_payload
+from schemas.errors import BatonError
+from schemas.executions import ExecutionStatus
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
 _DEFINITION_SUFFIXES = {".json", ".yaml", ".yml", ".asl"}
-_NAME_MAX = 80  # Step Functions' limit on execution names
-_NAME_SYMBOLS = '<>{}[]?*"#%\\^|~`$&,;:/'  # Step Functions' rule; ":" would also split the id
 _DETAILS_WIDTH = 100
 
 
@@ -123,68 +120,25 @@ def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
 # ------------------------------------------------------------ Kafka
 
 
-@asynccontextmanager
-async def _producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    # Idempotent: a retried send after a lost acknowledgement does not duplicate the request.
-    producer = new_producer(settings, **start_producer_options(quotas()))
+async def _start(settings: KafkaSettings, state_machine: str, definition: dict[str, Any] | None,
+                 execution_input: Any, name: str, wait: float | None,
+                 announce: Callable[[str], None]) -> str | ExecutionStatus:
+    """Start through the client: the execution id, or with `wait` (seconds) its terminal status."""
     try:
-        await producer.start()
-        yield producer
-    finally:
-        await producer.stop()
+        async with BatonClient(settings, quotas=quotas()) as client:
+            if wait is None:
+                return await client.start(state_machine, definition=definition, input=execution_input, name=name)
+            return await client.start_and_wait(state_machine, definition=definition, input=execution_input,
+                                               name=name, timeout=wait, on_started=announce)
+    except StateMachineNotFound as exc:
+        raise CommandError(str(exc)) from None
+    except WaitTimedOut as exc:
+        raise CommandError(f"{exc} (see `baton describe {name}`)") from None
 
 
-@asynccontextmanager
-async def _consumer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaConsumer]:
-    consumer = new_consumer(settings)
-    try:
-        await consumer.start()
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
-async def publish(settings: KafkaSettings, request: Envelope) -> None:
-    """Send a start, stop or redrive request to the start topic, keyed by its execution id."""
-    # Checked first: a send to a missing topic would wait for its metadata until a timeout.
-    await topic_partitions(settings, [settings.topics.start])
-    async with _producer(settings) as producer:
-        await producer.send_and_wait(settings.topics.start, encode(request), key=request.execution_id.encode())
-
-
-async def start_and_wait(settings: KafkaSettings, request: StartExecution, timeout: float,
-                         on_published: Callable[[], None] = lambda: None) -> ExecutionStatus:
-    """Publish `request`, then return the execution's terminal status from the events topic."""
-    async with _consumer(settings) as consumer:
-        topic = settings.topics.events
-        partitions = [TopicPartition(topic, p) for p in (await topic_partitions(settings, [topic]))[topic]]
-        consumer.assign(partitions)
-        # Fix the positions at the end (read_committed: the last stable offsets) before
-        # publishing, so a status written right after the start is read, not skipped.
-        await consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            await consumer.position(tp)
-        await publish(settings, request)
-        on_published()
-        try:
-            async with asyncio.timeout(timeout):
-                return await _terminal_status(consumer, request.execution_id)
-        except TimeoutError:
-            raise CommandError(f"{request.execution_id} did not end within {timeout:g}s; it may still be running "
-                               f"(see `baton describe {request.name}`)") from None
-
-
-async def _terminal_status(consumer: AIOKafkaConsumer, execution_id: str) -> ExecutionStatus:
-    while True:
-        batches = await consumer.getmany(timeout_ms=1000)
-        for messages in batches.values():
-            for message in messages:
-                try:
-                    status = decode(ExecutionStatus, message.value)
-                except ValueError:
-                    continue  # not ours to judge: the orchestrator dead-letters bad events
-                if status.execution_id == execution_id and status.status in TERMINAL_STATUSES:
-                    return status
+async def _send(settings: KafkaSettings, send: Callable[[BatonClient], Awaitable[str]]) -> str:
+    async with BatonClient(settings, quotas=quotas()) as client:
+        return await send(client)
 
 
 # ------------------------------------------------------------ the definition and the read model
@@ -198,19 +152,6 @@ def _start_target(target: str) -> tuple[str, dict[str, Any] | None]:
     if path.suffix.lower() in _DEFINITION_SUFFIXES or os.sep in target:
         fail(f"no such file: {target}")
     return target, None  # a registered state machine, resolved by the orchestrator
-
-
-async def _check_registered(settings: KafkaSettings, reference: str, execution_name: str) -> None:
-    """Refuse a start naming no registered state machine, version or alias before publishing it
-    (the orchestrator would only dead-letter it)."""
-    from orchestrator.registry.errors import RegistryError
-    from orchestrator.registry.model import resolve
-    from orchestrator.registry.store import read_registry
-
-    try:
-        resolve(await read_registry(settings), reference, execution_name)
-    except RegistryError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def _load_definition(path: str) -> dict[str, Any]:
@@ -238,10 +179,10 @@ def _load_definition(path: str) -> dict[str, Any]:
 
 
 def _check_name(name: str) -> None:
-    bad = "".join(sorted({c for c in name if c.isspace() or c in _NAME_SYMBOLS}))
-    if not name or len(name) > _NAME_MAX or bad:
+    bad = "".join(sorted({c for c in name if c.isspace() or c in NAME_SYMBOLS}))
+    if not valid_name(name):
         found = f" (found {bad!r})" if bad else ""
-        fail(f"--name must be 1 to {_NAME_MAX} characters, without whitespace or any of {_NAME_SYMBOLS}{found}")
+        fail(f"--name must be 1 to {NAME_MAX} characters, without whitespace or any of {NAME_SYMBOLS}{found}")
 
 
 def caught_up(db: str | None, settings: KafkaSettings, timeout: float) -> ReadModel:
@@ -334,25 +275,23 @@ def start(target: str, input_: str, name: str | None, wait: bool, timeout: float
     name = name if name is not None else str(uuid.uuid4())
     _check_name(name)
     settings = kafka_settings(bootstrap, topic_prefix)
-    if definition is None:
-        run(_check_registered(settings, state_machine, name), settings)
-    request = StartExecution(execution_id=execution_id_for(state_machine, name), state_machine=state_machine,
-                             definition=definition, name=name, input=execution_input)
     if not wait:
-        run(publish(settings, request), settings)
+        execution_id = run(_start(settings, state_machine, definition, execution_input, name, None, lambda _: None),
+                           settings)
         if as_json:
-            print_json({"execution_id": request.execution_id, "state_machine": state_machine, "name": name})
+            print_json({"execution_id": execution_id, "state_machine": state_machine, "name": name})
         else:
-            click.echo(request.execution_id)
+            click.echo(execution_id)
         return
 
-    def announce() -> None:
+    def announce(execution_id: str) -> None:
         if not as_json:
-            click.echo(f"started {request.execution_id}; waiting for it to end", err=True)
+            click.echo(f"started {execution_id}; waiting for it to end", err=True)
 
-    status = run(start_and_wait(settings, request, timeout, announce), settings)
+    status = run(_start(settings, state_machine, definition, execution_input, name, timeout, announce), settings)
+    assert isinstance(status, ExecutionStatus)
     result = {"status": status.status, "output": status.output, "error": status.error, "cause": status.cause}
-    print_json({"execution_id": request.execution_id, **result} if as_json else result)
+    print_json({"execution_id": status.execution_id, **result} if as_json else result)
     raise SystemExit(0 if status.status == "SUCCEEDED" else 1)
 
 
@@ -426,7 +365,7 @@ def stop(execution: str, error: str | None, cause: str | None, as_json: bool, db
     view = resolve(caught_up(db, settings, catch_up_timeout), execution, settings)
     if view.status in TERMINAL_STATUSES:
         fail(f"{view.execution_id} has already ended ({view.status}); nothing to stop")
-    _request(StopExecution(execution_id=view.execution_id, error=error, cause=cause), settings, as_json)
+    _request("stop", settings, as_json, lambda client: client.stop(view.execution_id, error=error, cause=cause))
 
 
 @click.command()
@@ -441,15 +380,16 @@ def redrive(execution: str, as_json: bool, db: str | None, catch_up_timeout: flo
     view = resolve(caught_up(db, settings, catch_up_timeout), execution, settings)
     if view.status not in REDRIVABLE:
         fail(f"only {', '.join(REDRIVABLE)} executions can be redriven; {view.execution_id} is {view.status}")
-    _request(RedriveExecution(execution_id=view.execution_id), settings, as_json)
+    _request("redrive", settings, as_json, lambda client: client.redrive(view.execution_id))
 
 
-def _request(request: StopExecution | RedriveExecution, settings: KafkaSettings, as_json: bool) -> None:
-    run(publish(settings, request), settings)
+def _request(kind: str, settings: KafkaSettings, as_json: bool,
+             send: Callable[[BatonClient], Awaitable[str]]) -> None:
+    execution_id = run(_send(settings, send), settings)
     if as_json:
-        print_json({"execution_id": request.execution_id, "requested": request.kind})
+        print_json({"execution_id": execution_id, "requested": kind})
     else:
-        click.echo(f"{request.kind} requested for {request.execution_id}")
+        click.echo(f"{kind} requested for {execution_id}")
 
 
 COMMANDS: tuple[click.Command, ...] = (start, describe, history, stop, list_executions, redrive)

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from kafka_io import KafkaSettings, new_consumer, new_producer
+from kafka_io import KafkaSettings, new_consumer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENAI_DIR = REPO_ROOT / "examples" / "genai"
@@ -119,8 +119,9 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
                     inputs: dict[str, Any] | None = None, emit: Callable[[str], None] = click.echo,
                     show_stream: bool = True, timeout: float = 240.0) -> dict[str, DemoRun]:
     """Start each named demo at once and follow it to its end; return what each did."""
-    from schemas.base import decode, encode
-    from schemas.executions import ExecutionStatus, HistoryRecord, StartExecution, execution_id_for
+    from orchestrator.client import BatonClient
+    from schemas.base import decode
+    from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
     from steps.llm.streaming import follow_stream
     from steps.review.decisions import approve, reject
     from steps.review.inbox import pending_reviews, post_decision
@@ -223,18 +224,14 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
         streams = [asyncio.create_task(follow(run)) for name, run in runs.items()
                    if any(s.get("Parameters", {}).get("Stream") for s in _all_states(definition(name)))]
         review_task = asyncio.create_task(reviewer())
-        producer = new_producer(settings)
-        await producer.start()
-        try:
+        # The demo's producer as before: idempotent, aiokafka's defaults otherwise.
+        async with BatonClient(settings, producer_options={}) as client:
             for name, run in runs.items():
-                request = StartExecution(execution_id=run.execution_id, state_machine=f"genai-{name}",
-                                         definition=definition(name), name=run.execution_id.rsplit(":", 1)[-1],
-                                         input=(inputs or {}).get(name, demo_input(name)))
-                await producer.send_and_wait(topics.start, encode(request), key=run.execution_id.encode())
+                await client.start(f"genai-{name}", definition=definition(name),
+                                   name=run.execution_id.rsplit(":", 1)[-1],
+                                   input=(inputs or {}).get(name, demo_input(name)))
                 run.started = time.monotonic()
                 echo(f"  [{name:<{width}}] started {run.execution_id}")
-        finally:
-            await producer.stop()
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except TimeoutError:

@@ -3,7 +3,7 @@
 The app holds a `ReadModel` that follows the history and events topics in the background, a
 follower of the compacted state topic (each execution's pinned definition, for the graph), and
 an idempotent producer. Writes are the same records the CLI publishes: start, stop and redrive
-go to the start topic keyed by execution id (`orchestrator.control_cli`), task success, failure
+go to the start topic keyed by execution id through `orchestrator.client.BatonClient`, task success, failure
 and heartbeat go to the review-decisions topic keyed by the execution the token names
 (`steps.review`), and a deploy is a registry write (`orchestrator.registry.store.RegistryWriter`, as
 `baton deploy` does). Reads come from the read model, so they see every orchestrator instance.
@@ -58,7 +58,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kafka_io import KafkaFailure, KafkaSettings, RecordTooLarge, kafka_errors, new_producer, topic_partitions
+from kafka_io import (
+    KafkaFailure,
+    KafkaSettings,
+    RecordTooLarge,
+    kafka_errors,
+    topic_partitions,
+)
 from orchestrator.api.auth import COOKIE, AuthError, identity_of
 from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.readmodel import (
@@ -72,8 +78,15 @@ from orchestrator.api.readmodel import (
 from orchestrator.api.tasks import StateFollower, TaskState
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.model import StateMachine, parse_definition
+from orchestrator.client import (
+    NAME_MAX,
+    NAME_SYMBOLS,
+    BatonClient,
+    StateMachineNotFound,
+    valid_name,
+)
 from orchestrator.graph import state_runs, to_mermaid, to_svg
-from orchestrator.quotas import QuotaExceeded, check_definition, check_payload, start_producer_options
+from orchestrator.quotas import QuotaExceeded, check_definition, check_payload
 from orchestrator.settings import DecisionSettings, OrchestratorSettings, Quotas
 from orchestrator.task_callbacks import (
     DecisionRefused,
@@ -84,9 +97,8 @@ from orchestrator.task_callbacks import (
     unknown_execution,
     verify_token,
 )
-from schemas.base import Envelope, encode
+from schemas.base import Envelope
 from schemas.errors import BatonError
-from schemas.executions import RedriveExecution, StartExecution, StopExecution, execution_id_for
 from schemas.registry import StateMachineRecord
 from schemas.review import ReviewDecision
 from schemas.tokens import InvalidToken
@@ -215,7 +227,7 @@ class Backend:
         self.settings = settings
         self.model = ReadModel(db_path)
         self.definitions = StateFollower()
-        self.producer = new_producer(settings, **start_producer_options(quotas if quotas is not None else Quotas()))
+        self.client = BatonClient(settings, quotas=quotas if quotas is not None else Quotas())
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -224,7 +236,7 @@ class Backend:
         with kafka_errors(self.settings):
             await topic_partitions(self.settings, [topics.start, topics.review_decisions, topics.state])
             await self.model.catch_up(self.settings)
-            await self.producer.start()
+            await self.client.open()
         self._tasks = [asyncio.create_task(self._keep(self.model.follow(self.settings, self._stop, 0.3), "read model")),
                        asyncio.create_task(self._keep(self.definitions.follow(self.settings, self._stop),
                                                       "the state topic"))]
@@ -243,12 +255,14 @@ class Backend:
             task.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.producer.stop()
+        await self.client.close()
         self.model.close()
 
     async def publish(self, topic: str, record: Envelope) -> RecordMetadata:
         with kafka_errors(self.settings):
-            return await self.producer.send_and_wait(topic, encode(record), key=record.execution_id.encode())
+            metadata = await self.client.publish(topic, record)
+        assert metadata is not None  # acknowledged
+        return metadata
 
     async def task_state(self, execution_id: str, task_id: str) -> TaskState:
         """Whether the execution still awaits the callback task (`StateFollower.task_state`)."""
@@ -506,7 +520,7 @@ def _errors(app: FastAPI) -> None:
                                                     "the details")
 
 
-def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
+def _routes(app: FastAPI) -> None:
     viewer, operator, reviewer = requires("viewer"), requires("operator"), requires("reviewer")
 
     @app.post("/api/executions", status_code=201, dependencies=[operator], tags=["executions"])
@@ -521,27 +535,18 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         check_payload(body.input, quotas)
         state_machine = body.state_machine or "inline"
         name = body.name or str(uuid.uuid4())
-        from orchestrator.control_cli import _NAME_MAX, _NAME_SYMBOLS
-
-        if len(name) > _NAME_MAX or any(c.isspace() or c in _NAME_SYMBOLS for c in name):
-            raise ApiError(400, "InvalidName", f"name must be 1 to {_NAME_MAX} characters, without whitespace "
-                                               f"or any of {_NAME_SYMBOLS}")
-        if body.definition is None:
-            from orchestrator.registry.errors import RegistryError
-            from orchestrator.registry.model import resolve
-            from orchestrator.registry.store import read_registry
-
-            try:
-                with kafka_errors(backend.settings):
-                    resolve(await read_registry(backend.settings), state_machine, name)
-            except RegistryError as exc:
-                raise ApiError(404, "StateMachineNotFound", str(exc)) from None
-        request_ = StartExecution(execution_id=execution_id_for(state_machine, name), state_machine=state_machine,
-                                  definition=body.definition, name=name, input=body.input)
+        if not valid_name(name):
+            raise ApiError(400, "InvalidName", f"name must be 1 to {NAME_MAX} characters, without whitespace "
+                                               f"or any of {NAME_SYMBOLS}")
+        try:
+            with kafka_errors(backend.settings):
+                execution_id = await backend.client.start(state_machine, definition=body.definition,
+                                                          input=body.input, name=name)
+        except StateMachineNotFound as exc:
+            raise ApiError(404, "StateMachineNotFound", str(exc)) from None
         if body.definition is not None:
-            backend.definitions.by_execution.setdefault(request_.execution_id, body.definition)
-        await backend.publish(backend.settings.topics.start, request_)
-        return {"execution_id": request_.execution_id, "state_machine": state_machine, "name": name}
+            backend.definitions.by_execution.setdefault(execution_id, body.definition)
+        return {"execution_id": execution_id, "state_machine": state_machine, "name": name}
 
     @app.get("/api/executions", dependencies=[viewer], tags=["executions"])
     async def list_executions(request: Request, status: str | None = None, state_machine: str | None = None,
@@ -593,8 +598,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
             raise ApiError(409, "ExecutionEnded", f"{view.execution_id} has already ended ({view.status}); "
                                                   "nothing to stop")
         body = body or StopRequest()
-        await backend.publish(backend.settings.topics.start,
-                              StopExecution(execution_id=view.execution_id, error=body.error, cause=body.cause))
+        with kafka_errors(backend.settings):
+            await backend.client.stop(view.execution_id, error=body.error, cause=body.cause)
         return {"execution_id": view.execution_id, "requested": "stop"}
 
     @app.post("/api/executions/{execution}/redrive", status_code=202, dependencies=[operator], tags=["executions"])
@@ -605,7 +610,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
         if view.status not in REDRIVABLE:
             raise ApiError(409, "NotRedrivable", f"only {', '.join(REDRIVABLE)} executions can be redriven; "
                                                  f"{view.execution_id} is {view.status}")
-        await backend.publish(backend.settings.topics.start, RedriveExecution(execution_id=view.execution_id))
+        with kafka_errors(backend.settings):
+            await backend.client.redrive(view.execution_id)
         return {"execution_id": view.execution_id, "requested": "redrive"}
 
     @app.get("/api/executions/{execution}/events", dependencies=[viewer], tags=["streams"],

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("in-process runner, registry", ("orchestrator.local", "orchestrator.registry")),
     ("services", ("orchestrator.runtime", "steps.service", "steps.fn", "steps.http", "steps.llm",
                   "steps.retrieval", "steps.review")),
-    ("client", ("orchestrator.task_callbacks",)),
+    ("client", ("orchestrator.client", "orchestrator.task_callbacks")),
     ("front ends", ("orchestrator", "steps.cli", "steps", "bench")),
 ]
 

@@ -1,0 +1,32 @@
+"""The one way into a running Baton from outside: `BatonClient` publishes starts, stops and
+redrives on the start topic and waits for an execution's end; the task-token decisions
+(`orchestrator.task_callbacks`) are re-exported here.
+
+Every front end (`baton start | stop | redrive`, the API, the demo, the benches) parses, calls
+the client and prints; none builds a request record itself.
+"""
+
+from __future__ import annotations
+
+from orchestrator.client.client import (
+    NAME_MAX,
+    NAME_SYMBOLS,
+    TERMINAL_STATUSES,
+    BatonClient,
+    InvalidName,
+    StateMachineNotFound,
+    WaitTimedOut,
+    valid_name,
+)
+from orchestrator.task_callbacks import (
+    DecisionRefused,
+    OutcomeWatch,
+    awaited_tasks,
+    describe_outcome,
+    verify_token,
+)
+
+__all__ = [
+    "NAME_MAX", "NAME_SYMBOLS", "TERMINAL_STATUSES", "BatonClient", "DecisionRefused", "InvalidName", "OutcomeWatch",
+    "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "valid_name", "verify_token",
+]

@@ -1,0 +1,201 @@
+"""`BatonClient`: start, stop and redrive executions, and wait for their end, over Kafka.
+
+Requests go to the start topic keyed by the execution id, through one producer the client opens
+and closes (`async with BatonClient(settings) as client:`). By default the producer is idempotent
+with `orchestrator.quotas.start_producer_options` (a start may carry a definition and an input
+each at its quota); a caller that publishes many starts fast (the benches) passes its own
+`producer_options` (linger, batch size) and starts with `acked=False`, then `flush()`.
+
+Inputs and definitions are checked against `Quotas` before anything is published
+(`QuotaExceeded`), as are execution names (`InvalidName`) and, for a start by name, that the
+registry knows the state machine (`StateMachineNotFound`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+from kafka_io import KafkaSettings, new_consumer, new_producer, topic_partitions
+from orchestrator.quotas import check_definition, check_payload, start_producer_options
+from orchestrator.settings import Quotas
+from schemas.base import Envelope, decode, encode
+from schemas.errors import BatonError
+from schemas.executions import (
+    ExecutionStatus,
+    RedriveExecution,
+    StartExecution,
+    StopExecution,
+    execution_id_for,
+)
+
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+NAME_MAX = 80  # Step Functions' limit on execution names
+NAME_SYMBOLS = '<>{}[]?*"#%\\^|~`$&,;:/'  # Step Functions' rule; ":" would also split the id
+
+
+class InvalidName(BatonError, ValueError):
+    """An execution name Step Functions would refuse."""
+
+
+class StateMachineNotFound(BatonError):
+    """A start naming no registered state machine, version or alias (the registry's message)."""
+
+
+class WaitTimedOut(BatonError, TimeoutError):
+    """The execution did not end within the wait; it may still be running."""
+
+    def __init__(self, execution_id: str, timeout: float) -> None:
+        super().__init__(f"{execution_id} did not end within {timeout:g}s; it may still be running")
+        self.execution_id, self.timeout = execution_id, timeout
+
+
+def valid_name(name: str) -> bool:
+    """Whether Step Functions would accept `name` as an execution name."""
+    return 0 < len(name) <= NAME_MAX and not any(c.isspace() or c in NAME_SYMBOLS for c in name)
+
+
+class BatonClient:
+    """Start, stop and redrive executions; an async context manager over one producer."""
+
+    def __init__(self, settings: KafkaSettings, *, quotas: Quotas | None = None, idempotent: bool = True,
+                 producer_options: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.quotas = quotas if quotas is not None else Quotas()
+        options = start_producer_options(self.quotas) if producer_options is None else dict(producer_options)
+        self._producer: AIOKafkaProducer = new_producer(settings, idempotent=idempotent, **options)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        # Checked first: a send to a missing topic would wait for its metadata until a timeout.
+        await topic_partitions(self.settings, [self.settings.topics.start])
+        await self._producer.start()
+
+    async def close(self) -> None:
+        await self._producer.stop()
+
+    # ------------------------------------------------------------ requests
+
+    def start_request(self, state_machine: str = "inline", *, definition: dict[str, Any] | None = None,
+                      input: Any = None, name: str | None = None) -> StartExecution:
+        """The start record, checked against the quotas and the naming rule (nothing is sent)."""
+        if definition is not None:
+            check_definition(definition, self.quotas)
+        execution_input = {} if input is None else input
+        check_payload(execution_input, self.quotas)
+        name = name if name is not None else str(uuid.uuid4())
+        if not valid_name(name):
+            raise InvalidName(f"name must be 1 to {NAME_MAX} characters, without whitespace or any of {NAME_SYMBOLS}")
+        return StartExecution(execution_id=execution_id_for(state_machine, name), state_machine=state_machine,
+                              definition=definition, name=name, input=execution_input)
+
+    async def start(self, state_machine: str = "inline", *, definition: dict[str, Any] | None = None,
+                    input: Any = None, name: str | None = None, check_registered: bool = True,
+                    acked: bool = True) -> str:
+        """Start an execution of `definition` (inline) or of the registered `state_machine` (a name,
+        `name:version` or `name:alias`); return its execution id. The same name starts it once.
+
+        `acked=False` returns once the record is queued in the producer (see `flush`)."""
+        request = self.start_request(state_machine, definition=definition, input=input, name=name)
+        if definition is None and check_registered:
+            await self.check_registered(state_machine, request.name)
+        await self.send(request, acked=acked)
+        return request.execution_id
+
+    async def stop(self, execution_id: str, *, error: str | None = None, cause: str | None = None) -> str:
+        """Ask the orchestrator to abort a running execution."""
+        await self.send(StopExecution(execution_id=execution_id, error=error, cause=cause))
+        return execution_id
+
+    async def redrive(self, execution_id: str) -> str:
+        """Restart a FAILED, TIMED_OUT or ABORTED execution from the states that did not succeed."""
+        await self.send(RedriveExecution(execution_id=execution_id))
+        return execution_id
+
+    async def check_registered(self, reference: str, execution_name: str) -> None:
+        """Refuse a start naming no registered state machine, version or alias before publishing
+        it (the orchestrator would only dead-letter it)."""
+        from orchestrator.registry.errors import RegistryError
+        from orchestrator.registry.model import resolve
+        from orchestrator.registry.store import read_registry
+
+        try:
+            resolve(await read_registry(self.settings), reference, execution_name)
+        except RegistryError as exc:
+            raise StateMachineNotFound(str(exc)) from None
+
+    async def send(self, request: StartExecution | StopExecution | RedriveExecution, *,
+                   acked: bool = True) -> RecordMetadata | None:
+        """Publish a request on the start topic, keyed by its execution id."""
+        return await self.publish(self.settings.topics.start, request, acked=acked)
+
+    async def publish(self, topic: str, record: Envelope, *, acked: bool = True) -> RecordMetadata | None:
+        """Publish any Baton record keyed by its execution id (a task decision, for one)."""
+        key = record.execution_id.encode()
+        if acked:
+            metadata: RecordMetadata = await self._producer.send_and_wait(topic, encode(record), key=key)
+            return metadata
+        await self._producer.send(topic, encode(record), key=key)
+        return None
+
+    async def flush(self) -> None:
+        """Send every queued record (`acked=False`) and wait for the broker's acknowledgements."""
+        await self._producer.flush()
+
+    # ------------------------------------------------------------ waiting
+
+    async def start_and_wait(self, state_machine: str = "inline", *, definition: dict[str, Any] | None = None,
+                             input: Any = None, name: str | None = None, timeout: float = 300.0,
+                             check_registered: bool = True,
+                             on_started: Callable[[str], None] = lambda execution_id: None) -> ExecutionStatus:
+        """Start an execution and return its terminal status from the events topic (`WaitTimedOut`
+        after `timeout` seconds). `on_started` is called with the execution id once it is published."""
+        request = self.start_request(state_machine, definition=definition, input=input, name=name)
+        if definition is None and check_registered:
+            await self.check_registered(state_machine, request.name)
+        consumer = new_consumer(self.settings)
+        try:
+            await consumer.start()
+            topic = self.settings.topics.events
+            partitions = [TopicPartition(topic, p) for p in (await topic_partitions(self.settings, [topic]))[topic]]
+            consumer.assign(partitions)
+            # Fix the positions at the end (read_committed: the last stable offsets) before
+            # publishing, so a status written right after the start is read, not skipped.
+            await consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                await consumer.position(tp)
+            await self.send(request)
+            on_started(request.execution_id)
+            try:
+                async with asyncio.timeout(timeout):
+                    return await _terminal_status(consumer, request.execution_id)
+            except TimeoutError:
+                raise WaitTimedOut(request.execution_id, timeout) from None
+        finally:
+            await consumer.stop()
+
+
+async def _terminal_status(consumer: AIOKafkaConsumer, execution_id: str) -> ExecutionStatus:
+    while True:
+        batches = await consumer.getmany(timeout_ms=1000)
+        for messages in batches.values():
+            for message in messages:
+                try:
+                    status = decode(ExecutionStatus, message.value)
+                except ValueError:
+                    continue  # not ours to judge: the orchestrator dead-letters bad events
+                if status.execution_id == execution_id and status.status in TERMINAL_STATUSES:
+                    return status
