@@ -12,7 +12,9 @@ code that catches the built-in keeps working. Each family lives with the code th
     ├── orchestrator.quotas.QuotaExceeded         an input or definition over its quota (ValueError)
     ├── orchestrator.registry.errors.RegistryError  the state machine registry's refusals
     ├── orchestrator.api.readmodel.ReadModelError   the read model (SQLite projection) cannot answer
+    ├── orchestrator.client.InvalidName, StateMachineNotFound, WaitTimedOut   the client's refusals
     ├── orchestrator.task_callbacks.DecisionRefused, orchestrator.control_cli.CommandError, ...
+    ├── orchestrator.runtime.engine.Rejected, Oversized   an input dead-lettered; a record too big
     ├── steps.sdk.step.StepFailed, StepError      a step's failure as the ASL error it becomes
     ├── steps.service.StepServiceError, steps.llm.errors.LLMError, steps.retrieval.errors.RetrievalError, ...
     └── infra.processes.LauncherError, infra.local_kafka.LocalKafkaError   the development stack (RuntimeError)
