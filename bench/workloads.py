@@ -243,10 +243,12 @@ def _local_broker_pid(bootstrap: str) -> int | None:
 class Client:
     """Publishes starts and watches terminal statuses on the events topic."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, *, idempotent: bool = False,
+                 producer_options: dict[str, Any] | None = None) -> None:
         self.settings = settings
-        self.client = BatonClient(settings, idempotent=False,
-                                  producer_options={"linger_ms": 2, "max_batch_size": 256 * 1024})
+        # Not idempotent and lingering 2 ms by default: the fastest way to publish a burst of starts.
+        options = {"linger_ms": 2, "max_batch_size": 256 * 1024} if producer_options is None else producer_options
+        self.client = BatonClient(settings, idempotent=idempotent, producer_options=options)
         self.watcher = new_consumer(settings, settings.topics.events, group_id=f"bench-{uuid.uuid4().hex[:8]}",
                                     auto_commit=True, auto_offset_reset="earliest")
         self.started_at: dict[str, float] = {}

@@ -36,10 +36,10 @@ async def drive_with_faults(deployment: Deployment, executions: int, in_flight: 
             while len(ids) < executions and len(ids) - finished < in_flight:
                 ids.append(await client.start(definition, f"{tag}-{len(ids)}"))
                 if pending and len(ids) >= pending[0][0] * executions:
-                    await client.producer.flush()  # the starts so far are in Kafka when it fires
+                    await client.flush()  # the starts so far are in Kafka when it fires
                     while pending and len(ids) >= pending[0][0] * executions:
                         pending.pop(0)[1]()
-            await client.producer.flush()
+            await client.flush()
             await client.poll(100)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{executions - finished} of {executions} executions unfinished")

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient, CoordinationType
@@ -72,9 +71,7 @@ class DurableClient(Client):
     acks=all): a start acknowledged by its partition leader alone could die with that broker."""
 
     def __init__(self, settings: KafkaSettings) -> None:
-        super().__init__(settings)
-        self.producer = AIOKafkaProducer(**settings.client_options(), enable_idempotence=True,
-                                         linger_ms=2)
+        super().__init__(settings, idempotent=True, producer_options={"linger_ms": 2})
 
 
 async def _layout(bootstrap: str, topics: list[str]) -> dict[str, list[dict[str, Any]]]:
