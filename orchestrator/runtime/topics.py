@@ -245,21 +245,32 @@ async def _partition_counts(admin: Any, names: list[str]) -> dict[str, int]:
 
 
 async def _cleanup_policies(admin: Any, names: list[str]) -> dict[str, str]:
+    values, refused = await _topic_config(admin, names, "cleanup.policy")
+    if refused:
+        name, reason = next(iter(refused.items()))
+        raise TopicProvisioningError(f"cannot describe the configs of topic {name}: {reason}")
+    return values
+
+
+async def _topic_config(admin: Any, names: list[str], key: str) -> tuple[dict[str, str], dict[str, str]]:
+    """One config of each topic ({topic: value}), and the topics whose configs the brokers would
+    not describe ({topic: why}: no DescribeConfigs ACL, unknown topic)."""
     if not names:
-        return {}
+        return {}, {}
     responses = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None}) for name in names])
-    policies: dict[str, str] = {}
+        [ConfigResource(ConfigResourceType.TOPIC, name, {key: None}) for name in names])
+    values: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for response in responses:
         for resource in response.to_object()["resources"]:
+            name = resource["resource_name"]
             if resource["error_code"]:
-                raise TopicProvisioningError(
-                    f"cannot describe the configs of topic {resource['resource_name']}: "
-                    f"{for_code(resource['error_code']).__name__} {resource['error_message'] or ''}".rstrip())
+                refused[name] = f"{for_code(resource['error_code']).__name__} {resource['error_message'] or ''}".rstrip()
+                continue
             for entry in resource["config_entries"]:
-                if entry["config_names"] == "cleanup.policy":
-                    policies[resource["resource_name"]] = entry["config_value"] or ""
-    return policies
+                if entry["config_names"] == key:
+                    values[name] = entry["config_value"] or ""
+    return values, refused
 
 
 def _describe(exc: BaseException) -> str:
@@ -295,22 +306,12 @@ async def record_limits(settings: KafkaSettings, names: Iterable[str]) -> dict[s
     """Each topic's max.message.bytes, as the brokers report it (a topic's own setting, or the
     broker default it inherits). A topic whose configs this principal may not describe (no
     DescribeConfigs ACL), or that does not exist, is left out: the caller assumes Kafka's default."""
-    names = list(names)
     admin = new_admin(settings, request_timeout_ms=_REQUEST_TIMEOUT_MS)
-    limits: dict[str, int] = {}
     try:
         await admin.start()
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None}) for name in names])
-        for response in responses:
-            for resource in response.to_object()["resources"]:
-                if resource["error_code"]:
-                    continue
-                for entry in resource["config_entries"]:
-                    if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
-                        limits[resource["resource_name"]] = int(entry["config_value"])
-    except (KafkaError, OSError, ValueError):
-        return limits  # refused or unreachable: the defaults stand (the caller logs which)
+        values, _ = await _topic_config(admin, list(names), "max.message.bytes")
+    except (KafkaError, OSError):
+        return {}  # unreachable: the defaults stand (the caller logs which)
     finally:
         await admin.close()
-    return limits
+    return {name: int(value) for name, value in values.items() if value.isdigit()}
