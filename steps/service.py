@@ -27,14 +27,18 @@ import asyncio
 import base64
 import logging
 import time
-from abc import ABC, abstractmethod
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError
 from faststream import FastStream
 from faststream.kafka import KafkaBroker, Topic
@@ -42,7 +46,13 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 from pydantic_core import to_json
 
 from kafka_io import KafkaSettings
@@ -50,6 +60,7 @@ from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
 from schemas.errors import BatonError
 from schemas.steps import StepCommand, StepResult
+from steps.sdk.handler import FunctionHandler, Handler, Pending, StepHandler, StepOutput
 from steps.sdk.step import StepError
 
 log = logging.getLogger(__name__)
@@ -60,52 +71,6 @@ COMMIT_INTERVAL_SECONDS = 0.1  # at most ten offset commits a second
 
 class StepServiceError(BatonError):
     """The service cannot start (missing topics, bad security settings); the message says why."""
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A `.sync` job that was started and has not finished: poll it after `poll_after_seconds`."""
-
-    job_id: str
-    poll_after_seconds: float = 5.0
-
-
-@dataclass(frozen=True)
-class StepOutput:
-    """A task's output plus metadata to record with the result (usage, model, ...)."""
-
-    value: Any
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-class StepHandler(ABC):
-    """What a step service does with a command. Implement `run`; `poll` for `.sync` jobs."""
-
-    @abstractmethod
-    async def run(self, command: StepCommand) -> Any:
-        """The task's output (JSON-ready, or a `StepOutput`), or a `Pending` job to poll.
-
-        Raise `StepError(error, cause)` for an ASL error; any other exception fails the task
-        with its class name as the error.
-        """
-
-    async def poll(self, job_id: str) -> Any:
-        """A `.sync` job's output once it has finished, `Pending` while it runs; raise if it failed."""
-        raise StepError("States.Runtime", f"{type(self).__name__} returned Pending but does not poll jobs")
-
-    async def cancel(self, job_id: str) -> None:
-        """Stop a `.sync` job whose task was cancelled or timed out (best effort; default: nothing)."""
-
-
-class _FunctionHandler(StepHandler):
-    def __init__(self, function: Callable[[StepCommand], Awaitable[Any]]) -> None:
-        self._function = function
-
-    async def run(self, command: StepCommand) -> Any:
-        return await self._function(command)
-
-
-Handler = StepHandler | Callable[[StepCommand], Awaitable[Any]]
 
 
 class StepMetrics:
@@ -246,7 +211,7 @@ class StepService:
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         self.service = service
-        self.handler = handler if isinstance(handler, StepHandler) else _FunctionHandler(handler)
+        self.handler = handler if isinstance(handler, StepHandler) else FunctionHandler(handler)
         self.settings = settings or KafkaSettings()
         self.topics = self.settings.topics
         # A registry per service, so several services (or tests) can share a process.

@@ -10,9 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from kafka_io import KafkaSettings
 from schemas.steps import StepCommand
+from steps.sdk.handler import StepHandler
 from steps.sdk.resolve import resolve_call, shape_result
 from steps.sdk.step import StepDefinition, StepError, invoke_step, load_steps
-from steps.service import StepHandler, StepService
+from steps.service import StepService
 
 SERVICE = "fn"
 

@@ -46,8 +46,9 @@ from steps.http.guard import networks, request_guard
 from steps.http.request import HttpCall, PreparedRequest, parse_call, prepare
 from steps.http.response import Redactor, check_content_type, read_body, task_result
 from steps.http.settings import HttpSettings
+from steps.sdk.handler import StepHandler, StepOutput
 from steps.sdk.redact import quiet_http_client_logs
-from steps.service import StepHandler, StepOutput, StepService
+from steps.service import StepService
 
 log = logging.getLogger(__name__)
 

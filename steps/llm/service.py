@@ -34,8 +34,9 @@ from steps.llm.prompts import PromptLibrary
 from steps.llm.providers import ChatRequest, ChatResponse, Message, Provider, make_provider
 from steps.llm.streaming import Send, TokenStream
 from steps.llm.task import LLMTask, bedrock_output, parse_bedrock, parse_task
+from steps.sdk.handler import StepHandler, StepOutput
 from steps.sdk.step import StepError
-from steps.service import StepHandler, StepOutput, StepService
+from steps.service import StepService
 
 SERVICE = "llm"
 log = logging.getLogger(__name__)

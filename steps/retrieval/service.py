@@ -31,8 +31,9 @@ from steps.retrieval.embeddings import EmbeddingsClient
 from steps.retrieval.errors import InvalidParameters, RetrievalError
 from steps.retrieval.knowledge_base import KnowledgeBases
 from steps.retrieval.settings import EmbeddingsSettings, KnowledgeBaseSettings
+from steps.sdk.handler import StepHandler, StepOutput
 from steps.sdk.step import StepError
-from steps.service import StepHandler, StepOutput, StepService
+from steps.service import StepService
 
 SERVICE = "retrieval"
 MAX_TOP_K = 50

@@ -29,8 +29,9 @@ from kafka_io import KafkaSettings
 from schemas.base import encode
 from schemas.steps import StepCommand
 from steps.review.task import InvalidReviewTask, ReviewTask, review_request
+from steps.sdk.handler import StepHandler
 from steps.sdk.step import StepError
-from steps.service import StepHandler, StepService
+from steps.service import StepService
 
 SERVICE = "review"
 INVALID_PARAMETERS = "Baton.Review.InvalidParameters"

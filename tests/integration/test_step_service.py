@@ -31,7 +31,8 @@ from schemas.dlq import DeadLetter
 from schemas.steps import StepCommand, StepResult
 from steps.fn.service import fn_service
 from steps.sdk import StepFailed, step
-from steps.service import Pending, StepHandler, StepService
+from steps.sdk.handler import Pending, StepHandler
+from steps.service import StepService
 
 T = TypeVar("T")
 SCENARIO_TIMEOUT_S = 20.0

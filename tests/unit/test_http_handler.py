@@ -21,7 +21,7 @@ from steps.http.connections import load_connections
 from steps.http.errors import HttpTaskError
 from steps.http.service import HttpHandler
 from steps.http.settings import HttpSettings
-from steps.service import StepOutput
+from steps.sdk.handler import StepOutput
 
 CLIENT_SECRET = "client-secret-value"
 API_KEY = "api-key-value-123"

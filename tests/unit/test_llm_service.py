@@ -19,7 +19,7 @@ from steps.llm.metrics import LLMMetrics
 from steps.llm.service import LLMHandler, LLMStepError, parse_json_answer
 from steps.llm.streaming import TokenStream
 from steps.llm.task import parse_task
-from steps.service import StepOutput
+from steps.sdk.handler import StepOutput
 
 SETTINGS: dict[str, Any] = {
     "providers": {"a": {"base_url": "http://a.test/v1"}, "b": {"base_url": "http://b.test/v1", "api_key": "sk-b"}},
