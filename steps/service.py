@@ -60,8 +60,7 @@ from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
 from schemas.errors import BatonError
 from schemas.steps import StepCommand, StepResult
-from steps.sdk.handler import FunctionHandler, Handler, Pending, StepHandler, StepOutput
-from steps.sdk.step import StepError
+from steps.sdk.handler import FunctionHandler, Handler, StepHandler, run_to_outcome
 
 log = logging.getLogger(__name__)
 
@@ -418,49 +417,21 @@ class StepService:
     async def _outcome(self, command: StepCommand, started: float) -> StepResult | None:
         """Run the handler (and poll a `.sync` job) to a result; None when a callback took over."""
         heartbeat = self._start_heartbeat(command)
-        deadline = asyncio.timeout(command.timeout_seconds)
-        job: str | None = None
         try:
-            async with deadline:
-                output = await self.handler.run(command)
-                while isinstance(output, Pending):
-                    job = output.job_id
-                    await asyncio.sleep(output.poll_after_seconds)
-                    output = await self.handler.poll(output.job_id)
-                job = None
-        except asyncio.CancelledError:
-            await self._cancel_job(job)
-            raise
-        except StepError as exc:
-            # A failure may carry what it cost (an LLM's usage, latency): keep it with the result.
-            return self._failed(command, exc.error, exc.cause, started, getattr(exc, "metadata", None))
-        except TimeoutError as exc:
-            if not deadline.expired():
-                return self._failed(command, type(exc).__name__, str(exc), started)
-            await self._cancel_job(job)
-            return self._failed(command, "States.Timeout",
-                                f"task did not finish within {command.timeout_seconds} seconds", started)
-        except Exception as exc:  # a handler bug is a task failure, never a crash
-            return self._failed(command, type(exc).__name__, str(exc), started)
+            outcome = await run_to_outcome(self.handler, command)
         finally:
             if heartbeat is not None:
                 # Awaited, so no beat is sent after the final result (same key, so same order).
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)
-        if command.task_token is not None and command.resource.endswith(".waitForTaskToken"):
+        if outcome.handed_off:
             return None  # the result comes later, with the task token
-        metadata: dict[str, Any] = {}
-        if isinstance(output, StepOutput):
-            output, metadata = output.value, dict(output.metadata)
-        metadata.setdefault("duration_ms", _elapsed_ms(started))
+        if not outcome.succeeded:
+            return StepResult(execution_id=command.execution_id, kind="failed", task_id=command.task_id,
+                              error=outcome.error, cause=outcome.cause, result_key=command.result_key,
+                              metadata=outcome.metadata)
         return StepResult(execution_id=command.execution_id, kind="succeeded", task_id=command.task_id,
-                          output=output, metadata=metadata, result_key=command.result_key)
-
-    def _failed(self, command: StepCommand, error: str, cause: str | None, started: float,
-                metadata: dict[str, Any] | None = None) -> StepResult:
-        return StepResult(execution_id=command.execution_id, kind="failed", task_id=command.task_id,
-                          error=error, cause=cause, result_key=command.result_key,
-                          metadata={**(metadata or {}), "duration_ms": _elapsed_ms(started)})
+                          output=outcome.output, metadata=outcome.metadata, result_key=command.result_key)
 
     def _encoded(self, result: StepResult) -> tuple[StepResult, bytes]:
         """The result as published; one too big (or not JSON) fails the task, as ASL's limit does."""
@@ -481,14 +452,6 @@ class StepService:
             "kind": "failed", "output": None, "error": "States.DataLimitExceeded",
             "cause": f"the task result is {size} bytes, over the limit of {self._max_output_bytes} bytes"})
         return failed, encode(failed)
-
-    async def _cancel_job(self, job: str | None) -> None:
-        if job is None:
-            return
-        try:
-            await asyncio.wait_for(self.handler.cancel(job), timeout=5)
-        except Exception:  # best effort: the job may already be gone
-            log.warning("step %s: could not cancel job %s", self.service, job, exc_info=True)
 
     def _start_heartbeat(self, command: StepCommand) -> asyncio.Task[None] | None:
         if not command.heartbeat_seconds or command.heartbeat_seconds <= 0:
@@ -554,10 +517,6 @@ async def _raw_record(message: KafkaMessage) -> ConsumerRecord[Any, Any]:
     record = message.raw_message
     assert isinstance(record, ConsumerRecord)  # a single-message subscriber
     return record
-
-
-def _elapsed_ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 3)
 
 
 def _text_or_empty(key: bytes | None) -> str:

@@ -7,6 +7,9 @@ the same handlers: the step services on Kafka, and the in-process path of `baton
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,7 +18,9 @@ from typing import Any
 from schemas.steps import StepCommand
 from steps.sdk.step import StepError
 
-__all__ = ["FunctionHandler", "Handler", "Pending", "StepHandler", "StepOutput"]
+__all__ = ["FunctionHandler", "Handler", "Outcome", "Pending", "StepHandler", "StepOutput", "run_to_outcome"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,71 @@ class FunctionHandler(StepHandler):
 
 
 Handler = StepHandler | Callable[[StepCommand], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a command ended in a handler: succeeded with `output`, failed with `error`/`cause`, or
+    handed off (a `.waitForTaskToken` task whose result arrives later with the token)."""
+
+    succeeded: bool
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    handed_off: bool = False
+
+
+async def run_to_outcome(handler: StepHandler, command: StepCommand) -> Outcome:
+    """Run `handler` on `command` to its outcome, as every shell must: poll a `.sync` job until it
+    finishes, bound the run by `TimeoutSeconds` (States.Timeout; the job is cancelled), turn a
+    `StepError` into its ASL error (keeping what the failure cost, e.g. an LLM's usage) and any
+    other exception into a failure named after its class (a handler bug never crashes a shell).
+    `metadata["duration_ms"]` is the time spent. Cancelling the caller cancels the job too."""
+    started = time.monotonic()
+    deadline = asyncio.timeout(command.timeout_seconds)
+    job: str | None = None
+
+    def failed(error: str, cause: str | None, metadata: dict[str, Any] | None = None) -> Outcome:
+        return Outcome(False, error=error, cause=cause, metadata={**(metadata or {}), "duration_ms": _ms(started)})
+
+    try:
+        async with deadline:
+            output = await handler.run(command)
+            while isinstance(output, Pending):
+                job = output.job_id
+                await asyncio.sleep(output.poll_after_seconds)
+                output = await handler.poll(output.job_id)
+            job = None
+    except asyncio.CancelledError:
+        await _cancel_job(handler, job)
+        raise
+    except StepError as exc:
+        return failed(exc.error, exc.cause, getattr(exc, "metadata", None))
+    except TimeoutError as exc:
+        if not deadline.expired():
+            return failed(type(exc).__name__, str(exc))
+        await _cancel_job(handler, job)
+        return failed("States.Timeout", f"task did not finish within {command.timeout_seconds} seconds")
+    except Exception as exc:  # a handler bug is a task failure, never a crash
+        return failed(type(exc).__name__, str(exc))
+    if command.task_token is not None and command.resource.endswith(".waitForTaskToken"):
+        return Outcome(True, handed_off=True)
+    metadata: dict[str, Any] = {}
+    if isinstance(output, StepOutput):
+        output, metadata = output.value, dict(output.metadata)
+    metadata.setdefault("duration_ms", _ms(started))
+    return Outcome(True, output=output, metadata=metadata)
+
+
+async def _cancel_job(handler: StepHandler, job: str | None) -> None:
+    if job is None:
+        return
+    try:
+        await asyncio.wait_for(handler.cancel(job), timeout=5)
+    except Exception:  # best effort: the job may already be gone
+        log.warning("%s: could not cancel job %s", type(handler).__name__, job, exc_info=True)
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 3)
