@@ -14,10 +14,10 @@ import random
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.asl.decider import Environment, decide, new_execution
 from orchestrator.asl.execution import (
@@ -35,12 +35,22 @@ from orchestrator.asl.execution import (
 from orchestrator.asl.model import StateMachine
 from orchestrator.local.mock_config import MockedResponse
 from schemas.errors import BatonError
+from schemas.resources import service_for
+from schemas.steps import StepCommand
+from steps.sdk.handler import StepHandler, run_to_outcome
 from steps.sdk.resolve import resolve_call, shape_result
 from steps.sdk.step import StepDefinition, StepError, invoke_step
 
 
 class LocalRunError(BatonError):
     """The local run cannot go on (a missing mock or step); the message says which and where."""
+
+
+# Services whose Tasks the step services answer on Kafka and `Integrations` answer in-process.
+BUILT_IN_SERVICES = frozenset({"llm", "http", "retrieval", "review"})
+
+# An answer given for a state (a fixed result, a terminal prompt): the step command -> its outcome.
+Answer = Callable[[RunTask], Awaitable[TaskSucceeded | TaskFailed]]
 
 
 @dataclass
@@ -58,14 +68,28 @@ class ExecutionResult:
         return out
 
 
+class Integrations(Protocol):
+    """The built-in services' handlers (llm, http, retrieval, ...), run in-process: the same
+    handler code the step services run on Kafka (`steps/inprocess.py` builds them)."""
+
+    async def handler_for(self, service: str) -> StepHandler | None:
+        """The handler answering `service`'s Tasks, or None when this process does not run it."""
+
+
 class TaskResolver:
-    """Answers step commands from mocked responses first, then from SDK steps."""
+    """Answers step commands: mocked responses first, then answers given per state (`--result`),
+    then SDK steps by name, then the built-in integrations in-process."""
 
     def __init__(
-        self, steps: dict[str, StepDefinition] | None = None, mocks: dict[str, MockedResponse] | None = None
+        self, steps: dict[str, StepDefinition] | None = None, mocks: dict[str, MockedResponse] | None = None,
+        *, integrations: Integrations | None = None, answers: Mapping[str, Answer] | None = None,
+        execution_id: str = "arn:baton:states:local:execution:local:local",
     ) -> None:
         self.steps = steps or {}
         self.mocks = mocks
+        self.integrations = integrations
+        self.answers = dict(answers or {})
+        self.execution_id = execution_id  # what a handler sees as the command's execution
         self.invocations: Counter[str] = Counter()
 
     async def run(self, command: RunTask) -> TaskSucceeded | TaskFailed:
@@ -80,30 +104,54 @@ class TaskResolver:
             if mocked.throw is not None:
                 return TaskFailed(task_id=command.task_id, error=mocked.throw.error, cause=mocked.throw.cause)
             return TaskSucceeded(task_id=command.task_id, output=mocked.returns)
+        answer = self.answers.get(command.state_name)
+        if answer is not None:
+            return await answer(command)
         return await self._run_step(command)
 
     async def _run_step(self, command: RunTask) -> TaskSucceeded | TaskFailed:
         call = resolve_call(command.resource, command.parameters)
-        definition = self.steps.get(call.name)
-        if definition is None:
-            if call.lambda_resource and self.mocks is None:
-                # As AWS answers an invocation of a function that does not exist.
-                return TaskFailed(
-                    task_id=command.task_id,
-                    error="Lambda.ResourceNotFoundException",
-                    cause=f"Function not found: {call.name}",
-                )
-            remedy = f"a step named {call.name or '...'!r} (--steps MODULE)"
-            if self.mocks is not None:
-                remedy = f"a mocked response in the mock config's test case, or {remedy}"
-            raise LocalRunError(
-                f"state {command.state_name!r}: nothing answers resource {command.resource!r}; add {remedy}"
+        definition = self.steps.get(call.name) if call.name else None
+        if definition is not None:
+            try:
+                result = await invoke_step(definition, call.payload)
+            except StepError as exc:
+                return TaskFailed(task_id=command.task_id, error=exc.error, cause=exc.cause)
+            return TaskSucceeded(task_id=command.task_id, output=shape_result(call, result))
+        service = service_for(command.resource)
+        handler = await self.integrations.handler_for(service) if self.integrations is not None else None
+        if handler is not None:
+            return await self._run_handler(handler, service, command)
+        if call.lambda_resource and self.mocks is None:
+            # As AWS answers an invocation of a function that does not exist.
+            return TaskFailed(
+                task_id=command.task_id,
+                error="Lambda.ResourceNotFoundException",
+                cause=f"Function not found: {call.name}",
             )
-        try:
-            result = await invoke_step(definition, call.payload)
-        except StepError as exc:
-            return TaskFailed(task_id=command.task_id, error=exc.error, cause=exc.cause)
-        return TaskSucceeded(task_id=command.task_id, output=shape_result(call, result))
+        remedy = f"a step named {call.name or '...'!r} (--steps MODULE)"
+        if service in BUILT_IN_SERVICES:
+            remedy = f"a result for it (--result {command.state_name}=JSON)"
+        if self.mocks is not None:
+            remedy = f"a mocked response in the mock config's test case, or {remedy}"
+        raise LocalRunError(
+            f"state {command.state_name!r}: nothing answers resource {command.resource!r}; add {remedy}"
+        )
+
+    async def _run_handler(self, handler: StepHandler, service: str, command: RunTask) -> TaskSucceeded | TaskFailed:
+        step_command = StepCommand(
+            execution_id=self.execution_id, task_id=command.task_id, service=service, resource=command.resource,
+            state_name=command.state_name, attempt=command.attempt, parameters=command.parameters,
+            task_token=command.task_token, timeout_seconds=command.timeout_seconds,
+            heartbeat_seconds=command.heartbeat_seconds)
+        outcome = await run_to_outcome(handler, step_command)
+        if outcome.handed_off:
+            raise LocalRunError(f"state {command.state_name!r} waits for a callback no one in this process will "
+                                f"send; give its result (--result {command.state_name}=JSON) or a mocked response")
+        if not outcome.succeeded:
+            return TaskFailed(task_id=command.task_id, error=outcome.error or "States.TaskFailed",
+                              cause=outcome.cause, metadata=outcome.metadata)
+        return TaskSucceeded(task_id=command.task_id, output=outcome.output, metadata=outcome.metadata)
 
 
 async def run_execution(
@@ -128,6 +176,7 @@ async def run_execution(
         state_machine_id=f"arn:baton:states:local:stateMachine:{state_machine_name}",
         state_machine_name=state_machine_name,
     )
+    resolver.execution_id = state.execution_id  # what the handlers see (stream chunks are keyed by it)
     clock = time.time()
     events: deque[Event] = deque([StartExecution(input=execution_input)])
     timers: list[tuple[float, int, str]] = []

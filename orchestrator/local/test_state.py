@@ -89,11 +89,15 @@ async def run_test_state(
             if isinstance(effect, StartTimer):
                 timers.append(effect.timer_id)  # TestState does not wait
             elif isinstance(effect, RunTask):
-                events.append(await _answer(effect, given, resolver, top=effect.state_name == state_name))
+                answer = await _answer(effect, given, resolver, top=effect.state_name == state_name)
+                if effect.state_name == state_name and answer.metadata:
+                    inspection.update(task_inspection(answer.metadata))
+                events.append(answer)
     raise LocalRunError(f"state {state_name!r} did not finish")
 
 
-async def _answer(command: RunTask, given: GivenOutcome, resolver: TaskResolver, top: bool) -> Event:
+async def _answer(command: RunTask, given: GivenOutcome, resolver: TaskResolver,
+                  top: bool) -> TaskSucceeded | TaskFailed:
     if top and given.error is not None:
         return TaskFailed(task_id=command.task_id, error=given.error, cause=given.cause)
     if top and given.has_result:
@@ -103,7 +107,7 @@ async def _answer(command: RunTask, given: GivenOutcome, resolver: TaskResolver,
 
 def _report(state: State, finished: ExecutionFinished, inspection: dict[str, Any]) -> dict[str, Any]:
     stages = ["afterInputPath", "afterParameters", "afterArguments", "result", "afterResultSelector",
-              "afterResultPath", "variables"]
+              "afterResultPath", "variables", "llm", "request", "response", "retrieval", "durationMs"]
     data = {k: inspection[k] for k in stages if k in inspection}
     report: dict[str, Any] = {"state": state.name, "type": state.type}
     if "retry" in inspection:
@@ -119,3 +123,36 @@ def _report(state: State, finished: ExecutionFinished, inspection: dict[str, Any
         report.update(status="FAILED", error=finished.error, cause=finished.cause)
     report["inspectionData"] = data
     return report
+
+
+def task_inspection(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What the integration reported about the call, as inspection data: for an LLM Task the
+    rendered prompt, provider and model, tokens, latency, time to first token and cost; for an HTTP
+    Task the request sent (secrets redacted) and the response's status and timing (AWS's
+    `request`/`response`); for a retrieval the knowledge base and timings."""
+    data: dict[str, Any] = {}
+    if "duration_ms" in metadata:
+        data["durationMs"] = metadata["duration_ms"]
+    if "provider" in metadata or "prompt" in metadata:
+        prompt = metadata.get("prompt") or {}
+        fields = {"provider": "provider", "model": "model", "providerModel": "provider_model",
+                  "responseModel": "response_model", "inputTokens": "input_tokens",
+                  "outputTokens": "output_tokens", "latencyMs": "latency_ms",
+                  "timeToFirstTokenMs": "time_to_first_token_ms", "outputTokensPerSecond": "output_tokens_per_second",
+                  "costUsd": "cost_usd", "finishReason": "finish_reason", "cache": "cache"}
+        llm = {name: metadata[key] for name, key in fields.items() if key in metadata}
+        llm.update({name: prompt[key] for name, key in (("system", "system"), ("messages", "messages"),
+                                                         ("promptRef", "prompt_ref"), ("systemRef", "system_ref"))
+                    if key in prompt})
+        data["llm"] = llm
+    http = metadata.get("http")
+    if isinstance(http, Mapping):
+        request = http.get("request") or {"method": http.get("method"), "url": http.get("endpoint")}
+        data["request"] = dict(request)
+        data["response"] = {"statusCode": http.get("status_code"), "latencyMs": http.get("latency_ms"),
+                            "attempts": http.get("attempts")}
+    if "knowledge_base" in metadata:
+        data["retrieval"] = {name: metadata[key] for name, key in (
+            ("knowledgeBase", "knowledge_base"), ("buildId", "build_id"), ("model", "model"),
+            ("embedMs", "embed_ms"), ("searchMs", "search_ms")) if key in metadata}
+    return data

@@ -51,6 +51,7 @@ from steps.sdk.redact import quiet_http_client_logs
 from steps.service import StepService
 
 log = logging.getLogger(__name__)
+REQUEST_RECORD_BYTES = 4096  # of a request body kept in the task metadata
 
 SERVICE = "http"
 
@@ -102,6 +103,7 @@ class HttpHandler(StepHandler):
         try:
             request = prepare(call, connection.invocation if connection is not None else None,
                               user_agent=self.settings.user_agent)
+            started = time.monotonic()
             result, attempts = await self._send(request, connection, redactor)
         except HttpTaskError as exc:
             if exc.cause:  # an API may echo a credential into an error page
@@ -109,7 +111,9 @@ class HttpHandler(StepHandler):
                 exc.args = (f"{exc.error}: {exc.cause}",)
             raise
         metadata = {"http": {"method": call.method, "endpoint": call.where, "status_code": result["StatusCode"],
-                             "attempts": attempts, "connection": connection.name if connection else None}}
+                             "attempts": attempts, "connection": connection.name if connection else None,
+                             "latency_ms": round((time.monotonic() - started) * 1000, 3),
+                             "request": _request_record(request, redactor)}}
         return StepOutput(redactor.value(result), metadata)
 
     async def aclose(self) -> None:
@@ -179,6 +183,15 @@ class HttpHandler(StepHandler):
             self.metrics.requests.labels(connection, request.method, outcome).observe(elapsed)
         log.debug("%s %s -> %s in %.0f ms", request.method, request.where, result["StatusCode"], elapsed * 1000)
         return result
+
+
+def _request_record(request: PreparedRequest, redactor: Redactor) -> dict[str, Any]:
+    """The request as sent, for inspection (TestState) and the history: secrets redacted, the body
+    capped. The connection's authentication headers are added per attempt and never shown."""
+    body = (request.content or b"")[:REQUEST_RECORD_BYTES].decode("utf-8", "replace")
+    return {"method": request.method, "url": redactor.text(request.url),
+            "headers": [[name, redactor.text(value)] for name, value in request.headers],
+            "body": redactor.text(body)}
 
 
 class HttpStepService(StepService):
