@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    GroupCoordinatorNotAvailableError,
     IllegalSaslStateError,
     KafkaConnectionError,
     KafkaError,
@@ -39,6 +41,7 @@ from kafka_io.probe import probe
 from kafka_io.settings import KafkaSettings
 
 DIAGNOSE_TIMEOUT_SECONDS = 5.0
+COORDINATOR_GRACE_SECONDS = 30.0
 # What an ACL refusal was about, by the error Kafka answered.
 _GRANTS: tuple[tuple[type[KafkaError], str], ...] = (
     (TopicAuthorizationFailedError, "a topic"), (GroupAuthorizationFailedError, "a consumer group"),
@@ -100,6 +103,7 @@ def explain(exc: BaseException, settings: KafkaSettings, *, probe_broker: bool =
 
 def explain_wrapped(exc: BaseException, settings: KafkaSettings) -> str:
     """:func:`explain` if ``exc`` comes from a refused or broken connection, else its own message."""
+    _quiet_unclosed_clients()  # a missing topic too leaves clients the failed call never closed
     return explain(exc, settings) if connection_failure(exc) is not None else str(exc)
 
 
@@ -203,6 +207,39 @@ def _quiet_unclosed_clients() -> None:
     logger = logging.getLogger("asyncio")
     if not any(isinstance(f, _UnclosedClientNoise) for f in logger.filters):
         logger.addFilter(_UnclosedClientNoise())
+
+
+class _CoordinatorStartup(logging.Filter):
+    """A consumer group's first join waits for Kafka to elect its coordinator (on a fresh broker,
+    to create __consumer_offsets); aiokafka logs every lookup meanwhile at ERROR and retries.
+    Such records are lowered to DEBUG for the first `grace` seconds of a run of them: a coordinator
+    still missing after that is a real failure and is logged as ERROR again."""
+
+    def __init__(self, grace: float) -> None:
+        super().__init__()
+        self.grace = grace
+        self.first = self.last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not any(isinstance(arg, GroupCoordinatorNotAvailableError) for arg in args):
+            return True
+        now = time.monotonic()
+        if now - self.last > self.grace:  # a new run of lookups (a start, a broker restart)
+            self.first = now
+        self.last = now
+        if now - self.first > self.grace:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def quiet_transient_kafka_errors(grace: float = COORDINATOR_GRACE_SECONDS) -> None:
+    """Keep the transient "group coordinator not available" records of a starting client below
+    WARNING (see _CoordinatorStartup); idempotent."""
+    logger = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if not any(isinstance(f, _CoordinatorStartup) for f in logger.filters):
+        logger.addFilter(_CoordinatorStartup(grace))
 
 
 def _principal(settings: KafkaSettings) -> str:
