@@ -144,13 +144,22 @@ async def _send(settings: KafkaSettings, send: Callable[[BatonClient], Awaitable
 # ------------------------------------------------------------ the definition and the read model
 
 
-def _start_target(target: str) -> tuple[str, dict[str, Any] | None]:
+def state_machine_name(path: str) -> str:
+    """The name a definition file's state machine gets: its folder's for a `definition.json` (or
+    .yaml), so examples/genai/travel/definition.json is "travel", not "definition"; else the file's."""
+    file = Path(path).resolve()
+    return file.parent.name if file.stem.lower() == "definition" and file.parent.name else file.stem
+
+
+def _start_target(target: str, state_machine: str | None) -> tuple[str, dict[str, Any] | None]:
     """(state machine, inline definition) for `start FILE|NAME`."""
     path = Path(target)
     if path.is_file():
-        return path.stem, _load_definition(target)
+        return state_machine or state_machine_name(target), _load_definition(target)
     if path.suffix.lower() in _DEFINITION_SUFFIXES or os.sep in target:
         fail(f"no such file: {target}")
+    if state_machine:
+        fail(f"--state-machine names a definition FILE's state machine; {target!r} is a registered name already")
     return target, None  # a registered state machine, resolved by the orchestrator
 
 
@@ -159,9 +168,11 @@ def _load_definition(path: str) -> dict[str, Any]:
     from orchestrator.asl.errors import DefinitionError
     from orchestrator.asl.model import load_document, parse_definition
     from orchestrator.cli import read_text
+    from orchestrator.cli_errors import document_problem
 
+    text = read_text(path)
     try:
-        document = load_document(read_text(path))
+        document = load_document(text)
         check_definition(document, quotas())
         parse_definition(document)
     except QuotaExceeded as exc:
@@ -173,7 +184,7 @@ def _load_definition(path: str) -> dict[str, Any]:
             click.echo(f"{path}: {problem}", err=True)
         fail(f"{path}: invalid definition ({len(exc.problems)} problem(s)); nothing was started")
     except ValueError as exc:
-        fail(f"{path}: {exc}")
+        fail(document_problem(path, text, exc))
     assert isinstance(document, dict)  # parse_definition refuses anything else
     return document
 
@@ -257,16 +268,19 @@ def _event_details(event: dict[str, Any]) -> str:
 @click.argument("target", metavar="FILE|NAME")
 @click.option("--input", "input_", default="{}", show_default=True, help="Execution input: JSON text or @file.")
 @click.option("--name", help="The execution name (default: a UUID); the same name starts it once.")
+@click.option("--state-machine", "state_machine_option",
+              help="With a FILE: the state machine's name (default: the folder of a definition.json, "
+                   "else the file name without its extension).")
 @click.option("--wait", is_flag=True, help="Wait for the end and print status, output, error and cause.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
               help="With --wait: seconds to wait for the end.")
 @json_option
 @kafka_options
-def start(target: str, input_: str, name: str | None, wait: bool, timeout: float, as_json: bool,
-          bootstrap: str | None, topic_prefix: str | None) -> None:
+def start(target: str, input_: str, name: str | None, state_machine_option: str | None, wait: bool, timeout: float,
+          as_json: bool, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Start an execution of a definition FILE (validated here and sent inline) or of a
     registered state machine NAME; print its execution id."""
-    state_machine, definition = _start_target(target)
+    state_machine, definition = _start_target(target, state_machine_option)
     execution_input = parse_json_arg(input_, "--input")
     try:
         check_payload(execution_input, quotas(), "the execution input (--input)")

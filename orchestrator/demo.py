@@ -131,7 +131,7 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
     by_id: dict[str, DemoRun] = {}
     suffix = uuid.uuid4().hex[:6]
     for name in names:
-        execution_id = execution_id_for(f"genai-{name}", f"{name}-{suffix}")
+        execution_id = execution_id_for(name, f"{name}-{suffix}")  # each demo under its own name
         runs[name] = by_id[execution_id] = DemoRun(name, execution_id)
     width = max(len(n) for n in names)
     mid_line = [False]  # a live stream is in the middle of a line
@@ -227,7 +227,7 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
         # The demo's producer as before: idempotent, aiokafka's defaults otherwise.
         async with BatonClient(settings, producer_options={}) as client:
             for name, run in runs.items():
-                await client.start(f"genai-{name}", definition=definition(name),
+                await client.start(name, definition=definition(name),
                                    name=run.execution_id.rsplit(":", 1)[-1],
                                    input=(inputs or {}).get(name, demo_input(name)))
                 run.started = time.monotonic()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Coroutine
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -19,7 +18,7 @@ from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped
 from orchestrator.asl.timestamps import format_timestamp
 from orchestrator.cli import fail, print_json
-from orchestrator.control_cli import json_option, kafka_options, kafka_settings, print_table, run
+from orchestrator.control_cli import json_option, kafka_options, kafka_settings, print_table, run, state_machine_name
 from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import alias_routes, check_name, find_version, require
 from schemas.registry import StateMachineAlias, StateMachineRecord
@@ -61,13 +60,15 @@ def _aliases_of(record: StateMachineRecord, version: int) -> str:
 def _load(path: str) -> Any:
     from orchestrator.asl.model import load_document
     from orchestrator.cli import read_text
+    from orchestrator.cli_errors import document_problem
 
+    text = read_text(path)
     try:
-        return load_document(read_text(path))
+        return load_document(text)
     except RecursionError:
         fail(f"{path}: the definition nests too deeply")
     except ValueError as exc:
-        fail(f"{path}: {exc}")
+        fail(document_problem(path, text, exc))
 
 
 async def _read(settings: KafkaSettings) -> dict[str, StateMachineRecord]:
@@ -86,7 +87,8 @@ async def _record(settings: KafkaSettings, name: str) -> StateMachineRecord:
 
 @click.command()
 @click.argument("file")
-@click.option("--name", help="The state machine's name (default: the file name without its extension).")
+@click.option("--name", help="The state machine's name (default: the folder of a definition.json, else the file "
+                               "name without its extension).")
 @click.option("--publish", is_flag=True, help="Also publish the definition as the next version.")
 @click.option("--description", help="A description of the state machine (and of the version published).")
 @json_option
@@ -98,7 +100,7 @@ def deploy(file: str, name: str | None, publish: bool, description: str | None, 
     from orchestrator.registry.store import RegistryWriter
 
     definition = _load(file)
-    name = name if name is not None else Path(file).stem
+    name = name if name is not None else state_machine_name(file)
     settings = kafka_settings(bootstrap, topic_prefix)
     deployed = _run(RegistryWriter(settings).deploy(name, definition, description=description, publish=publish),
                     settings)
