@@ -601,9 +601,12 @@ def down() -> str:
 
 
 def status(port: int | None = None) -> tuple[bool, str]:
-    """(is up, a one-line description) for the configured port."""
+    """(is up, a one-line description) for `port`; without one, this checkout's broker's port, else
+    the configured one. A broker this tool started on another port is not the one asked about."""
     paths = default_paths()
     record = _recorded_broker(paths)
+    if port is not None and record is not None and record["port"] != port:
+        record = None
     port = record["port"] if record else configured_port(port)
     bootstrap = f"{HOST}:{port}"
     up = answers_kafka(port)
