@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -13,13 +14,27 @@ import click
 
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.model import StateMachine, load_document, parse_definition
+from orchestrator.local_cli import (
+    given_results,
+    integration_options,
+    make_integrations,
+    print_usage,
+    review_prompts,
+    usage_rows,
+)
+from steps.inprocess import IntegrationUnavailable
 
 if TYPE_CHECKING:
     from orchestrator.settings import Quotas
 
+VERBOSE = {"on": False}  # `baton -v`: a failure's line comes after its traceback
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """One clear line on stderr and a non-zero exit: never a traceback for a user's mistake."""
+    """One clear line on stderr and a non-zero exit: never a traceback for a user's mistake
+    (with `baton -v`, the traceback of the exception being handled comes first)."""
+    if VERBOSE["on"] and sys.exc_info()[1] is not None:
+        traceback.print_exc()
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -32,8 +47,11 @@ def read_text(path: str) -> str:
 
 
 def load_machine(path: str) -> StateMachine:
+    from orchestrator.cli_errors import document_problem
+
+    text = read_text(path)
     try:
-        return parse_definition(read_text(path))
+        return parse_definition(load_document(text))
     except DefinitionError as exc:
         for problem in exc.problems:
             click.echo(f"{path}: {problem}", err=True)
@@ -41,7 +59,7 @@ def load_machine(path: str) -> StateMachine:
     except RecursionError:
         fail(f"{path}: the definition nests too deeply")
     except ValueError as exc:
-        fail(f"{path}: {exc}")
+        fail(document_problem(path, text, exc))
 
 
 def quotas() -> Quotas:
@@ -112,10 +130,27 @@ class _LazyGroup(click.Group):
             return command
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a failure it did not report itself is still one line (its traceback with -v)."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last place a failure can become one line
+            from orchestrator.cli_errors import failure_line
+
+            fail(failure_line(exc))
+
 
 @click.group(cls=_LazyGroup)
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, envvar="BATON_VERBOSE",
+              help="Show the traceback behind an error (env BATON_VERBOSE=1).")
+def main(verbose: bool) -> None:
     """Baton: Amazon States Language workflows for generative AI, on Apache Kafka."""
+    from kafka_io.explain import quiet_transient_kafka_errors
+
+    VERBOSE["on"] = verbose
+    quiet_transient_kafka_errors()
 
 
 @main.command()
@@ -148,36 +183,45 @@ def validate(file: str) -> None:
 @click.option("--name", help="The execution name (default: a UUID).")
 @click.option("--real-time", is_flag=True, help="Wait and back off in real time instead of a virtual clock.")
 @click.option("--history", "with_history", is_flag=True, help="Include the execution history.")
+@click.option("--result", "results", multiple=True, metavar="STATE=JSON",
+              help="Answer every Task of STATE with this result (repeatable), e.g. a human review.")
 @click.option("--local", is_flag=True, default=True, hidden=True, help="Run in-process (the default).")
+@integration_options
 def execute(
-    file: str,
-    input_: str,
-    mock_config: str | None,
-    test_case: str | None,
-    state_machine: str | None,
-    steps_modules: tuple[str, ...],
-    name: str | None,
-    real_time: bool,
-    with_history: bool,
-    local: bool,
+    file: str, input_: str, mock_config: str | None, test_case: str | None, state_machine: str | None,
+    steps_modules: tuple[str, ...], name: str | None, real_time: bool, with_history: bool,
+    results: tuple[str, ...], local: bool, **integration: Any,
 ) -> None:
-    """Run a whole state machine locally; print {"status", "output", "error", "cause"}."""
+    """Run a whole state machine locally; print {"status", "output", "error", "cause"}.
+
+    LLM, HTTP and retrieval Tasks run in-process with the step services' own code (the offline
+    model if no provider is configured); a human review is answered by --result, a mock config,
+    or, on a terminal, by you. The per-state model, tokens and cost go to stderr."""
     from orchestrator.local.runner import LocalRunError, TaskResolver, run_execution
     from orchestrator.settings import Quotas
 
     machine = load_machine(file)
     execution_input = parse_json_arg(input_, "--input")
-    resolver = TaskResolver(steps=load_step_modules(steps_modules), mocks=load_mocks(mock_config, test_case,
-                                                                                       state_machine))
+    definition = load_document(read_text(file))
+    answers = given_results(results, parse_json_arg)
+    answers.update(review_prompts(definition, answers))  # a mock config's answer still comes first
+    integrations = make_integrations(file, definition, **integration)
+    resolver = TaskResolver(steps=load_step_modules(steps_modules), integrations=integrations, answers=answers,
+                            mocks=load_mocks(mock_config, test_case, state_machine))
+
+    async def run() -> Any:
+        try:
+            return await run_execution(machine, execution_input, resolver=resolver, state_machine_name=Path(file).stem,
+                                       execution_name=name, real_time=real_time, limits=Quotas().decider_limits())
+        finally:
+            if integrations is not None:
+                await integrations.aclose()
+
     try:
-        result = asyncio.run(
-            run_execution(
-                machine, execution_input, resolver=resolver, state_machine_name=Path(file).stem,
-                execution_name=name, real_time=real_time, limits=Quotas().decider_limits(),
-            )
-        )
-    except LocalRunError as exc:
+        result = asyncio.run(run())
+    except (LocalRunError, IntegrationUnavailable) as exc:
         fail(str(exc))
+    print_usage(usage_rows(result.history))
     print_json(result.as_dict(with_history))
     sys.exit(0 if result.status == "SUCCEEDED" else 1)
 
@@ -194,12 +238,17 @@ def execute(
 @click.option("--test-case", help="The test case of the mock config to use.")
 @click.option("--state-machine", help="The state machine's name in the mock config.")
 @click.option("--steps", "steps_modules", multiple=True, help="A Python module of @step functions.")
+@integration_options
 def test_state_command(
     file: str, state_name: str, input_: str, result: str | None, error: str | None, cause: str | None,
     mock_config: str | None, test_case: str | None, state_machine: str | None, steps_modules: tuple[str, ...],
-    variables: str | None = None,
+    variables: str | None = None, **integration: Any,
 ) -> None:
-    """Run one state with a given input; show the data after each processing stage."""
+    """Run one state with a given input; show the data after each processing stage.
+
+    An LLM, HTTP or retrieval Task calls the real integration in-process (the step services'
+    code); inspectionData adds the rendered prompt, model, tokens, latency and cost, or the
+    HTTP request sent and its status."""
     from orchestrator.local.runner import LocalRunError, TaskResolver
     from orchestrator.local.test_state import GivenOutcome, run_test_state
 
@@ -210,16 +259,27 @@ def test_state_command(
         result=parse_json_arg(result, "--result") if result is not None else None,
         has_result=result is not None, error=error, cause=cause,
     )
-    resolver = TaskResolver(steps=load_step_modules(steps_modules),
+    integrations = make_integrations(file, load_document(read_text(file)), **integration)
+    resolver = TaskResolver(steps=load_step_modules(steps_modules), integrations=integrations,
                             mocks=load_mocks(mock_config, test_case, state_machine))
+    initial = parse_json_arg(variables, "--variables") if variables is not None else None
+    if initial is not None and not isinstance(initial, dict):
+        fail("--variables must be a JSON object")
+
+    async def run() -> Any:
+        try:
+            return await run_test_state(machine, state_name, parse_json_arg(input_, "--input"),
+                                        given=given, resolver=resolver, variables=initial)
+        finally:
+            if integrations is not None:
+                await integrations.aclose()
+
     try:
-        initial = parse_json_arg(variables, "--variables") if variables is not None else None
-        if initial is not None and not isinstance(initial, dict):
-            fail("--variables must be a JSON object")
-        report = asyncio.run(run_test_state(machine, state_name, parse_json_arg(input_, "--input"),
-                                            given=given, resolver=resolver, variables=initial))
-    except LocalRunError as exc:
+        report = asyncio.run(run())
+    except (LocalRunError, IntegrationUnavailable) as exc:
         fail(str(exc))
+    if integration.get("stream"):
+        click.echo("", err=True)
     print_json(report)
     sys.exit(0 if report["status"] in ("SUCCEEDED", "CAUGHT_ERROR") else 1)
 

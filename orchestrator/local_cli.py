@@ -142,9 +142,10 @@ def _state_of(event: dict[str, Any], events: dict[int, dict[str, Any]]) -> str:
     """The state a task event belongs to: up its previousEventId chain to the StateEntered."""
     seen = 0
     while event is not None and seen < 64:
-        details = event.get("stateEnteredEventDetails")
-        if isinstance(details, dict):
-            return str(details.get("name"))
+        if str(event.get("type", "")).endswith("StateEntered"):
+            details = next((v for k, v in event.items() if k.endswith("EventDetails")), None)
+            if isinstance(details, dict):
+                return str(details.get("name"))
         event = events.get(event.get("previousEventId", -1))  # type: ignore[assignment]
         seen += 1
     return "?"

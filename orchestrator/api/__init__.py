@@ -1,2 +1,3 @@
 """What serves executions to people and programs: the read model (a projection of the history and
-events topics into SQLite) and, later, the HTTP API and pages built on it."""
+events topics into SQLite), and the HTTP API and pages built on it (`app.create_app`, one router
+per resource in `routers/`)."""

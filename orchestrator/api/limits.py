@@ -5,7 +5,7 @@ Every route of the API is a `GuardedRoute`. It reads the body itself, at most
 Content-Length or as soon as the bytes read pass the cap, and refuses JSON nested deeper than
 `Quotas.max_json_depth` after a linear scan, so no recursive parser ever sees such a body (a
 300-deep input used to end in a plain-text 500). Both raise `QuotaExceeded`, which
-`orchestrator.api.app._errors` answers in the API's JSON error shape. The body read here is the
+`orchestrator.api.errors` answers in the API's JSON error shape. The body read here is the
 one FastAPI then parses (Starlette keeps it on the request), so it is read once.
 """
 

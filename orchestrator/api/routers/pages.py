@@ -1,0 +1,70 @@
+"""The pages: the executions list, an execution (its live graph), the review inbox.
+
+Rendered with Jinja (autoescaped); the pages' scripts call the API with the `baton_token` cookie
+a `?token=` visit sets (`orchestrator.api.login`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from orchestrator.api.auth import identity_of
+from orchestrator.api.backend import backend_of
+from orchestrator.api.errors import ApiError
+from orchestrator.api.limits import GuardedRoute
+from orchestrator.api.roles import requires
+from orchestrator.graph import state_runs, to_svg
+
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+
+router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
+viewer, reviewer = requires("viewer"), requires("reviewer")
+
+templates = Environment(loader=FileSystemLoader(PAGES / "templates"), autoescape=select_autoescape(["html"]))
+templates.filters["quote"] = lambda text: quote(str(text), safe="")
+templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def static_files() -> StaticFiles:
+    """What `/static` serves: the pages' CSS and scripts."""
+    return StaticFiles(directory=PAGES / "static")
+
+
+def page(name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**values), status_code=status_code)
+
+
+@router.get("/", response_class=HTMLResponse, dependencies=[viewer])
+async def executions_page(request: Request, status: str | None = None) -> HTMLResponse:
+    views = backend_of(request).model.list(status=status.upper() if status else None, limit=200)
+    return page("executions.html", executions=views, status=status)
+
+
+@router.get("/executions/{execution}", response_class=HTMLResponse, dependencies=[viewer])
+async def execution_page(execution: str, request: Request) -> HTMLResponse:
+    backend = backend_of(request)
+    try:
+        view = backend.describe(execution)
+    except ApiError as exc:
+        return page("error.html", status_code=exc.status, message=exc.message)
+    history = backend.model.history(view.execution_id)
+    machine = backend.machine_of(view.execution_id)
+    runs = state_runs(history)
+    return page("execution.html", execution=view, history=history,
+                graph=to_svg(machine, runs) if machine is not None else None,
+                states=json.dumps({name: run.as_json() for name, run in runs.items()}, ensure_ascii=False))
+
+
+@router.get("/reviews", response_class=HTMLResponse, dependencies=[reviewer])
+async def reviews_page(request: Request) -> HTMLResponse:
+    identity = identity_of(request)  # the list itself comes from /api/reviews, filtered there
+    queues = None if identity is None or identity.may_review(None) else sorted(identity.queues or ())
+    return page("reviews.html", queues=queues)
