@@ -120,6 +120,9 @@ def serve(alias: str, port: int, *, threads: int = 1, parallel: int = 2, n_ctx_p
     # The HTTP server parks one thread on each idle keep-alive connection; with 2 threads a third
     # pooled client (the LLM service, a test, a benchmark) had its connections dropped unanswered.
     params.n_threads_http = 8
+    # llama.cpp's own counters (tokens, decode calls) at /metrics: what tests and benchmarks check
+    # the server did, e.g. that an answer from the LLM response cache made no model call.
+    params.endpoint_metrics = True
     started = time.monotonic()
     server = xllamacpp.Server(params)  # returns once the model is loaded and the port listens
     load_seconds = time.monotonic() - started

@@ -1,4 +1,5 @@
-"""`baton stream EXECUTION`: print an execution's streamed LLM tokens as they arrive."""
+"""`baton stream EXECUTION`: print an execution's streamed LLM tokens as they arrive.
+`baton llm cache stats|clear`: look into and empty the LLM step's response cache."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from aiokafka.errors import KafkaError
@@ -14,6 +15,9 @@ from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped, settings_problem
+
+if TYPE_CHECKING:
+    from steps.llm.cache import ResponseCache
 
 
 @click.command()
@@ -72,3 +76,86 @@ def stream(execution: str, bootstrap: str | None, topic_prefix: str | None, sinc
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@click.group()
+def llm() -> None:
+    """The LLM step's local state."""
+
+
+@llm.group()
+def cache() -> None:
+    """The response cache (steps/llm/cache.py): enable with `cache: {enabled: true}` in the LLM
+    config or BATON_LLM_CACHE__ENABLED=true."""
+
+
+def _cache_options(function: Any) -> Any:
+    function = click.option("--path", "folder", type=click.Path(file_okay=False), default=None,
+                            help="The cache folder (default: the LLM config's cache.path).")(function)
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                        help="The LLM config file (default: $BATON_LLM_CONFIG_FILE).")(function)
+
+
+def _open_cache(config_file: str | None, folder: str | None) -> ResponseCache:
+    from pathlib import Path
+
+    from steps.llm.cache import ResponseCache
+    from steps.llm.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config_file).cache
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    return ResponseCache(Path(folder) if folder else settings.path, settings.ttl_seconds)
+
+
+@cache.command("stats")
+@_cache_options
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as one JSON object.")
+def cache_stats(config_file: str | None, folder: str | None, as_json: bool) -> None:
+    """Entries, expired entries, hits served and size on disk."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    store = _open_cache(config_file, folder)
+    if not store.path.exists():
+        click.echo(f"no cache at {store.path}")
+        return
+    try:
+        stats = store.stats()
+    except sqlite3.Error as exc:
+        click.echo(f"error: cannot read the cache {store.path}: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(stats.as_dict()))
+        return
+
+    def when(moment: float | None) -> str:
+        return "-" if moment is None else datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+    click.echo(f"{stats.path}: {stats.entries} entries ({stats.expired} expired), {stats.hits} hits, "
+               f"{stats.size_bytes} bytes; stored from {when(stats.oldest)} to {when(stats.newest)}")
+
+
+@cache.command("clear")
+@_cache_options
+@click.option("--expired", is_flag=True, help="Delete only the expired entries.")
+def cache_clear(config_file: str | None, folder: str | None, expired: bool) -> None:
+    """Delete the cached answers (all, or only the expired ones)."""
+    import sqlite3
+
+    store = _open_cache(config_file, folder)
+    if not store.path.exists():
+        click.echo(f"no cache at {store.path}")
+        return
+    try:
+        deleted = store.clear(expired_only=expired)
+    except sqlite3.Error as exc:
+        click.echo(f"error: cannot clear the cache {store.path}: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"deleted {deleted} {'expired ' if expired else ''}entries from {store.path}")

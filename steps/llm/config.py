@@ -23,6 +23,17 @@ variable that holds it (e.g. `OPENAI_API_KEY`), so the file itself holds no secr
     prompt_stores:              # PromptRef "name@v3" uses "default"; "team:name@v3" uses "team"
       default: {url: ./prompts}
       team:    {url: "s3://prompts/team", endpoint_url: "http://127.0.0.1:9000"}
+    cache:                      # opt-in response cache, for iterating on a workflow (off by default)
+      enabled: true             # env: BATON_LLM_CACHE__ENABLED=true
+      ttl_seconds: 86400
+      path: .baton/llm-cache    # default: $BATON_STATE_DIR/llm-cache, else .baton/llm-cache
+
+The response cache (`cache.py`) answers a deterministic call (Temperature 0, or a Seed on a
+provider that honours one) that was answered before with the same provider, model, rendered
+prompt and sampling parameters, without calling the provider: re-running a workflow while editing
+a later state does not pay for the earlier states again. It is off by default, also on the
+runtime: turn it on where answers may be reused (development, evaluation), not where a fresh
+answer is expected on every call.
 """
 
 from __future__ import annotations
@@ -126,6 +137,22 @@ class PromptStoreConfig(BaseModel):
     path_style: bool = True  # http://endpoint/bucket/key (MinIO, Ceph, ...); False: bucket.endpoint
 
 
+def default_cache_path() -> Path:
+    """`llm-cache` under the state root: $BATON_STATE_DIR, else `.baton` in the working folder."""
+    return Path(os.environ.get("BATON_STATE_DIR") or ".baton") / "llm-cache"
+
+
+class CacheSettings(BaseModel):
+    """The opt-in response cache (`cache.py`): a SQLite file in the `path` folder, shared by every
+    process that names the same folder; entries older than `ttl_seconds` are misses and purged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    ttl_seconds: float = Field(default=86_400.0, gt=0)  # one day
+    path: Path = Field(default_factory=default_cache_path)  # a folder; relative: to the working folder
+
+
 class ResolvedModel(BaseModel):
     """What a Task's Provider/Model resolved to."""
 
@@ -152,6 +179,7 @@ class LLMSettings(BaseSettings):
     # The rendered prompt goes into the result's metadata (and so the history), each text cut to
     # this many characters (its sha256 is always recorded): a result must stay under ASL's 256 KiB.
     record_prompt_chars: int = Field(default=16_384, ge=0)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -30,3 +30,7 @@ class LLMMetrics:
                             registry=registry)
         self.stream_chunks = Counter("baton_llm_stream_chunks", "Chunks published to the streams topic.", labels,
                                      registry=registry)
+        # Only while the response cache is on: hit (answered from it, no provider call), miss
+        # (called; stored if the task succeeds), skip (not deterministic, or the cache failed).
+        self.cache = Counter("baton_llm_cache", "Response cache lookups, by outcome (hit, miss, skip).",
+                             [*labels, "outcome"], registry=registry)

@@ -75,6 +75,7 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     response_format: Literal["text", "json"] = "text"
     json_schema: dict[str, Any] | None = None
+    seed: int | None = None  # sent where the API takes one (openai, huggingface); Anthropic's does not
 
 
 @dataclass
@@ -200,6 +201,7 @@ class OpenAICompatible(Provider):
         _put(body, "temperature", request.temperature)
         _put(body, "max_tokens", request.max_tokens)
         _put(body, "top_p", request.top_p)
+        _put(body, "seed", request.seed)
         if request.stop:
             body["stop"] = list(request.stop)
         if request.response_format == "json":
@@ -371,6 +373,7 @@ class HuggingFaceInference(Provider):
             else:
                 parameters["temperature"] = request.temperature
         _put(parameters, "top_p", request.top_p)
+        _put(parameters, "seed", request.seed)
         if request.stop:
             parameters["stop"] = list(request.stop)
         if request.response_format == "json" and request.json_schema is not None:

@@ -5,6 +5,8 @@ For each command: parse the Parameters (`task.py`), route Provider/Model to a co
 the provider (`providers.py`) while publishing tokens to `baton.streams` if the Task streams
 (`streaming.py`), parse and validate a JSON answer, and answer with the output plus metadata:
 provider, model, input/output tokens, latency, time to first token, cost, and the rendered prompt.
+With the response cache on (`cache.py`, off by default), a deterministic call answered before is
+answered from the cache: no provider call, `"cache": "hit"` in the metadata, nothing used or paid.
 Every failure is an ASL error `Baton.LLM.*` (`errors.py`) so a definition can Retry and Catch.
 """
 
@@ -14,8 +16,10 @@ import asyncio
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -27,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from kafka_io import KafkaSettings
 from schemas.resources import REQUEST_RESPONSE, parse_resource, service_for
 from schemas.steps import StepCommand
+from steps.llm.cache import CachedAnswer, ResponseCache, cache_key, cacheable
 from steps.llm.config import ConfigError, LLMSettings, ResolvedModel, load_settings
 from steps.llm.errors import InvalidParameters, InvalidResponse, LLMError
 from steps.llm.metrics import LLMMetrics
@@ -76,10 +81,13 @@ class LLMHandler(StepHandler):
         self.prompts = PromptLibrary(settings, transport=transport)
         self.send = send  # publishes stream chunks; None: "Stream" is accepted but nothing is published
         self.streams_topic = streams_topic
+        self.cache = ResponseCache(settings.cache.path, settings.cache.ttl_seconds) if settings.cache.enabled else None
 
     async def aclose(self) -> None:
         await asyncio.gather(*(provider.aclose() for provider in self.providers.values()),
                              self.prompts.aclose(), return_exceptions=True)
+        if self.cache is not None:
+            self.cache.close()
 
     async def run(self, command: StepCommand) -> StepOutput:
         try:
@@ -110,7 +118,7 @@ class LLMHandler(StepHandler):
                 exc.metadata = metadata
                 self.metrics.requests.labels(route.provider, route.model, exc.error).inc()
                 raise
-        self.metrics.requests.labels(route.provider, route.model, "ok").inc()
+        await self._succeeded(route, reply, metadata)
         output.update({"Model": route.model, "Provider": route.provider, "ResponseModel": reply.model,
                        "FinishReason": reply.finish_reason, "Usage": _usage(metadata)})
         return StepOutput(output, metadata)
@@ -137,7 +145,7 @@ class LLMHandler(StepHandler):
         request = ChatRequest(
             model=route.upstream_model, messages=tuple(messages), system=system, temperature=task.temperature,
             max_tokens=task.max_tokens, top_p=task.top_p, stop=tuple(task.stop), response_format=task.format,
-            json_schema=task.json_schema)
+            json_schema=task.json_schema, seed=task.seed)
         return request, {**self._prompt_record(request), **record}
 
     def _prompt_record(self, request: ChatRequest) -> dict[str, Any]:
@@ -159,7 +167,7 @@ class LLMHandler(StepHandler):
         route = self._resolve(call.provider, call.model)
         request = ChatRequest(**{**call.request.__dict__, "model": route.upstream_model})
         reply, metadata = await self._call(command, route, request, call.stream, self._prompt_record(request))
-        self.metrics.requests.labels(route.provider, route.model, "ok").inc()
+        await self._succeeded(route, reply, metadata)
         return StepOutput(bedrock_output(call.family, reply, command.task_id), metadata)
 
     # --- the call ------------------------------------------------------------------------------
@@ -172,11 +180,15 @@ class LLMHandler(StepHandler):
 
     async def _call(self, command: StepCommand, route: ResolvedModel, request: ChatRequest, stream: bool,
                     prompt_record: dict[str, Any]) -> tuple[ChatResponse, dict[str, Any]]:
-        """Call the provider (streaming to Kafka if asked); record usage and timings."""
+        """Call the provider (streaming to Kafka if asked), or answer from the cache; record usage and timings."""
         provider = self.providers[route.provider]
         labels = (route.provider, route.model)
         metadata: dict[str, Any] = {"provider": route.provider, "model": route.model,
                                     "provider_model": route.upstream_model, "prompt": prompt_record}
+        looked_up = time.monotonic()
+        cached = await self._lookup(route, request, metadata)
+        if cached is not None:
+            return await self._replay(command, route, cached, stream, metadata, looked_up), metadata
         tokens = TokenStream(self.send, self.streams_topic, command.execution_id, command.task_id) \
             if stream and self.send is not None else None
         timing = _Call()
@@ -221,6 +233,73 @@ class LLMHandler(StepHandler):
             metadata["cost_usd"] = price.cost(reply.input_tokens, reply.output_tokens)
             self.metrics.cost.labels(*labels).inc(metadata["cost_usd"])
         return reply, metadata
+
+    # --- the response cache (cache.py) ---------------------------------------------------------
+
+    async def _lookup(self, route: ResolvedModel, request: ChatRequest,
+                      metadata: dict[str, Any]) -> CachedAnswer | None:
+        """The cached answer to a deterministic call; None if the provider must answer.
+
+        Sets metadata["cache"] (hit, miss, or skip: not deterministic, or the cache failed) when the
+        cache is on. A cache that cannot be read never fails a task: it is a skip, logged.
+        """
+        if self.cache is None:
+            return None
+        cached, outcome = None, "skip"
+        if cacheable(request, route.config.kind):
+            key = cache_key(route.provider, route.config, request)
+            try:
+                cached = await asyncio.to_thread(self.cache.get, key)
+                outcome = "hit" if cached is not None else "miss"
+                metadata["cache_key"] = key
+            except (sqlite3.Error, OSError, ValueError, KeyError):
+                log.warning("the LLM response cache %s cannot be read; calling the provider", self.cache.path,
+                            exc_info=True)
+        metadata["cache"] = outcome
+        self.metrics.cache.labels(route.provider, route.model, outcome).inc()
+        return cached
+
+    async def _replay(self, command: StepCommand, route: ResolvedModel, cached: CachedAnswer, stream: bool,
+                      metadata: dict[str, Any], started: float) -> ChatResponse:
+        """A cache hit as the provider's answer. Nothing is used or paid: input/output tokens and
+        cost are 0 and the stored call's are `cached_*`; a streamed Task still streams the text."""
+        if stream and self.send is not None:
+            tokens = TokenStream(self.send, self.streams_topic, command.execution_id, command.task_id)
+            tokens.feed(cached.text)
+            metadata["stream_chunks"] = await _close(tokens)
+            self.metrics.stream_chunks.labels(route.provider, route.model).inc(metadata["stream_chunks"])
+        metadata.update(response_model=cached.model, finish_reason=cached.finish_reason, input_tokens=0,
+                        output_tokens=0, latency_ms=_ms(time.monotonic() - started),
+                        cached_input_tokens=cached.input_tokens, cached_output_tokens=cached.output_tokens,
+                        cached_latency_ms=cached.latency_ms,
+                        cached_at=datetime.fromtimestamp(cached.stored_at, UTC).isoformat(timespec="seconds"))
+        price = self.settings.price(route.provider, route.model)
+        if price is not None:
+            metadata["cost_usd"] = 0.0
+            metadata["cached_cost_usd"] = price.cost(cached.input_tokens, cached.output_tokens)
+        # The answer as the provider gave it (a Bedrock Body shows the stored call's usage).
+        return ChatResponse(text=cached.text, model=cached.model, finish_reason=cached.finish_reason,
+                            input_tokens=cached.input_tokens, output_tokens=cached.output_tokens)
+
+    async def _succeeded(self, route: ResolvedModel, reply: ChatResponse, metadata: dict[str, Any]) -> None:
+        """Count a provider call whose task succeeded, and store its answer if the cache missed it.
+
+        A hit is not a provider call: it is counted in `baton_llm_cache_total` only. Only answers of
+        tasks that succeeded are stored, so a Retry after a bad answer is not given it again.
+        """
+        if metadata.get("cache") == "hit":
+            return
+        self.metrics.requests.labels(route.provider, route.model, "ok").inc()
+        if self.cache is None or metadata.get("cache") != "miss":
+            return
+        answer = CachedAnswer(text=reply.text, model=reply.model, finish_reason=reply.finish_reason,
+                              input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                              latency_ms=metadata.get("latency_ms"))
+        try:
+            await asyncio.to_thread(self.cache.put, metadata["cache_key"], answer)
+        except (sqlite3.Error, OSError):
+            log.warning("the LLM response cache %s cannot be written; the answer is not kept", self.cache.path,
+                        exc_info=True)
 
 
 def parse_json_answer(text: str, schema: dict[str, Any] | None) -> Any:
@@ -267,6 +346,8 @@ def _usage(metadata: dict[str, Any]) -> dict[str, Any]:
              "LatencyMs": metadata.get("latency_ms"), "TimeToFirstTokenMs": metadata.get("time_to_first_token_ms")}
     if "cost_usd" in metadata:
         usage["CostUsd"] = metadata["cost_usd"]
+    if "cache" in metadata:
+        usage["Cache"] = metadata["cache"]
     return usage
 
 

@@ -41,6 +41,7 @@ class LLMTask(BaseModel):
     max_tokens: int | None = Field(default=None, alias="MaxTokens", ge=1)
     top_p: float | None = Field(default=None, alias="TopP", gt=0, le=1)
     stop: list[str] = Field(default=[], alias="Stop")
+    seed: int | None = Field(default=None, alias="Seed")  # reproducible sampling where the provider supports it
     response_format: Literal["text", "json"] | None = Field(default=None, alias="ResponseFormat")
     json_schema: dict[str, Any] | None = Field(default=None, alias="JsonSchema")
     stream: bool = Field(default=False, alias="Stream")
