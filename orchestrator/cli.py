@@ -108,6 +108,7 @@ class _LazyGroup(click.Group):
         "kb": "orchestrator.kb_cli:kb",
         "model": "orchestrator.model_cli:model",
         "stream": "steps.llm.cli:stream",
+        "llm": "steps.llm.cli:llm",
         "dev": "orchestrator.dev:dev",
         "demo": "orchestrator.demo:demo",
         "graph": "orchestrator.graph_cli:graph",
