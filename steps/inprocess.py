@@ -113,8 +113,7 @@ class LocalIntegrations:
 
     async def _offline_model_routes(self) -> dict[str, Any]:
         if not self.config.start_offline_servers:
-            raise IntegrationUnavailable("no LLM provider is configured: set BATON_LLM_CONFIG_FILE (see "
-                                         "steps/llm/README.md) or start the offline model with `baton model up`")
+            return {}  # the step service's own default: its first offline server, if one answers
         from infra import local_model
 
         try:

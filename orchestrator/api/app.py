@@ -39,16 +39,20 @@ from orchestrator.api.readmodel import default_path
 from orchestrator.api.roles import Authorizer, Role, allow_all, requires
 from orchestrator.api.routers import definitions, executions, pages, reviews, state_machines, streams
 from orchestrator.settings import DecisionSettings, OrchestratorSettings, Quotas
+from steps.inprocess import LocalIntegrations, LocalIntegrationsConfig
 
 __all__ = ["Authorizer", "HideQueryTokens", "Role", "allow_all", "create_app", "requires"]
 
 
 def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
                authorizer: Authorizer = allow_all, quotas: Quotas | None = None,
-               token_secret: SecretStr | None = None, decision_wait: float | None = None) -> FastAPI:
+               token_secret: SecretStr | None = None, decision_wait: float | None = None,
+               integrations: LocalIntegrations | None = None) -> FastAPI:
     """The API and pages for the topics of `settings`; `db_path` is the read model's file.
     `quotas`, the orchestrators' `token_secret` and the `decision_wait` (seconds) default to the
-    environment's (BATON_MAX_*, BATON_TOKEN_SECRET, BATON_DECISION_WAIT_SECONDS)."""
+    environment's (BATON_MAX_*, BATON_TOKEN_SECRET, BATON_DECISION_WAIT_SECONDS). `integrations`
+    run TestState's llm/http/retrieval Tasks in-process; by default configured as the step
+    services are (BATON_LLM_CONFIG_FILE, BATON_HTTP_CONNECTIONS, ...), never starting a model."""
     path = db_path if db_path is not None else default_path(settings.topic_prefix, settings.kafka_bootstrap)
     quotas = quotas if quotas is not None else Quotas()
 
@@ -65,12 +69,15 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
             yield
         finally:
             await backend.stop()
+            await app.state.integrations.aclose()
 
     app = FastAPI(title="Baton", version="0.1.0", lifespan=lifespan,
                   description="Amazon States Language workflows on Apache Kafka: executions, human review, "
                               "TestState and validation. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
     app.state.authorizer = authorizer
     app.state.quotas = quotas
+    app.state.integrations = integrations if integrations is not None else LocalIntegrations(
+        LocalIntegrationsConfig(start_offline_servers=False))
     app.state.token_secret = token_secret if token_secret is not None else OrchestratorSettings().token_secret
     app.state.decision_wait = (decision_wait if decision_wait is not None
                                else DecisionSettings().decision_wait_seconds)

@@ -15,6 +15,7 @@ from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.roles import requires
 from orchestrator.quotas import check_payload
 from orchestrator.settings import Quotas
+from steps.inprocess import IntegrationUnavailable
 
 router = APIRouter(route_class=GuardedRoute)
 viewer = requires("viewer")
@@ -40,7 +41,10 @@ async def validate(body: DefinitionRequest, request: Request) -> dict[str, Any]:
 
 @router.post("/api/test-state", dependencies=[viewer], tags=["definitions"])
 async def test_state(body: TestStateRequest, request: Request) -> dict[str, Any]:
-    """TestState: run one state with a given input (and task result or error)."""
+    """TestState: run one state with a given input (and task result or error). An llm, http or
+    retrieval Task without a given result calls the real integration (the step services' code);
+    `inspectionData` then adds the rendered prompt, model, tokens, latency and cost, or the HTTP
+    request sent and its status."""
     from orchestrator.local.runner import LocalRunError, TaskResolver
     from orchestrator.local.test_state import GivenOutcome, run_test_state
 
@@ -50,7 +54,10 @@ async def test_state(body: TestStateRequest, request: Request) -> dict[str, Any]
     given = GivenOutcome(result=body.result, has_result=body.has_result or body.result is not None,
                          error=body.error, cause=body.cause)
     try:
-        return await run_test_state(machine, body.state, body.input, given=given, resolver=TaskResolver(),
+        resolver = TaskResolver(integrations=request.app.state.integrations)
+        return await run_test_state(machine, body.state, body.input, given=given, resolver=resolver,
                                     variables=body.variables)
     except LocalRunError as exc:
         raise ApiError(400, "TestStateFailed", str(exc)) from None
+    except IntegrationUnavailable as exc:
+        raise ApiError(503, "IntegrationUnavailable", str(exc)) from None
