@@ -124,7 +124,7 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
     from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
     from steps.llm.streaming import follow_stream
     from steps.review.decisions import approve, reject
-    from steps.review.inbox import pending_reviews, post_decision
+    from orchestrator.client.reviews import pending_reviews, post_decision
 
     topics = settings.topics
     runs: dict[str, DemoRun] = {}
