@@ -114,6 +114,7 @@ class _LazyGroup(click.Group):
         "graph": "orchestrator.graph_cli:graph",
         "api": "orchestrator.api_cli:api",
         "bench": "bench.cli:bench",
+        "eval": "orchestrator.eval_cli:eval_group",
         "tokens": "orchestrator.tokens_cli:tokens",
         **{name: f"orchestrator.registry_cli:{attribute}" for name, attribute in
            (("deploy", "deploy"), ("versions", "versions"), ("alias", "alias"), ("state-machines", "state_machines"),
