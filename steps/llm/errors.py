@@ -73,6 +73,10 @@ class PromptError(LLMError):
     error = "Baton.LLM.PromptError"
 
 
+class PromptVersionExists(PromptError):
+    """A prompt store already holds the version being written: versions are never overwritten."""
+
+
 ERROR_NAMES: tuple[str, ...] = tuple(
     kind.error for kind in (RateLimited, ProviderTimeout, ProviderUnavailable, ContentFiltered,
                             InvalidResponse, RequestRejected, InvalidParameters, PromptError))

@@ -16,6 +16,11 @@ bucket. S3 objects are fetched with a plain SigV4-signed GET over httpx rather t
 GetObject is all a prompt store needs, it stays async on the service's event loop, and it works with
 any S3-compatible server (MinIO, Ceph, R2) without pulling botocore (~100 MB) into every
 deployment of the LLM service.
+
+Writing (the API's studio publishes an edited prompt): `PromptLibrary.publish` writes a template as
+the next free version `vN` of its name in a folder or S3 store, never over an existing version (a
+folder store links a finished temporary file into place, which fails if the name exists; S3 is
+asked with `If-None-Match: *`), so a reference that was tested keeps naming the same text.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import hmac
 import json
 import os
 import re
+import tempfile
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,12 +46,14 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from steps.llm.config import LLMSettings, PromptStoreConfig
-from steps.llm.errors import PromptError
+from steps.llm.errors import PromptError, PromptVersionExists
 
 DEFAULT_STORE = "default"
 _REF = re.compile(
     r"^(?:(?P<store>[A-Za-z0-9_-]+):)?(?P<name>[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)"
     r"@(?P<version>[A-Za-z0-9_.-]+)(?:#sha256=(?P<sha256>[0-9a-fA-F]{64}))?$")
+_NUMBERED = re.compile(r"^v(\d{1,9})$")  # the versions `publish` numbers: v1, v2, ...
+_PUBLISH_ATTEMPTS = 100  # versions taken meanwhile by other writers before `publish` gives up
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,18 @@ class PromptStore(ABC):
     async def fetch(self, name: str, version: str) -> bytes:
         """The template's bytes; raise PromptError (naming where it looked) if it is not there."""
 
+    async def create(self, name: str, version: str, data: bytes) -> None:
+        """Store a new version; PromptVersionExists if it is already there (never overwritten)."""
+        raise PromptError(f"the prompt store {self.where()} is read-only: cannot write {name}@{version}")
+
+    async def versions(self, name: str) -> list[str]:
+        """The versions of `name` the store can list (default: none; `publish` then probes)."""
+        return []
+
+    def where(self) -> str:
+        """The store's location, for messages."""
+        return type(self).__name__
+
     async def aclose(self) -> None:
         """Release connections (default: nothing to release)."""
 
@@ -107,6 +127,49 @@ class FolderStore(PromptStore):
             raise PromptError(f"prompt {name}@{version} not found: no file {path}") from None
         except OSError as exc:
             raise PromptError(f"cannot read prompt {name}@{version} at {path}: {exc.strerror or exc}") from None
+
+    def where(self) -> str:
+        return str(self.root)
+
+    def _path(self, name: str, version: str) -> Path:
+        path = (self.root / name / f"{version}{self.suffix}").resolve()
+        if not path.is_relative_to(self.root):
+            raise PromptError(f"prompt {name}@{version} resolves outside the store {self.root}")
+        return path
+
+    async def create(self, name: str, version: str, data: bytes) -> None:
+        await asyncio.to_thread(self._create, self._path(name, version), f"{name}@{version}", data)
+
+    @staticmethod
+    def _create(path: Path, what: str, data: bytes) -> None:
+        # Written whole to a temporary file first, then hard-linked into place: a reader never
+        # sees half a template, and link() fails when the version exists, so two writers of the
+        # same version cannot overwrite each other.
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".new-", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as file:
+                    file.write(data)
+                os.link(temporary, path)
+            finally:
+                os.unlink(temporary)
+        except FileExistsError:
+            raise PromptVersionExists(f"prompt {what} already exists at {path}") from None
+        except OSError as exc:
+            raise PromptError(f"cannot write prompt {what} at {path}: {exc.strerror or exc}") from None
+
+    async def versions(self, name: str) -> list[str]:
+        folder = self._path(name, "v0").parent
+
+        def listed() -> list[str]:
+            try:
+                return [p.name[: -len(self.suffix)] for p in folder.iterdir()
+                        if p.name.endswith(self.suffix) and not p.name.startswith(".")]
+            except FileNotFoundError:
+                return []
+
+        return await asyncio.to_thread(listed)
 
 
 class HttpStore(PromptStore):
@@ -158,13 +221,36 @@ class S3Store(PromptStore):
                               "secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         return access, secret, token
 
+    def _key(self, name: str, version: str) -> str:
+        return "/".join(part for part in (self.prefix, name, f"{version}{self.config.suffix}") if part)
+
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
     async def fetch(self, name: str, version: str) -> bytes:
-        key = "/".join(part for part in (self.prefix, name, f"{version}{self.config.suffix}") if part)
-        url = self.url(key)
+        url = self.url(self._key(name, version))
         access, secret, token = self._credentials()
         headers = sigv4_headers("GET", url, region=self.config.region, service="s3", access_key=access,
                                 secret_key=secret, session_token=token)
         return await _get(self.client, url, headers, f"{name}@{version}")
+
+    async def create(self, name: str, version: str, data: bytes) -> None:
+        """PutObject with `If-None-Match: *`: S3 (and MinIO) answer 412 when the key exists."""
+        url = self.url(self._key(name, version))
+        access, secret, token = self._credentials()
+        headers = sigv4_headers("PUT", url, region=self.config.region, service="s3", access_key=access,
+                                secret_key=secret, session_token=token, payload=data,
+                                headers={"If-None-Match": "*", "Content-Type": "text/plain; charset=utf-8"})
+        shown, what = url.split("?", 1)[0], f"{name}@{version}"
+        try:
+            response = await self.client.put(url, content=data, headers=headers)
+        except httpx.HTTPError as exc:
+            raise PromptError(f"cannot write prompt {what} to {shown}: {type(exc).__name__}: {exc}") from None
+        if response.status_code in (409, 412):  # 409: a concurrent conditional write of the same key
+            raise PromptVersionExists(f"prompt {what} already exists at {shown}")
+        if response.status_code >= 400:
+            raise PromptError(f"cannot write prompt {what} to {shown}: HTTP {response.status_code} "
+                              f"{response.text[:200]}")
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -283,6 +369,30 @@ class PromptLibrary:
             raise PromptError(f"prompt {ref} has sha256 {cached.sha256}, but the reference pins {ref.sha256}: "
                               "the template was changed in place; publish a new version instead")
         return LoadedTemplate(ref, cached.source, cached.sha256)
+
+    async def publish(self, store: str, name: str, source: str, *, after: str | None = None) -> PromptRef:
+        """Write `source` as the next free version `vN` of `name` in `store` and return its reference.
+
+        N is one more than the highest numbered version the store lists and than `after` (the
+        version it was edited from); a version taken meanwhile is skipped, never overwritten. The
+        template must compile (PromptError with the line otherwise), so a broken one is not published.
+        """
+        target = self.stores.get(store)
+        if target is None:
+            known = ", ".join(sorted(self.stores)) or "none is configured (prompt_stores)"
+            raise PromptError(f"no prompt store named {store!r}; stores: {known}")
+        self._compile(source, f"prompt {name}")
+        numbers = [int(m[1]) for v in [*(await target.versions(name)), after or ""] if (m := _NUMBERED.match(v))]
+        number = max(numbers, default=0) + 1
+        for candidate in range(number, number + _PUBLISH_ATTEMPTS):
+            ref = PromptRef(store, name, f"v{candidate}")
+            try:
+                await target.create(name, ref.version, source.encode("utf-8"))
+            except PromptVersionExists:
+                continue
+            return ref
+        raise PromptError(f"no free version of prompt {name} in v{number}..v{number + _PUBLISH_ATTEMPTS - 1} "
+                          f"at {target.where()}")
 
     def render(self, source: str, variables: dict[str, Any], *, what: str) -> str:
         """Render a template with the variables; PromptError says which template and why."""
