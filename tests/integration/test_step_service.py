@@ -479,7 +479,7 @@ def test_baton_step_fn_serves_until_sigterm(settings: KafkaSettings) -> None:
 
 
 def test_the_commit_point_is_the_oldest_offset_still_in_flight() -> None:
-    from steps.service import _Offsets
+    from steps.bookkeeping import _Offsets
 
     tp = TopicPartition("commands", 0)
     offsets = _Offsets()
@@ -498,7 +498,7 @@ def test_the_commit_point_is_the_oldest_offset_still_in_flight() -> None:
 
 
 def test_remembered_results_are_bounded_in_count_and_bytes() -> None:
-    from steps.service import _Published, _Recent
+    from steps.bookkeeping import _Published, _Recent
 
     recent = _Recent(max_items=3, max_bytes=10)
     recent.put("a", _Published(b"k", b"1234"))

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from steps.http.service import HttpMetrics
 from steps.llm.metrics import LLMMetrics
-from steps.service import StepMetrics
+from steps.bookkeeping import StepMetrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "infra" / "grafana" / "dashboards" / "baton.json"
 SUFFIXES = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum", "_created"],

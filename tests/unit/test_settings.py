@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kafka_io import KafkaSettings
-from steps.service import broker_security
+from kafka_io.faststream_security import broker_security
 
 
 def test_plaintext_by_default() -> None:
