@@ -11,6 +11,7 @@ The same :func:`run_demos` drives tests/e2e/test_genai_demos.py, so the demo and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiokafka.errors import KafkaError
 
 from kafka_io import KafkaSettings, new_consumer
+from schemas.errors import BatonError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENAI_DIR = REPO_ROOT / "examples" / "genai"
@@ -59,6 +62,10 @@ def connections_config(api_port: int = ORDERS_API_PORT) -> dict[str, Any]:
     config: dict[str, Any] = yaml.safe_load((GENAI_DIR / "intent-api" / "connections.yaml").read_text(encoding="utf-8"))
     config["connections"]["orders-api"]["endpoints"] = [f"http://127.0.0.1:{api_port}/orders/"]
     return config
+
+
+class DemoError(BatonError):
+    """The demos cannot run on this stack (one line, with the fix)."""
 
 
 @dataclass
@@ -100,6 +107,9 @@ async def _tail(settings: KafkaSettings, topic: str, ready: asyncio.Event, handl
     consumer = new_consumer(settings)
     await consumer.start()
     try:
+        if topic not in await consumer.topics():  # aiokafka would wait for it, warning for ever
+            raise DemoError(f"topic {topic} does not exist at {settings.kafka_bootstrap}: `baton kafka topics` "
+                            "creates Baton's topics (`baton dev` does too), or check the topic prefix")
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]  # as provisioned
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
@@ -218,6 +228,8 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
         finished, _ = await asyncio.wait(watched, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         if waiting not in finished:
             waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting  # retrieved here, so asyncio does not report it at exit
             for tail in finished:
                 tail.result()  # a tail that failed: raise its error
             raise TimeoutError("the history and events topics could not be read within 30 s")
@@ -293,11 +305,27 @@ def _answer(output: Any) -> str:
               help="Approve the travel plan review automatically (default: ask on a terminal, else approve).")
 @click.option("--only", "only", multiple=True, type=click.Choice(DEMOS), help="Run only this demo (repeatable).")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for the demos.")
-def demo(auto_approve: bool | None, only: tuple[str, ...], timeout: float) -> None:
+@click.option("--bootstrap", help="Kafka bootstrap servers (default: BATON_KAFKA_BOOTSTRAP or 127.0.0.1:9092).")
+@click.option("--topic-prefix", help="Topic name prefix (default: BATON_TOPIC_PREFIX or baton).")
+def demo(auto_approve: bool | None, only: tuple[str, ...], timeout: float, bootstrap: str | None,
+         topic_prefix: str | None) -> None:
     """Run the GenAI demos (examples/genai/) on a running stack (`baton dev` starts one)."""
+    from kafka_io.explain import diagnose, explain_wrapped
+    from orchestrator.cli import fail
+    from orchestrator.control_cli import kafka_settings
+
+    settings = kafka_settings(bootstrap, topic_prefix)
+    # A broker that is down or refuses this client: one line before anything starts, not the
+    # tracebacks of the two topic readers and the client failing at once.
+    problem = diagnose(settings)
+    if problem:
+        fail(f"{problem}; `baton dev --run-demo` starts a local stack and runs the demos on it")
     if auto_approve is None:
         auto_approve = not sys.stdin.isatty()
-    ok = run_and_report(KafkaSettings(), only or DEMOS, auto_approve=auto_approve, timeout=timeout)
+    try:
+        ok = run_and_report(settings, only or DEMOS, auto_approve=auto_approve, timeout=timeout)
+    except (KafkaError, OSError, TimeoutError, BatonError) as exc:
+        fail(explain_wrapped(exc, settings))
     sys.exit(0 if ok else 1)
 
 
