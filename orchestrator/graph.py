@@ -6,19 +6,20 @@ transition reaches come last. A Parallel state's branches and a Map state's item
 drawn as boxed groups inside their state. ASL state names are unique across the whole machine,
 nested scopes included, so a state's name identifies its node everywhere (history events, pages).
 
-`state_runs` folds an execution's history into what each state did (status, input, output,
-error, retries, model and tokens), which the execution page colours the graph with.
+`to_svg` colours each state by what it did in an execution (`orchestrator.runs.state_runs`,
+re-exported here).
 """
 
 from __future__ import annotations
 
 import html
-import json
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from orchestrator.asl.model import State, StateMachine
+from orchestrator.runs import StateRun, state_runs
+
+__all__ = ["StateRun", "layout", "reach_order", "state_runs", "to_dot", "to_mermaid", "to_svg"]
 
 # ------------------------------------------------------------ the graph
 
@@ -297,105 +298,3 @@ def to_svg(machine: StateMachine, runs: dict[str, StateRun] | None = None) -> st
         out.append(f'<path class="edge {edge.kind}" d="{path}" marker-end="url(#arrow)">{title}</path>')
     out.append("</svg>")
     return "".join(out)
-
-
-# ------------------------------------------------------------ an execution's progress
-
-
-@dataclass
-class StateRun:
-    """What one state did in an execution (its latest entry, for a state entered several times)."""
-
-    name: str
-    type: str = ""
-    status: str = "RUNNING"  # RUNNING | SUCCEEDED | FAILED | CAUGHT
-    entries: int = 0
-    input: Any = None
-    output: Any = None
-    error: str | None = None
-    cause: str | None = None
-    retries: int = 0
-    model: str | None = None
-    tokens: dict[str, Any] | None = None
-    entered_at: str | None = None
-    exited_at: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in self.__dataclass_fields__}
-
-
-def _details(event: dict[str, Any]) -> dict[str, Any]:
-    kind = str(event.get("type", ""))
-    found = event.get(kind[:1].lower() + kind[1:] + "EventDetails")
-    return found if isinstance(found, dict) else {}
-
-
-def _maybe_json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _usage(output: Any) -> tuple[str | None, dict[str, Any] | None]:
-    """The model and token counts an LLM step put in its result, wherever they sit."""
-    if not isinstance(output, dict):
-        return None, None
-    for candidate in (output, output.get("Payload")):
-        if isinstance(candidate, dict):
-            model = candidate.get("model")
-            usage = candidate.get("usage")
-            if model is not None or isinstance(usage, dict):
-                return (str(model) if model is not None else None), (usage if isinstance(usage, dict) else None)
-    return None, None
-
-
-def state_runs(history: list[dict[str, Any]]) -> dict[str, StateRun]:
-    """Fold history events into each state's latest run.
-
-    Task events name no state: they belong to the most recently entered state still open (exact
-    for sequences; a guess when Parallel branches interleave). A task that failed and was
-    scheduled again counts a retry; an open state when the execution fails takes its error.
-    """
-    runs: dict[str, StateRun] = {}
-    open_states: list[str] = []
-    for event in history:
-        kind = str(event.get("type", ""))
-        details = _details(event)
-        if kind.endswith("StateEntered"):
-            name = str(details.get("name"))
-            run = runs.get(name) or StateRun(name)
-            run.type, run.entries, run.status = kind[: -len("StateEntered")], run.entries + 1, "RUNNING"
-            run.input, run.output, run.error, run.cause = details.get("input"), None, None, None
-            run.entered_at, run.exited_at, run.retries = event.get("timestamp"), None, 0
-            runs[name] = run
-            open_states.append(name)
-        elif kind.endswith("StateExited"):
-            name = str(details.get("name"))
-            run = runs.setdefault(name, StateRun(name))
-            run.output, run.exited_at = details.get("output"), event.get("timestamp")
-            run.status = "CAUGHT" if run.error else "SUCCEEDED"
-            if name in open_states:
-                open_states.remove(name)
-        elif open_states and kind in ("TaskScheduled", "TaskSucceeded", "TaskFailed", "TaskTimedOut"):
-            run = runs[open_states[-1]]
-            if kind == "TaskScheduled" and run.error:
-                run.retries += 1
-                run.error = run.cause = None
-            elif kind == "TaskSucceeded":
-                model, tokens = _usage(_maybe_json(details.get("output")))
-                run.model, run.tokens = model or run.model, tokens or run.tokens
-            elif kind in ("TaskFailed", "TaskTimedOut"):
-                run.error, run.cause = details.get("error"), details.get("cause")
-        elif kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
-            for name in open_states:
-                run = runs[name]
-                run.status = "FAILED"
-                run.error = run.error or details.get("error") or kind.removeprefix("Execution")
-                run.cause = run.cause or details.get("cause")
-            open_states.clear()
-        elif kind == "ExecutionRedriven":
-            open_states.clear()
-    return runs

@@ -28,3 +28,15 @@ def requires(role: Role) -> Any:
         await authorizer(request, role)
 
     return Depends(check)
+
+
+async def may(request: Request, role: Role) -> bool:
+    """Whether the request may act as `role` (a page shows an action only to whom may use it)."""
+    from orchestrator.api.auth import AuthError
+
+    authorizer: Authorizer = request.app.state.authorizer
+    try:
+        await authorizer(request, role)
+    except AuthError:
+        return False
+    return True

@@ -15,12 +15,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from orchestrator.api.auth import identity_of
 from orchestrator.api.backend import backend_of
 from orchestrator.api.errors import ApiError
 from orchestrator.api.limits import GuardedRoute
-from orchestrator.api.roles import requires
+from orchestrator.api.progress import usage_totals
+from orchestrator.api.readmodel import ExecutionView
+from orchestrator.api.roles import may, requires
+from orchestrator.api.routers.executions import REDRIVABLE
 from orchestrator.graph import state_runs, to_svg
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
@@ -31,6 +35,16 @@ viewer, reviewer = requires("viewer"), requires("reviewer")
 templates = Environment(loader=FileSystemLoader(PAGES / "templates"), autoescape=select_autoescape(["html"]))
 templates.filters["quote"] = lambda text: quote(str(text), safe="")
 templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def script_json(value: Any) -> Markup:
+    """JSON to embed in a `<script type="application/json">`: `<`, `>` and `&` escaped, so a
+    value holding `</script>` cannot end the element."""
+    text = json.dumps(value, ensure_ascii=False)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+templates.filters["script_json"] = script_json
 
 
 def static_files() -> StaticFiles:
@@ -58,9 +72,23 @@ async def execution_page(execution: str, request: Request) -> HTMLResponse:
     history = backend.model.history(view.execution_id)
     machine = backend.machine_of(view.execution_id)
     runs = state_runs(history)
-    return page("execution.html", execution=view, history=history,
+    return page("execution.html", execution=view, history=history, totals=usage_totals(history),
                 graph=to_svg(machine, runs) if machine is not None else None,
-                states=json.dumps({name: run.as_json() for name, run in runs.items()}, ensure_ascii=False))
+                states={name: run.as_json() for name, run in runs.items()},
+                operator=await may(request, "operator"), redrivable=REDRIVABLE,
+                restart=_restart_request(view, backend.definitions.by_execution.get(view.execution_id)))
+
+
+def _restart_request(view: ExecutionView, definition: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The POST /api/executions body that starts the same state machine again with the same input:
+    by reference when it ran a registered version or alias, else inline with its pinned definition
+    (None while that definition is not known yet)."""
+    pin = view.alias or (str(view.version) if view.version is not None else None)
+    if pin is not None:
+        return {"state_machine": f"{view.state_machine}:{pin}", "input": view.input}
+    if definition is None:
+        return None
+    return {"state_machine": view.state_machine, "definition": definition, "input": view.input}
 
 
 @router.get("/reviews", response_class=HTMLResponse, dependencies=[reviewer])

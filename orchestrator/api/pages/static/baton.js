@@ -7,38 +7,222 @@ const el = (tag, attrs, ...children) => { const e = document.createElement(tag);
   children.forEach(c => e.append(c)); return e; };
 const pretty = v => v === undefined || v === null ? "-" : JSON.stringify(v, null, 2);
 
+const jsonOf = id => { const node = document.getElementById(id); return node ? JSON.parse(node.textContent || "null") : null; };
+const post = (path, body) => fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+  body: JSON.stringify(body === undefined ? {} : body)})
+  .then(async r => { const data = await r.json(); if (!r.ok) throw new Error(data.error ? data.error.message : r.statusText); return data; });
+const REDRIVABLE = ["FAILED", "TIMED_OUT", "ABORTED"];
+const ms = t => { const v = Date.parse(t); return Number.isNaN(v) ? null : v; };
+const seconds = d => d === null || d === undefined ? "-" : (d / 1000).toFixed(3) + " s";
+const usd = v => v === null || v === undefined ? "-" : "$" + Number(v).toFixed(6);
+
+// Which state each event belongs to: a state event names it; a task event belongs to the state
+// most recently entered and still open (as the API's state_runs reads it).
+function eventRows(history) {
+  const open = [], rows = [];
+  const t0 = history.length ? ms(history[0].timestamp) : null;
+  for (const e of history) {
+    const key = Object.keys(e).find(k => k.endsWith("EventDetails"));
+    const details = key ? e[key] : {};
+    let state = details && details.name ? details.name : "";
+    if (e.type.endsWith("StateEntered")) open.push(state);
+    else if (e.type.endsWith("StateExited")) { const i = open.lastIndexOf(state); if (i >= 0) open.splice(i, 1); }
+    else if (!state && /^(Task|Map|Parallel)/.test(e.type)) state = open.length ? open[open.length - 1] : "";
+    else if (e.type === "ExecutionRedriven") open.length = 0;
+    const at = ms(e.timestamp);
+    rows.push({id: e.id, type: e.type, state, time: e.timestamp, elapsed: at !== null && t0 !== null ? at - t0 : null, event: e});
+  }
+  return rows;
+}
+
+function eventTable(onState) {
+  const body = document.querySelector("#events tbody"), byType = document.getElementById("filter-type"),
+    byState = document.getElementById("filter-state"), count = document.getElementById("event-count");
+  let rows = [];
+  const options = (select, values) => {
+    const chosen = select.value;
+    select.replaceChildren(el("option", {value: "", textContent: "all"}), ...values.map(v => el("option", {value: v, textContent: v})));
+    select.value = values.includes(chosen) ? chosen : "";
+  };
+  const render = () => {
+    const type = byType.value, state = byState.value;
+    body.replaceChildren(...rows.filter(r => (!type || r.type === type) && (!state || r.state === state)).map(r => {
+      const tr = el("tr", {className: "event"}, el("td", {textContent: r.id}), el("td", {className: "event-type", textContent: r.type}),
+        el("td", {className: "event-state"}, r.state ? el("a", {href: "#", textContent: r.state, onclick: ev => { ev.preventDefault(); onState(r.state); }}) : ""),
+        el("td", {textContent: r.time || "-"}), el("td", {className: "elapsed", textContent: seconds(r.elapsed)}));
+      tr.dataset.type = r.type; tr.dataset.state = r.state;
+      tr.addEventListener("click", ev => {
+        if (ev.target.tagName === "A") return;
+        const next = tr.nextElementSibling;
+        if (next && next.classList.contains("event-details")) { next.remove(); return; }
+        tr.after(el("tr", {className: "event-details"}, el("td", {colSpan: 5}, el("pre", {textContent: pretty(r.event)}))));
+      });
+      return tr;
+    }));
+  };
+  byType.addEventListener("change", render); byState.addEventListener("change", render);
+  return history => {
+    rows = eventRows(history);
+    count.textContent = history.length;
+    options(byType, [...new Set(rows.map(r => r.type))].sort());
+    options(byState, [...new Set(rows.map(r => r.state).filter(Boolean))].sort());
+    render();
+  };
+}
+
+// A Gantt chart of the states' latest runs, from their entered and exited times.
+function timeline(box, execution, states, onState) {
+  const runs = Object.values(states).filter(r => ms(r.entered_at) !== null)
+    .sort((a, b) => ms(a.entered_at) - ms(b.entered_at));
+  if (!runs.length) { box.replaceChildren(el("p", {className: "empty", textContent: "No state has run yet."})); return; }
+  const t0 = Math.min(ms(execution.start_time) ?? Infinity, ...runs.map(r => ms(r.entered_at)));
+  const end = r => ms(r.exited_at) ?? (execution.stop_time ? ms(execution.stop_time) : Date.now());
+  const t1 = Math.max(t0 + 1, ...runs.map(end));
+  const span = t1 - t0;
+  box.replaceChildren(...runs.map(r => {
+    const left = (ms(r.entered_at) - t0) / span * 100, width = Math.max(0.4, (end(r) - ms(r.entered_at)) / span * 100);
+    const bar = el("div", {className: "bar status-" + r.status.toLowerCase(),
+      title: `${r.name}: ${seconds(end(r) - ms(r.entered_at))} from +${seconds(ms(r.entered_at) - t0)}`});
+    bar.style.left = left + "%"; bar.style.width = width + "%";
+    const row = el("div", {className: "gantt-row"}, el("a", {className: "gantt-name", href: "#", textContent: r.name,
+      onclick: ev => { ev.preventDefault(); onState(r.name); }}), el("div", {className: "gantt-track"}, bar),
+      el("span", {className: "gantt-duration", textContent: seconds(end(r) - ms(r.entered_at))}));
+    row.dataset.state = r.name;
+    return row;
+  }), el("p", {className: "meta", textContent: `0 to ${seconds(span)}`}));
+}
+
+// The output as indented JSON, wrapped, and every long or multi-line text in it shown as text.
+function outputPane(box, value) {
+  const texts = [];
+  const walk = (v, path) => {
+    if (typeof v === "string" && (v.length > 80 || v.includes("\n"))) texts.push([path || "output", v]);
+    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    else if (v && typeof v === "object") Object.entries(v).forEach(([k, x]) => walk(x, path ? `${path}.${k}` : k));
+  };
+  walk(value, "");
+  box.replaceChildren(el("pre", {id: "output-json", className: "json", textContent: pretty(value)}),
+    ...texts.map(([path, text]) => el("div", {className: "text-block"}, el("h3", {textContent: path}), el("div", {className: "text", textContent: text}))));
+}
+
+function stateDetails(box, name, run) {
+  box.replaceChildren(el("h2", {textContent: name}));
+  if (!run) { box.append(el("p", {className: "empty", textContent: "This state has not run."})); return; }
+  const field = (label, value) => box.append(el("h3", {textContent: label}), el("pre", {className: "field-" + label.toLowerCase(), textContent: value}));
+  box.append(el("p", {className: "state-status", innerHTML: `<span class="badge status-${run.status.toLowerCase()}"></span> `},
+    `${run.type} · entered ${run.entries}x · retries ${run.retries}`));
+  box.querySelector(".state-status .badge").textContent = run.status;
+  const entered = ms(run.entered_at), exited = ms(run.exited_at);
+  const metrics = [["entered", run.entered_at || "-"], ["exited", run.exited_at || "-"],
+    ["time in state", entered !== null && exited !== null ? seconds(exited - entered) : "-"], ["retries", run.retries]];
+  if (run.model || run.tokens || run.cost_usd !== null) {
+    const tokens = run.tokens || {};
+    metrics.push(["model", (run.provider ? run.provider + " / " : "") + (run.model || "-"), "model"],
+      ["tokens in", tokens.input_tokens ?? "-", "tokens-in"], ["tokens out", tokens.output_tokens ?? "-", "tokens-out"],
+      ["cost", usd(run.cost_usd), "cost", run.cost_usd], ["latency", run.latency_ms === null ? "-" : run.latency_ms + " ms", "latency"],
+      ["time to first token", run.time_to_first_token_ms === null ? "-" : run.time_to_first_token_ms + " ms", "ttft"]);
+  }
+  if (run.duration_ms !== null && run.duration_ms !== undefined) metrics.push(["task duration", run.duration_ms + " ms", "duration"]);
+  const list = el("dl", {className: "metrics"});
+  metrics.forEach(([label, value, key, raw]) => {
+    const dd = el("dd", {textContent: String(value)});
+    if (key) { dd.className = "metric-" + key; if (raw !== undefined && raw !== null) dd.dataset.value = raw; }
+    list.append(el("dt", {textContent: label}), dd);
+  });
+  box.append(list);
+  if (run.review) {
+    const review = el("dl", {className: "review-decision"});
+    [["decision", run.review.decision], ["reviewer", run.review.reviewer], ["comment", run.review.comment]].forEach(([label, value]) =>
+      review.append(el("dt", {textContent: label}), el("dd", {className: "review-" + label, textContent: value === null || value === undefined ? "-" : String(value)})));
+    box.append(el("h3", {textContent: "Review"}), review);
+  }
+  field("Input", pretty(run.input)); field("Output", pretty(run.output));
+  if (run.error) field("Error", `${run.error}: ${run.cause || ""}`);
+}
+
+function executionActions(id, execution, restart) {
+  const bar = document.getElementById("actions");
+  if (!bar) return () => {};
+  const result = bar.querySelector(".action-result");
+  const say = (text, failed) => { result.textContent = text; result.className = "action-result " + (failed ? "error-line" : "done"); };
+  const act = (selector, question, run) => {
+    const button = bar.querySelector(selector);
+    if (!button) return;
+    button.addEventListener("click", () => {
+      if (!window.confirm(question)) return;
+      button.disabled = true;
+      run().catch(e => say(e.message, true)).finally(() => { button.disabled = false; });
+    });
+  };
+  act(".action-stop", `Stop ${execution.name}? Its running states are abandoned and it ends ABORTED.`,
+    () => post(`/api/executions/${encodeURIComponent(id)}/stop`, {}).then(() => say("Stop requested.")));
+  act(".action-redrive", `Redrive ${execution.name} from the states that did not succeed?`,
+    () => post(`/api/executions/${encodeURIComponent(id)}/redrive`).then(() => { say("Redrive requested."); follow(true); }));
+  act(".action-restart", `Start ${execution.state_machine} again with this execution's input?`,
+    () => post("/api/executions", restart).then(started => {
+      say("Started; opening it...");
+      const page = "/executions/" + encodeURIComponent(started.execution_id);
+      // The read model shows the new execution a moment after its start is published.
+      const open = tries => fetch("/api/executions/" + encodeURIComponent(started.execution_id))
+        .then(r => { if (r.ok || tries <= 0) window.location.href = page; else setTimeout(() => open(tries - 1), 300); });
+      return open(30);
+    }));
+  let follow = () => {};
+  return (status, onFollow) => {
+    if (onFollow) follow = onFollow;
+    const stop = bar.querySelector(".action-stop"), redrive = bar.querySelector(".action-redrive");
+    if (stop) stop.hidden = status !== "RUNNING";
+    if (redrive) redrive.hidden = !REDRIVABLE.includes(status);
+  };
+}
+
 function executionPage(root) {
-  let states = JSON.parse(document.getElementById("states-data").textContent || "{}");
-  let selected = null;
+  let states = jsonOf("states-data") || {}, history = jsonOf("history-data") || [], execution = jsonOf("execution-data") || {};
+  let selected = null, source = null;
+  const id = root.dataset.execution;
   const show = name => {
     selected = name;
     document.querySelectorAll("svg.graph .state").forEach(g => g.classList.toggle("selected", g.dataset.state === name));
-    const run = states[name], box = document.getElementById("details");
-    box.replaceChildren(el("h2", {textContent: name}));
-    if (!run) { box.append(el("p", {className: "empty", textContent: "This state has not run."})); return; }
-    const field = (label, value) => box.append(el("h3", {textContent: label}), el("pre", {className: "field-" + label.toLowerCase(), textContent: value}));
-    box.append(el("p", {className: "state-status", innerHTML: `<span class="badge status-${run.status.toLowerCase()}">${run.status}</span> ${run.type} &middot; entered ${run.entries}x &middot; retries ${run.retries}`}));
-    field("Input", pretty(run.input)); field("Output", pretty(run.output));
-    if (run.error) field("Error", `${run.error}: ${run.cause || ""}`);
-    if (run.model || run.tokens) field("Model", `${run.model || "-"}  tokens ${pretty(run.tokens)}`);
+    stateDetails(document.getElementById("details"), name, states[name]);
   };
   const paint = () => document.querySelectorAll("svg.graph .state").forEach(g => {
     const run = states[g.dataset.state];
     g.setAttribute("class", g.getAttribute("class").replace(/status-[a-z-_]+/, "status-" + (run ? run.status.toLowerCase() : "not-run")));
   });
+  const events = eventTable(show);
+  const actions = executionActions(id, execution, jsonOf("restart-data"));
+  const totals = t => { document.getElementById("totals").textContent = t && t.calls ?
+    `${t.calls} model call(s) · tokens in ${t.input_tokens} / out ${t.output_tokens} · cost ${usd(t.cost_usd)}` : ""; };
+  const draw = () => {
+    timeline(document.getElementById("timeline"), execution, states, show);
+    outputPane(document.getElementById("output"), execution.output);
+  };
   document.querySelectorAll("svg.graph .state").forEach(g => g.addEventListener("click", ev => { ev.stopPropagation(); show(g.dataset.state); }));
-  const id = root.dataset.execution;
-  const source = new EventSource(`/api/executions/${encodeURIComponent(id)}/events`);
-  source.addEventListener("status", ev => {
-    const data = JSON.parse(ev.data); states = data.states; paint();
-    const badge = document.getElementById("status"); badge.textContent = data.execution.status;
-    badge.className = "badge status-" + data.execution.status.toLowerCase();
-    document.getElementById("stopped").textContent = data.execution.stop_time || "-";
-    document.getElementById("output").textContent = pretty(data.execution.output);
-    if (selected) show(selected);
-  });
-  source.addEventListener("end", () => source.close());
-  source.onerror = () => source.close();
+  events(history); draw();
+  let expecting = 0;  // until then, an ended execution is about to run again (a redrive was just asked)
+  const follow = redriven => {
+    if (redriven) expecting = Date.now() + 15000;
+    if (source) source.close();
+    source = new EventSource(`/api/executions/${encodeURIComponent(id)}/events`);
+    source.addEventListener("status", ev => {
+      const data = JSON.parse(ev.data);
+      states = data.states; execution = data.execution; paint();
+      if (execution.status === "RUNNING") expecting = 0;
+      const badge = document.getElementById("status"); badge.textContent = execution.status;
+      badge.className = "badge status-" + execution.status.toLowerCase();
+      document.getElementById("stopped").textContent = execution.stop_time || "-";
+      const error = document.getElementById("error");
+      error.hidden = !execution.error; error.textContent = execution.error ? `${execution.error}: ${execution.cause || ""}` : "";
+      actions(execution.status); totals(data.totals); draw();
+      if (data.events !== history.length)
+        api(`/api/executions/${encodeURIComponent(id)}/history`).then(h => { history = h; events(history); }).catch(() => {});
+      if (selected) show(selected);
+    });
+    source.addEventListener("end", () => { source.close(); if (Date.now() < expecting) setTimeout(follow, 700); });
+    source.onerror = () => source.close();
+  };
+  actions(execution.status, follow);
+  follow();
 }
 
 function reviewCard(r) {
