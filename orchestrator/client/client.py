@@ -17,9 +17,9 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
 from kafka_io import KafkaSettings, new_consumer, new_producer, topic_partitions
@@ -61,15 +61,33 @@ def valid_name(name: str) -> bool:
     return 0 < len(name) <= NAME_MAX and not any(c.isspace() or c in NAME_SYMBOLS for c in name)
 
 
+class Producer(Protocol):
+    """What the client needs of a Kafka producer (aiokafka's `AIOKafkaProducer` is one)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, topic: str, value: bytes, *, key: bytes) -> Any: ...
+
+    async def send_and_wait(self, topic: str, value: bytes, *, key: bytes) -> Any: ...
+
+    async def flush(self) -> None: ...
+
+
 class BatonClient:
     """Start, stop and redrive executions; an async context manager over one producer."""
 
     def __init__(self, settings: KafkaSettings, *, quotas: Quotas | None = None, idempotent: bool = True,
-                 producer_options: Mapping[str, Any] | None = None) -> None:
+                 producer_options: Mapping[str, Any] | None = None, producer: Producer | None = None) -> None:
+        """`producer`: another transport for the records (`orchestrator.client.testing`'s
+        in-memory one in unit tests); by default an aiokafka producer on `settings`."""
         self.settings = settings
         self.quotas = quotas if quotas is not None else Quotas()
         options = start_producer_options(self.quotas) if producer_options is None else dict(producer_options)
-        self._producer: AIOKafkaProducer = new_producer(settings, idempotent=idempotent, **options)
+        self._check_topics = producer is None
+        self._producer: Producer = producer if producer is not None else new_producer(
+            settings, idempotent=idempotent, **options)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -81,7 +99,8 @@ class BatonClient:
 
     async def open(self) -> None:
         # Checked first: a send to a missing topic would wait for its metadata until a timeout.
-        await topic_partitions(self.settings, [self.settings.topics.start])
+        if self._check_topics:
+            await topic_partitions(self.settings, [self.settings.topics.start])
         await self._producer.start()
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("plumbing", ("kafka_io", "infra", "orchestrator.settings")),
     ("core", ("orchestrator.asl", "orchestrator.quotas", "steps.sdk")),
     ("in-process runner, registry", ("orchestrator.local", "orchestrator.registry")),
-    ("services", ("orchestrator.runtime", "steps.service", "steps.bookkeeping", "steps.fn", "steps.http", "steps.llm",
+    ("services", ("orchestrator.runtime", "steps.service", "steps.bookkeeping", "steps.testing", "steps.fn", "steps.http", "steps.llm",
                   "steps.retrieval", "steps.review", "steps.inprocess")),
     ("client", ("orchestrator.client",)),
     ("front ends", ("orchestrator", "steps.cli", "steps", "bench")),
