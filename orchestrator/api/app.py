@@ -34,10 +34,10 @@ from kafka_io import KafkaSettings
 from orchestrator.api.backend import Backend
 from orchestrator.api.errors import install_error_handlers
 from orchestrator.api.limits import GuardedRoute
-from orchestrator.api.login import HideQueryTokens, hide_query_tokens, install_login_cookie
+from orchestrator.api.login import HideQueryTokens, hide_query_tokens, install_login_cookie, install_sign_in_page
 from orchestrator.api.readmodel import default_path
 from orchestrator.api.roles import Authorizer, Role, allow_all, requires
-from orchestrator.api.routers import definitions, executions, pages, reviews, state_machines, streams
+from orchestrator.api.routers import definitions, docs, executions, pages, reviews, state_machines, streams
 from orchestrator.settings import DecisionSettings, OrchestratorSettings, Quotas
 from steps.inprocess import LocalIntegrations, LocalIntegrationsConfig
 
@@ -71,7 +71,7 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
             await backend.stop()
             await app.state.integrations.aclose()
 
-    app = FastAPI(title="Baton", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Baton", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # routers.docs
                   description="Amazon States Language workflows on Apache Kafka: executions, human review, "
                               "TestState and validation. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
     app.state.authorizer = authorizer
@@ -85,8 +85,9 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
     hide_query_tokens()
     install_error_handlers(app)
     install_login_cookie(app)
+    install_sign_in_page(app, pages.sign_in_page)
     for router in (executions.router, streams.router, reviews.router, definitions.router,
-                   state_machines.router, pages.router):
+                   state_machines.router, pages.router, docs.router):
         # The routers' routes join the app's own list (not include_router, which this FastAPI
         # keeps as a lazy branch): `app.routes` lists every route, as the auth matrix test reads it.
         app.router.routes.extend(router.routes)

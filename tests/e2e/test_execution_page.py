@@ -48,8 +48,9 @@ class Stack:
     API needs this thread free); `extra` adds services inside the same loop."""
 
     def __init__(self, kafka: KafkaSettings, db_path: Path,
-                 extra: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None) -> None:
-        self.kafka, self.db_path, self.extra = kafka, db_path, extra
+                 extra: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+                 authorizer: Any = None) -> None:
+        self.kafka, self.db_path, self.extra, self.authorizer = kafka, db_path, extra, authorizer
         self.url: Future[str] = Future()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,7 +62,8 @@ class Stack:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                url = await stack.enter_async_context(serving(self.kafka, self.db_path, review=True))
+                auth = {"authorizer": self.authorizer} if self.authorizer is not None else {}
+                url = await stack.enter_async_context(serving(self.kafka, self.db_path, review=True, **auth))
                 if self.extra is not None:
                     await stack.enter_async_context(self.extra())
                 self.url.set_result(url)
@@ -81,7 +83,7 @@ class Stack:
         self._thread.join(60)
 
 
-def _kafka(bootstrap: str, *services: str) -> KafkaSettings:
+def kafka_for(bootstrap: str, *services: str) -> KafkaSettings:
     kafka = KafkaSettings(kafka_bootstrap=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:8]}", partitions=3)
     # In a thread of its own: Playwright's sync API may already run a loop in this one.
     with ThreadPoolExecutor(1) as pool:
@@ -91,7 +93,7 @@ def _kafka(bootstrap: str, *services: str) -> KafkaSettings:
 
 @pytest.fixture(scope="module")
 def system(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    kafka = _kafka(kafka_bootstrap, "fn", "review")
+    kafka = kafka_for(kafka_bootstrap, "fn", "review")
     with Stack(kafka, tmp_path_factory.mktemp("pages") / "readmodel.sqlite") as url:
         yield url
 
@@ -225,7 +227,7 @@ def llm_system(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
         pytest.fail(f"the local model did not start: {error}\n{error.log_tail}", pytrace=False)
     config = llm_config(servers)
     config["prices"] = {alias: PRICE for alias in config["prices"]}
-    kafka = _kafka(kafka_bootstrap, "fn", "review", "llm")
+    kafka = kafka_for(kafka_bootstrap, "fn", "review", "llm")
 
     @contextlib.asynccontextmanager
     async def llm() -> AsyncIterator[Any]:

@@ -24,6 +24,7 @@ from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.progress import usage_totals
 from orchestrator.api.readmodel import ExecutionView
 from orchestrator.api.roles import may, requires
+from orchestrator.api.routers import docs
 from orchestrator.api.routers.executions import REDRIVABLE
 from orchestrator.graph import state_runs, to_svg
 
@@ -48,8 +49,13 @@ templates.filters["script_json"] = script_json
 
 
 def static_files() -> StaticFiles:
-    """What `/static` serves: the pages' CSS and scripts."""
-    return StaticFiles(directory=PAGES / "static")
+    """What `/static` serves: the pages' CSS and scripts, and the API documentation's assets."""
+    return StaticFiles(directory=PAGES / "static", packages=[docs.ASSETS])
+
+
+def sign_in_page(status: int, path: str, had_token: bool) -> str:
+    """What a browser gets instead of the API's 401 / 403 JSON on a page (`orchestrator.api.login`)."""
+    return templates.get_template("sign_in.html").render(status=status, path=path, had_token=had_token)
 
 
 def page(name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
