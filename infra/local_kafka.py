@@ -30,12 +30,14 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ LOG4J2_CONFIG = KAFKA_DIR / "log4j2.yaml"
 READY_LOG_LINE = "Kafka Server started"
 STOP_GRACE_SECONDS = 30.0
 MAVEN_TIMEOUT_SECONDS = 900
+_DOWNLOADED = re.compile(r"Downloaded from [^:]+: (\S+) \(([^)]*)\)")
 
 
 class LocalKafkaError(BatonError, RuntimeError):
@@ -205,25 +208,48 @@ def fetch(paths: Paths | None = None, quiet: bool = False) -> Path:
     if not quiet:
         print(f"fetching Kafka {kafka_version()} jars with Maven into {paths.libs} ...",
               file=sys.stderr, flush=True)
-    cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+    cmd = [mvn, "-B", "-f", str(POM), "dependency:copy-dependencies",
            f"-DoutputDirectory={staging}", f"-Dkafka.version={kafka_version()}"]
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                timeout=MAVEN_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise LocalKafkaError(f"mvn did not finish in {MAVEN_TIMEOUT_SECONDS} s "
-                              "(is Maven Central reachable?)") from None
+    returncode, output = _run_maven(cmd, show_progress=not quiet)
     jars = sorted(p.name for p in staging.glob("*.jar")) if staging.is_dir() else []
-    if result.returncode != 0 or not jars:
+    if returncode != 0 or not jars:
         shutil.rmtree(staging, ignore_errors=True)
-        raise LocalKafkaError(f"mvn dependency:copy-dependencies failed (exit {result.returncode})",
-                              _tail_text(result.stdout + result.stderr))
+        if returncode is None:
+            raise LocalKafkaError(f"mvn did not finish in {MAVEN_TIMEOUT_SECONDS} s (is Maven Central reachable?)",
+                                  _tail_text(output))
+        raise LocalKafkaError(f"mvn dependency:copy-dependencies failed (exit {returncode})", _tail_text(output))
     shutil.rmtree(paths.libs, ignore_errors=True)
     staging.rename(paths.libs)
     marker = {"version": kafka_version(), "pom_sha256": _pom_digest(), "jars": jars}
     paths.marker.write_text(json.dumps(marker, indent=1) + "\n")
     return paths.libs
+
+
+def _run_maven(cmd: list[str], *, show_progress: bool) -> tuple[int | None, str]:
+    """(exit status, None if it ran out of time; its output). Each artifact Maven reports as
+    downloaded moves a progress bar by its size (on a terminal: infra.progress)."""
+    from infra.progress import bar, size_in_bytes
+
+    lines: list[str] = []
+    deadline = time.monotonic() + MAVEN_TIMEOUT_SECONDS
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                          text=True) as process, \
+            bar("Kafka jars", unit="B", enabled=show_progress) as progress:
+        assert process.stdout is not None
+        # A watchdog, since reading the pipe blocks: Maven stuck on the network is killed on time.
+        timer = threading.Timer(MAVEN_TIMEOUT_SECONDS, process.kill)
+        timer.start()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                downloaded = _DOWNLOADED.search(line)  # "Downloaded from central: URL (58 kB at 1 MB/s)"
+                if downloaded:
+                    progress.update(size_in_bytes(downloaded.group(2)))
+                    progress.set_postfix_str(downloaded.group(1).rsplit("/", 1)[-1][:40], refresh=False)
+        finally:
+            timer.cancel()
+        returncode = process.wait()
+    return (returncode if time.monotonic() < deadline else None), "".join(lines[-200:])
 
 
 def _fetch_is_complete(paths: Paths) -> bool:

