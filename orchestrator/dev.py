@@ -28,8 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiokafka.errors import KafkaError
 
+from infra import local_model
+from orchestrator.cli import fail
+from orchestrator.cli_errors import failure_line
 from orchestrator.demo import DEMOS, GENAI_DIR, ORDERS_API_PORT, REPO_ROOT, connections_config, llm_config
+from schemas.errors import BatonError
 
 STATE_DIR = Path(os.environ.get("BATON_STATE_DIR", REPO_ROOT / ".baton"))
 LOG_DIR = STATE_DIR / "logs"
@@ -146,7 +151,7 @@ def _api_args(stack: Stack, env: dict[str, str], insecure_local: bool) -> list[s
 
 def start_stack(stack: Stack, *, insecure_local: bool = False) -> dict[str, str]:
     """Start everything; return the environment the children share."""
-    from infra import local_embeddings, local_kafka, local_model
+    from infra import local_embeddings, local_kafka
     from orchestrator.runtime.topics import ensure_topics
     from kafka_io import KafkaSettings
 
@@ -224,12 +229,21 @@ def _wait_for_metrics(stack: Stack, ports: list[int], timeout: float) -> None:
     while time.monotonic() < deadline:
         dead = [c for c in stack.children if c.process.poll() is not None and c.name != "api"]
         if dead:
-            tail = dead[0].log.read_text(errors="replace").splitlines()[-15:]
-            raise click.ClickException(f"{dead[0].name} exited with {dead[0].process.returncode}:\n" + "\n".join(tail))
+            raise click.ClickException(f"{dead[0].name} exited with {dead[0].process.returncode}: "
+                                       f"{_last_error(dead[0])} (log: {dead[0].log})")
         if all(_answers(port) for port in ports):
             return
         time.sleep(0.3)
     raise click.ClickException("the services did not come up within 60 s (see .baton/logs/)")
+
+
+def _last_error(child: Child) -> str:
+    """The child's own last words: its last `error:` line (Baton's commands end with one), else its last line."""
+    with open(child.log, "rb") as handle:
+        handle.seek(child.offset)
+        lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["(no output)"])[-1].removeprefix("error: ")
 
 
 @click.command()
@@ -248,7 +262,9 @@ def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -
 
     signal.signal(signal.SIGTERM, on_signal)
     ok = True
+    problem: str | None = None
     try:
+        local_model.check_installed()  # before anything starts: one line with the fix, nothing to stop
         env = start_stack(stack, insecure_local=insecure_local)
         if run_demo:
             from orchestrator.demo import run_and_report
@@ -271,6 +287,10 @@ def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -
                 time.sleep(0.5)
     except KeyboardInterrupt:
         stack.say("interrupted")
+    except (BatonError, KafkaError, OSError, click.ClickException) as exc:
+        problem = exc.format_message() if isinstance(exc, click.ClickException) else failure_line(exc)
     finally:
         stack.stop()
+    if problem is not None:
+        fail(problem, 1)
     sys.exit(0 if ok else 1)
