@@ -7,7 +7,7 @@ the judge, notional prices and the concurrency; and the variants file that gives
     scorers:
       - {kind: jsonpath, path: $.classified.intent, weight: 2}
       - {kind: judge, weight: 1}
-    judge: {model: smollm2-b, rubric: "Is the outline a coherent two-chapter plan?"}
+    judge: {model: smollm2-b, rubric: "Is the outline a coherent two-chapter plan?", max_items: 10}
     prices:                 # notional USD per million tokens, for this eval's cost column only
       smollm2-b: {input_per_million: 0.5, output_per_million: 1.5}
 """
@@ -96,22 +96,25 @@ def parse_eval_file(document: Any, source: str = "variants file") -> EvalFile:
 
 
 def parse_judge(entry: Any, where: str) -> JudgeSpec | None:
+    """`judge: MODEL` or `judge: {model, provider?, rubric?, max_tokens?, max_items?}`."""
     if entry is None:
         return None
     if isinstance(entry, str):
         entry = {"model": entry}
     if not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
         raise EvalError(f"{where}: give the judge's model, e.g. judge: {{model: smollm2-b, rubric: ...}}")
-    unknown = sorted(set(entry) - {"model", "provider", "rubric", "max_tokens"})
+    fields = ("model", "provider", "rubric", "max_tokens", "max_items")
+    unknown = sorted(set(entry) - set(fields))
     if unknown:
-        raise EvalError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} (model, provider, rubric, max_tokens)")
-    max_tokens = entry.get("max_tokens", 16)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise EvalError(f"{where}: max_tokens must be an integer >= 1")
-    spec = JudgeSpec(model=entry["model"], provider=entry.get("provider"), max_tokens=max_tokens)
-    if entry.get("rubric") is not None:
-        spec = JudgeSpec(model=spec.model, provider=spec.provider, rubric=str(entry["rubric"]), max_tokens=max_tokens)
-    return spec
+        raise EvalError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} ({', '.join(fields)})")
+    for key in ("max_tokens", "max_items"):
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise EvalError(f"{where}: {key} must be an integer >= 1")
+    values = {key: entry[key] for key in fields if entry.get(key) is not None}
+    if "rubric" in values:
+        values["rubric"] = str(values["rubric"])
+    return JudgeSpec(**values)
 
 
 def parse_prices(entry: Any, where: str) -> dict[str, Price]:

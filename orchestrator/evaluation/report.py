@@ -1,9 +1,9 @@
 """Per-item records, per-variant summaries, the terminal table, CSV and run-to-run deltas (pure).
 
 A variant's score is the mean of its items' scores, a failed item counting 0 (a variant that fails
-more must not look better for it); items no scorer applied to are left out. Latency is each item's
-wall time (the state, or the whole workflow), token and cost sums are over every item that
-reported usage (a failed call may have spent tokens too).
+more must not look better for it); items no scorer applied to are left out. Latency is each
+completed item's wall time (the state, or the whole workflow); token and cost sums are over every
+item that reported usage (a failed call may have spent tokens too).
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ def summarise(variant: str, records: list[ItemRecord]) -> dict[str, Any]:
     inputs = [r.input_tokens for r in mine if r.input_tokens is not None]
     outputs = [r.output_tokens for r in mine if r.output_tokens is not None]
     costs = [r.cost_usd for r in mine if r.cost_usd is not None]
-    latencies = [r.latency_ms for r in mine if r.latency_ms is not None]
-    ttfts = [r.ttft_ms for r in mine if r.ttft_ms is not None]
+    # A failure is often fast (a prompt that does not render): latency is the completed items'.
+    latencies = [r.latency_ms for r in completed if r.latency_ms is not None]
+    ttfts = [r.ttft_ms for r in completed if r.ttft_ms is not None]
     scored = [0.0 if r.status != "completed" else r.score for r in mine
               if r.status != "completed" or r.score is not None]
     return {
@@ -181,15 +182,26 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[d
 
 
 def render_compare(rows: list[dict[str, Any]]) -> str:
-    header = ["variant", *DELTA_KEYS]
+    """The deltas table; a variant in one run only shows that run's figures."""
+    titles = {key: title for key, title, _ in COLUMNS}
+    header = ["variant", *(titles[key] for key in DELTA_KEYS)]
     body = [[r["variant"] + ("" if r["in"] == "both" else f" ({r['in']})"),
-             *(_signed(r[key]["delta"]) if r[key]["delta"] is not None else
-               f"{_cell(r[key]['a'])}->{_cell(r[key]['b'])}" for key in DELTA_KEYS)] for r in rows]
+             *(_delta_cell(r[key], r["in"]) for key in DELTA_KEYS)] for r in rows]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
              for row in [header, *body]]
     lines.append("deltas are B - A")
     return "\n".join(lines)
+
+
+def _delta_cell(values: dict[str, Any], side: str) -> str:
+    if side == "A only":
+        return _cell(values["a"])
+    if side == "B only":
+        return _cell(values["b"])
+    if values["delta"] is not None:
+        return _signed(values["delta"])
+    return "-" if values["a"] is None and values["b"] is None else f"{_cell(values['a'])}->{_cell(values['b'])}"
 
 
 def _signed(value: float) -> str:

@@ -29,11 +29,9 @@ from orchestrator.evaluation.report import ItemRecord, render_table, summarise_a
 from orchestrator.evaluation.scorers import (
     JUDGE_PROMPT,
     JUDGE_SCHEMA,
-    ItemScore,
-    combine,
     judge_variables,
     parse_judge_answer,
-    score_one,
+    score_item,
 )
 from orchestrator.evaluation.variants import Variant, apply_variant, check_model, iter_states
 from orchestrator.local.runner import Answer, LocalRunError, TaskResolver, run_execution
@@ -117,7 +115,8 @@ async def evaluate(config: EvalConfig, *, progress: Progress | None = None,
     problems.extend(run.problems)
     problems.extend(_failure_lines(records))
     report = EvalReport(run_id=new_run_id(), config=config.as_dict(), dataset_sha256=dataset_sha256(text),
-                        items=items, records=records, summaries=summarise_all([p.variant.name for p in prepared], records),
+                        items=items, records=records,
+                        summaries=summarise_all([p.variant.name for p in prepared], records),
                         problems=problems, seconds=round(time.perf_counter() - started, 3))
     if keep:
         report.run_dir = save_run(report.run_id, report.as_dict(), records, text, config.definition)
@@ -214,14 +213,14 @@ class _Run:
 
     async def all(self, prepared: list[_Prepared], items: list[Item]) -> list[ItemRecord]:
         # Items outer, variants inner: every variant advances alike, so an interrupted run compares fairly.
-        jobs = [self._one(entry, item) for item in items for entry in prepared]
+        jobs = [self._one(entry, item, index) for index, item in enumerate(items) for entry in prepared]
         return list(await asyncio.gather(*jobs))
 
-    async def _one(self, entry: _Prepared, item: Item) -> ItemRecord:
+    async def _one(self, entry: _Prepared, item: Item, index: int) -> ItemRecord:
         async with self.gate:
             record = await self._execute(entry, item)
             if record.status == "completed":
-                await self._score(entry, item, record)
+                await self._score(entry, item, record, index)
         self.done += 1
         self.failed += record.status != "completed"
         if self.progress is not None:
@@ -241,7 +240,8 @@ class _Run:
                                              state_machine_name=Path(self.config.definition_file).stem,
                                              execution_name=f"eval-{entry.variant.name}-{item.id}")
                 record = record_from_execution(entry.variant.name, item.id, result.status, result.output,
-                                               result.error, result.cause, usage_rows(result.history), self.config.prices)
+                                               result.error, result.cause, usage_rows(result.history),
+                                               self.config.prices)
         except (LocalRunError, IntegrationUnavailable) as exc:
             record = ItemRecord(entry.variant.name, item.id, "failed", error=type(exc).__name__, cause=str(exc))
         record.latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -249,15 +249,12 @@ class _Run:
             record.schema_valid = True  # the LLM step validated the answer against JsonSchema
         return record
 
-    async def _score(self, entry: _Prepared, item: Item, record: ItemRecord) -> None:
-        scored = ItemScore()
-        for spec in self.scorers:
-            if spec.kind == "judge":
-                scored.scores[spec.label] = await self._judge(item, record)
-            else:
-                scored.scores[spec.label] = score_one(spec, item, record.output, record.text, entry.schema)
-        record.scores = scored.scores
-        record.score = combine(self.scorers, scored.scores)
+    async def _score(self, entry: _Prepared, item: Item, record: ItemRecord, index: int) -> None:
+        judge = self.config.judge
+        graded = judge is not None and (judge.max_items is None or index < judge.max_items)
+        judged = await self._judge(item, record) if graded and any(s.kind == "judge" for s in self.scorers) else None
+        scored = score_item(self.scorers, item, record.output, record.text, entry.schema, judged)
+        record.scores, record.score = scored.scores, scored.score
 
     async def _judge(self, item: Item, record: ItemRecord) -> float | None:
         judge = self.config.judge

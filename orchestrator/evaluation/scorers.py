@@ -29,6 +29,7 @@ from orchestrator.evaluation.dataset import Item
 from orchestrator.evaluation.errors import JudgeError, ScorerError
 
 KINDS = ("exact", "contains", "regex", "jsonpath", "json_schema", "numeric", "judge")
+SCORER_FIELDS = ("kind", "weight", "path", "pattern", "schema", "tolerance", "case_sensitive", "name")
 NEEDS_EXPECTED = frozenset({"exact", "contains", "jsonpath", "numeric"})
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 MISSING = object()  # the path matched nothing
@@ -63,6 +64,7 @@ class JudgeSpec:
     provider: str | None = None
     rubric: str = "Is the answer correct, relevant to the input and well written?"
     max_tokens: int = 16  # `{"score": 10}` with the whitespace a model adds
+    max_items: int | None = None  # grade the first N dataset items only: a grade costs a call too
 
     def as_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -83,7 +85,7 @@ def parse_scorer(entry: Any, where: str) -> ScorerSpec:
     if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
         kind = entry.get("kind") if isinstance(entry, dict) else entry
         raise ScorerError(f"{where}: unknown scorer {kind!r}; known: {', '.join(KINDS)}")
-    unknown = sorted(set(entry) - {"kind", "weight", "path", "pattern", "schema", "tolerance", "case_sensitive", "name"})
+    unknown = sorted(set(entry) - set(SCORER_FIELDS))
     if unknown:
         raise ScorerError(f"{where}: unknown field(s) {', '.join(map(str, unknown))} for scorer {entry['kind']!r}")
     weight = entry.get("weight", 1.0)
@@ -224,6 +226,14 @@ def score_one(spec: ScorerSpec, item: Item, output: Any, text: str | None,
         schema = spec.schema if spec.schema is not None else state_schema
         return json_schema(value, schema) if schema is not None else None
     return None
+
+
+def score_item(specs: list[ScorerSpec], item: Item, output: Any, text: str | None,
+               state_schema: dict[str, Any] | None = None, judge_score: float | None = None) -> ItemScore:
+    """Every scorer on one completed item, and their weighted mean; the judge's grade is given."""
+    scores = {spec.label: judge_score if spec.kind == "judge" else score_one(spec, item, output, text, state_schema)
+              for spec in specs}
+    return ItemScore(scores, combine(specs, scores))
 
 
 def combine(specs: list[ScorerSpec], scores: dict[str, float | None]) -> float | None:

@@ -92,9 +92,11 @@ def _number(value: Any, name: str, key: str, low: float, high: float, integer: b
     try:
         number = int(value) if integer else float(value)
     except (TypeError, ValueError):
-        raise VariantError(f"variant {name!r}: {key} {value!r} is not a{'n integer' if integer else ' number'}") from None
+        kind = "an integer" if integer else "a number"
+        raise VariantError(f"variant {name!r}: {key} {value!r} is not {kind}") from None
     if isinstance(value, bool) or not low <= number <= high or (integer and float(value) != number):
-        raise VariantError(f"variant {name!r}: {key} must be {'an integer ' if integer else ''}from {low:g} to {high:g}")
+        kind = "an integer " if integer else ""
+        raise VariantError(f"variant {name!r}: {key} must be {kind}from {low:g} to {high:g}")
     return number
 
 

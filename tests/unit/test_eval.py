@@ -151,6 +151,9 @@ def test_the_variants_file_keeps_good_entries_and_reports_bad_ones() -> None:
     assert len(loaded.problems) == 2 and "v.yaml: variants[1]: unknown field(s) colour" in loaded.problems[0]
     assert [s.kind for s in loaded.scorers] == ["exact", "contains", "judge"] and loaded.scorers[0].weight == 2
     assert loaded.judge == JudgeSpec(model="smollm2-b", rubric="be right")
+    assert parse_eval_file({"judge": {"model": "j", "max_items": 5}}).judge == JudgeSpec(model="j", max_items=5)
+    with pytest.raises(EvalError, match="max_items must be an integer >= 1"):
+        parse_eval_file({"judge": {"model": "j", "max_items": 0}})
     assert loaded.prices["m"].cost(1_000_000, 1_000_000) == 3
     with pytest.raises(ScorerError, match="unknown scorer 'bleu'"):
         parse_eval_file({"scorers": ["bleu"]})
@@ -230,7 +233,8 @@ def test_scorer_configuration_errors_are_clear() -> None:
 
 
 def test_scorer_flags() -> None:
-    assert parse_scorer_flag("jsonpath:$.classified.intent*2") == ScorerSpec("jsonpath", 2.0, path="$.classified.intent")
+    assert parse_scorer_flag("jsonpath:$.classified.intent*2") == ScorerSpec("jsonpath", 2.0,
+                                                                           path="$.classified.intent")
     assert parse_scorer_flag("regex:^\\d+$").pattern == "^\\d+$"
     assert parse_scorer_flag("numeric:0.5").tolerance == 0.5
     assert parse_scorer_flag("judge").kind == "judge"
@@ -297,7 +301,7 @@ def test_a_variants_summary_adds_up() -> None:
     assert summary["input_tokens_sum"] == 42 and summary["output_tokens_sum"] == 28
     assert summary["input_tokens_mean"] == 14.0 and summary["output_tokens_mean"] == round(28 / 3, 2)
     assert summary["cost_usd"] == 0.006
-    assert summary["latency_p50_ms"] == 150.0 and summary["latency_p95_ms"] == 285.0
+    assert summary["latency_p50_ms"] == 200.0 and summary["latency_p95_ms"] == 290.0  # completed items only
     assert summary["ttft_p50_ms"] == 20.0
     assert summary["score"] == 0.375  # (1 + 0.5 + 0 + 0) / 4: a failed item scores 0
     other = summarise("b", records())
@@ -321,7 +325,7 @@ def test_csv_and_deltas() -> None:
     later = [dict(summaries[0], score=0.5, latency_p50_ms=100.0), {**summaries[1], "variant": "c"}]
     rows = compare(summaries, later)
     assert [(r["variant"], r["in"]) for r in rows] == [("a", "both"), ("b", "A only"), ("c", "B only")]
-    assert rows[0]["score"]["delta"] == 0.125 and rows[0]["latency_p50_ms"]["delta"] == -50.0
+    assert rows[0]["score"]["delta"] == 0.125 and rows[0]["latency_p50_ms"]["delta"] == -100.0
     assert rows[1]["score"]["delta"] is None
     assert "+0.125" in render_compare(rows)
 
@@ -358,3 +362,13 @@ def test_a_whole_execution_sums_its_tasks_usage() -> None:
 def test_a_record_round_trips_through_json() -> None:
     record = records()[2]
     assert ItemRecord.from_dict(json.loads(json.dumps(record.as_dict()))) == record
+
+
+def test_an_item_is_scored_by_every_scorer_with_the_judges_grade_given() -> None:
+    from orchestrator.evaluation.scorers import score_item
+
+    specs = [ScorerSpec("jsonpath", 2, path="$.i"), ScorerSpec("judge", 1)]
+    item = Item(id="1", input={}, expected="a", has_expected=True)
+    assert score_item(specs, item, {"i": "a"}, None, judge_score=0.4).score == pytest.approx(2.4 / 3)
+    unparsed = score_item(specs, item, {"i": "b"}, None, judge_score=None)  # the judge's answer did not parse
+    assert unparsed.scores == {"jsonpath:$.i": 0.0, "judge": None} and unparsed.score == 0.0
