@@ -89,7 +89,7 @@ def _measured(run: StateRun, metadata: Any) -> None:
 
 def _review(output: Any) -> dict[str, Any] | None:
     """A review task's decision (`steps.review`: decision, reviewer, comment), None for other tasks."""
-    if isinstance(output, dict) and "decision" in output and "reviewer" in output:
+    if isinstance(output, dict) and "decision" in output and "approved" in output:
         return {key: output.get(key) for key in ("decision", "reviewer", "comment")}
     return None
 
@@ -137,6 +137,8 @@ def state_runs(history: list[dict[str, Any]]) -> dict[str, StateRun]:
             elif kind in ("TaskFailed", "TaskTimedOut"):
                 run.error, run.cause = details.get("error"), details.get("cause")
                 _measured(run, details.get("metadata"))
+                if run.error == "Review.Rejected":  # steps.review's rejection: its cause names the reviewer
+                    run.review = {"decision": "reject", "reviewer": None, "comment": run.cause}
         elif kind in ("ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"):
             for name in open_states:
                 run = runs[name]

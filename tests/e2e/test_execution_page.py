@@ -273,3 +273,64 @@ def test_an_llm_state_shows_model_tokens_and_cost(llm_system: str, browser: Any)
     assert tab.locator("#timeline .gantt-row[data-state='Plan'] .bar").count() == 1
     tab.screenshot(path=str(ARTIFACTS / "execution-llm.png"), full_page=True)
     tab.close()
+
+
+REVIEW = {"StartAt": "Review", "States": {"Review": {
+    "Type": "Task", "Resource": "baton:review.waitForTaskToken", "ResultPath": "$.review", "End": True,
+    "Parameters": {"Question": "Send this plan?", "Content.$": "$.draft", "Decisions": ["approve", "edit", "reject"]}}}}
+DRAFT = ("# Day 1\n\nVisit **the Louvre** <script>window.pwned = 1</script> then [the site](https://example.org)"
+         " or [this](javascript:window.pwned=2)\n\n- morning: museum\n- evening: `seine`\n")
+
+
+def _review_card(tab: Any, execution_id: str) -> Any:
+    card = tab.locator(f'.review[data-execution="{execution_id}"]')
+    deadline = time.monotonic() + 60
+    while True:  # the request reaches the inbox once the review service has published it
+        tab.goto("/reviews")
+        tab.wait_for_selector("#reviews > :not(p.empty:has-text('Loading'))")
+        if card.count() or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    card.wait_for()
+    return card
+
+
+def test_a_review_card_shows_markdown_as_text_and_edits_in_a_large_editor(system: str, browser: Any) -> None:
+    tab = _tab(browser, system)
+    with httpx.Client(base_url=system, timeout=60) as client:
+        execution_id = _start(client, REVIEW, "plan-review", {"draft": DRAFT})
+        wait_status(client, execution_id, "RUNNING")
+        card = _review_card(tab, execution_id)
+        content = card.locator(".content")
+        assert content.locator("h3").inner_text() == "Day 1"
+        assert content.locator("strong").inner_text() == "the Louvre"
+        assert content.locator("li").all_inner_texts() == ["morning: museum", "evening: seine"]
+        assert content.locator("a").count() == 1  # a javascript: link stays text
+        assert content.locator("a").get_attribute("href") == "https://example.org"
+        assert "<script>window.pwned = 1</script>" in content.inner_text()  # HTML shown as text, not run
+        assert card.locator("script").count() == 0 and tab.evaluate("window.pwned") is None
+
+        editor = card.locator("textarea.edit-content")
+        assert not editor.is_visible() and not card.locator("button.send-edit").is_visible()
+        card.locator("button.decide-edit").click()
+        assert editor.is_visible() and editor.bounding_box()["height"] >= 300
+        assert editor.input_value() == DRAFT
+        editor.fill("# Day 1\n\nThe Louvre only.")
+        card.locator("input.comment").fill("shorter")
+        tab.screenshot(path=str(ARTIFACTS / "review-editing.png"), full_page=True)
+        card.locator("button.send-edit").click()
+        card.locator(".done").wait_for()
+
+        done = wait_status(client, execution_id, "SUCCEEDED")
+        assert done["output"]["review"] == {"decision": "edit", "approved": True, "content": "# Day 1\n\nThe Louvre only.",
+                                            "reviewer": "inbox", "comment": "shorter"}
+
+    tab.goto(f"/executions/{execution_id}")
+    tab.locator('svg.graph g.state[data-state="Review"] text.name').click()
+    decision = tab.locator("#details dl.review-outcome")
+    decision.wait_for()
+    assert decision.locator(".review-decision").inner_text() == "edit"
+    assert decision.locator(".review-reviewer").inner_text() == "inbox"
+    assert decision.locator(".review-comment").inner_text() == "shorter"
+    tab.screenshot(path=str(ARTIFACTS / "review-decision-on-execution.png"), full_page=True)
+    tab.close()

@@ -109,3 +109,11 @@ def test_embedded_json_cannot_close_its_script(pages: tuple[TestClient, dict[str
     client, tokens = pages
     text = client.get(f"/executions/{EXECUTION}", headers={"Authorization": f"Bearer {tokens['viewer']}"}).text
     assert "</script><script>alert(1)" not in text and "\\u003c/script\\u003e" in text
+
+
+def test_a_rejected_review_shows_as_a_decision() -> None:
+    rejected = [*HISTORY[:8], {"id": 9, "type": "TaskFailed", "timestamp": "2026-12-04T19:00:05.000Z",
+                               "taskFailedEventDetails": {"error": "Review.Rejected", "cause": "rejected by ana"}}]
+    review = state_runs(rejected)["Review"]
+    assert review.review == {"decision": "reject", "reviewer": None, "comment": "rejected by ana"}
+    assert state_runs(HISTORY[:4])["Plan"].review is None  # another task's failure is no review

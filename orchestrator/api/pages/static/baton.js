@@ -131,7 +131,7 @@ function stateDetails(box, name, run) {
   });
   box.append(list);
   if (run.review) {
-    const review = el("dl", {className: "review-decision"});
+    const review = el("dl", {className: "review-outcome"});
     [["decision", run.review.decision], ["reviewer", run.review.reviewer], ["comment", run.review.comment]].forEach(([label, value]) =>
       review.append(el("dt", {textContent: label}), el("dd", {className: "review-" + label, textContent: value === null || value === undefined ? "-" : String(value)})));
     box.append(el("h3", {textContent: "Review"}), review);
@@ -225,30 +225,94 @@ function executionPage(root) {
   follow();
 }
 
+// Markdown, a safe subset, built as DOM nodes (never innerHTML): headings, paragraphs, lists,
+// code blocks, `code`, **bold**, *italic* and http(s) links. Any HTML in the text stays text.
+function inlineMarkdown(text) {
+  const nodes = [], pattern = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*|_[^_\s][^_]*_)|(\[[^\]]+\]\([^)\s]+\))/g;
+  let last = 0, m;
+  while ((m = pattern.exec(text)) !== null) {
+    if (m.index > last) nodes.push(document.createTextNode(text.slice(last, m.index)));
+    const t = m[0];
+    if (m[1]) nodes.push(el("code", {textContent: t.slice(1, -1)}));
+    else if (m[2]) nodes.push(el("strong", {textContent: t.slice(2, -2)}));
+    else if (m[3]) nodes.push(el("em", {textContent: t.slice(1, -1)}));
+    else {
+      const [, label, href] = t.match(/^\[([^\]]+)\]\(([^)\s]+)\)$/);
+      nodes.push(/^https?:\/\//i.test(href) ? el("a", {href, textContent: label, rel: "noopener noreferrer", target: "_blank"})
+        : document.createTextNode(t));
+    }
+    last = m.index + t.length;
+  }
+  if (last < text.length) nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
+
+function markdown(text) {
+  const root = el("div", {className: "markdown"}), lines = String(text).replace(/\r\n?/g, "\n").split("\n");
+  let list = null, paragraph = [];
+  const flush = () => {
+    if (paragraph.length) root.append(el("p", {}, ...inlineMarkdown(paragraph.join(" "))));
+    paragraph = [];
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.startsWith("```")) {
+      flush(); list = null;
+      const code = [];
+      while (++i < lines.length && !lines[i].startsWith("```")) code.push(lines[i]);
+      root.append(el("pre", {}, el("code", {textContent: code.join("\n")})));
+      continue;
+    }
+    const heading = line.match(/^(#{1,6})\s+(.*)$/), item = line.match(/^\s*(?:[-*+]|(\d+)[.)])\s+(.*)$/);
+    if (heading) { flush(); list = null; root.append(el("h" + Math.min(6, heading[1].length + 2), {}, ...inlineMarkdown(heading[2]))); }
+    else if (item) {
+      flush();
+      const kind = item[1] ? "ol" : "ul";
+      if (!list || list.tagName.toLowerCase() !== kind) { list = el(kind); root.append(list); }
+      list.append(el("li", {}, ...inlineMarkdown(item[2])));
+    } else if (!line.trim()) { flush(); list = null; }
+    else { list = null; paragraph.push(line.trim()); }
+  }
+  flush();
+  return root;
+}
+
 function reviewCard(r) {
   const card = el("div", {className: "review"});
   card.dataset.token = r.task_token; card.dataset.execution = r.execution_id;
   const status = el("p", {className: "result"});
-  const editor = el("textarea", {className: "edit-content", value: typeof r.content === "string" ? r.content : JSON.stringify(r.content, null, 2)});
+  const text = typeof r.content === "string" ? r.content : JSON.stringify(r.content, null, 2);
+  const editor = el("textarea", {className: "edit-content", value: text, rows: 18});
+  const editing = el("div", {className: "editing", hidden: true}, el("h3", {textContent: "Your edit"}), editor);
   const comment = el("input", {className: "comment", placeholder: "comment (optional)"});
+  const buttons = el("p", {className: "buttons"});
   const decide = decision => {
     const body = {task_token: r.task_token, decision, comment: comment.value || null, reviewer: "inbox"};
-    if (decision === "edit") { try { body.output = JSON.parse(editor.value); } catch (e) { body.output = editor.value; } }
+    if (decision === "edit") body.output = typeof r.content === "string" ? editor.value
+      : (() => { try { return JSON.parse(editor.value); } catch (e) { return editor.value; } })();
     if (decision === "reject") body.cause = comment.value || "rejected in the inbox";
-    api("/api/reviews/decision", body).then(() => { card.classList.add("decided");
+    api("/api/reviews/decision", body).then(() => { card.classList.add("decided"); editing.hidden = true;
       status.replaceChildren(el("span", {className: "done", textContent: `${decision} sent for ${r.state_name}`}));
       card.querySelectorAll("button").forEach(b => b.disabled = true); })
       .catch(e => status.replaceChildren(el("span", {className: "error-line", textContent: e.message})));
   };
   card.append(el("h2", {textContent: r.question || r.state_name}),
-    el("p", {className: "meta", innerHTML: ""}, `${r.state_name} of ${r.state_machine ? r.state_machine + " " : ""}`, el("a", {href: "/executions/" + encodeURIComponent(r.execution_id), textContent: r.execution_id})));
-  if (r.instructions) card.append(el("p", {textContent: r.instructions}));
-  if (r.context) card.append(el("pre", {textContent: "context: " + pretty(r.context)}));
-  card.append(el("h3", {textContent: "Content"}));
-  card.append((r.decisions || []).includes("edit") ? editor : el("pre", {className: "content", textContent: typeof r.content === "string" ? r.content : pretty(r.content)}));
-  card.append(comment, el("br"));
-  (r.decisions || ["approve", "reject"]).forEach(d => card.append(el("button", {className: "decide-" + d, textContent: d, onclick: () => decide(d)})));
-  card.append(status);
+    el("p", {className: "meta"}, `${r.state_name} of ${r.state_machine ? r.state_machine + " " : ""}`, el("a", {href: "/executions/" + encodeURIComponent(r.execution_id), textContent: r.execution_id})));
+  if (r.instructions) card.append(el("p", {className: "instructions", textContent: r.instructions}));
+  if (r.context) card.append(el("details", {}, el("summary", {textContent: "Context"}), el("pre", {textContent: pretty(r.context)})));
+  card.append(el("h3", {textContent: "Content"}),
+    typeof r.content === "string" ? el("div", {className: "content"}, markdown(r.content)) : el("pre", {className: "content", textContent: text}),
+    editing, comment, buttons, status);
+  (r.decisions || ["approve", "reject"]).forEach(d => {
+    if (d !== "edit") { buttons.append(el("button", {className: "decide-" + d, textContent: d, onclick: () => decide(d)})); return; }
+    // Edit opens the editor; only "send edit" posts it, so approve never carries a stray edit.
+    const send = el("button", {className: "send-edit", textContent: "send edit", hidden: true, onclick: () => decide("edit")});
+    const toggle = el("button", {className: "decide-edit", textContent: "edit", onclick: () => {
+      editing.hidden = !editing.hidden; send.hidden = editing.hidden; toggle.textContent = editing.hidden ? "edit" : "cancel edit";
+      if (!editing.hidden) editor.focus();
+    }});
+    buttons.append(toggle, send);
+  });
   return card;
 }
 
