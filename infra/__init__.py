@@ -1,1 +1,5 @@
-"""Development infrastructure for Baton: a local Kafka broker and its helpers."""
+"""Development infrastructure for Baton: the local Kafka broker (`local_kafka`), a TLS/SASL broker
+(`secure_kafka`), a 3-broker cluster (`kafka_cluster`), the offline model and embeddings servers
+(`local_model`, `local_embeddings`), each a module with `ensure_up`/`stop`-style functions."""
+
+__all__: list[str] = []  # a family of launcher modules: import the one you need

@@ -47,7 +47,10 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join([*anchor, *([node.module] if node.module else [])])
-            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            # `from pkg import submodule` names the submodule, not the package's face (__init__).
+            submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known]
+            names = [alias.name for alias in node.names if f"{base}.{alias.name}" not in known]
+            targets = [*submodules, *([base] if names else [])]
         for target in targets:
             while target and target not in known:
                 target = target.rpartition(".")[0]

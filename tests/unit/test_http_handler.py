@@ -123,8 +123,15 @@ def test_oauth_token_is_fetched_once_for_concurrent_tasks_and_kept_out_of_result
     # The API echoed the bearer token and the connection's secret query value: both redacted.
     assert result["ResponseBody"] == {"authorization": "***", "query": "sig=***"}
     assert "tok-1" not in json.dumps([o.value for o in outputs])
-    assert outputs[0].metadata["http"] == {"method": "GET", "endpoint": "https://api.test/api",
-                                           "status_code": 200, "attempts": 1, "connection": "oauth"}
+    http = dict(outputs[0].metadata["http"])
+    latency, request = http.pop("latency_ms"), http.pop("request")
+    assert http == {"method": "GET", "endpoint": "https://api.test/api",
+                    "status_code": 200, "attempts": 1, "connection": "oauth"}
+    # The request as sent, for TestState's inspection data: the connection's secret query value
+    # redacted, its bearer token (added per attempt) never shown.
+    assert latency > 0 and request == {"method": "GET", "url": "https://api.test/api?sig=***",
+                                       "headers": [["User-Agent", "Baton|HttpInvoke"]], "body": ""}
+    assert "tok-1" not in json.dumps([o.metadata for o in outputs])
 
 
 def test_a_401_refreshes_the_token_once() -> None:
