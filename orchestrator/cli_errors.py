@@ -28,7 +28,8 @@ def yaml_problem(text: str) -> str | None:
         yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         where = f"{_at(exc.problem_mark)}: " if exc.problem_mark else ""
-        context = f" ({exc.context} that started at {_at(exc.context_mark)})" if exc.context and exc.context_mark else ""
+        context = (f" ({exc.context} that started at {_at(exc.context_mark)})"
+                   if exc.context and exc.context_mark else "")
         return f"not valid YAML: {where}{exc.problem}{context}"
     except yaml.YAMLError as exc:
         return f"not valid YAML: {' '.join(str(exc).split())}"

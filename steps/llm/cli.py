@@ -1,5 +1,11 @@
 """`baton stream EXECUTION`: print an execution's streamed LLM tokens as they arrive.
-`baton llm cache stats|clear`: look into and empty the LLM step's response cache."""
+`baton llm cache stats|clear`: look into and empty the LLM step's response cache.
+
+The `baton` command group runs `orchestrator.stream_cli.stream`, which first checks on the read
+side that the execution exists (an unknown one fails at once) and then calls
+:func:`follow_and_print`; :func:`stream` here follows without that check (the step layer does
+not read the orchestrator's read model).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,46 @@ if TYPE_CHECKING:
     from steps.llm.cache import ResponseCache
 
 
+async def print_stream(settings: KafkaSettings, execution_id: str, *, since_seconds: float, all_tasks: bool,
+                       idle_timeout: float | None, as_json: bool) -> None:
+    """Print the execution's chunks (text, or JSON lines) until its final one."""
+    from steps.llm.streaming import follow_stream
+
+    task_id = None
+    async for chunk in follow_stream(settings, execution_id, since_seconds=since_seconds, all_tasks=all_tasks,
+                                     idle_timeout=idle_timeout):
+        if as_json:
+            click.echo(json.dumps(chunk.model_dump(mode="json", include={"task_id", "seq", "text", "final"})))
+            continue
+        if task_id is not None and chunk.task_id != task_id and chunk.seq == 0:
+            click.echo("")  # the next streamed step starts on a new line
+        task_id = chunk.task_id
+        sys.stdout.write(chunk.text)
+        sys.stdout.flush()
+    if not as_json:
+        click.echo("")
+
+
+def follow_and_print(settings: KafkaSettings, execution_id: str, *, since_seconds: float, all_tasks: bool,
+                     idle_timeout: float | None, as_json: bool, silent_end: str | None = None) -> None:
+    """Run :func:`print_stream`; every failure is one line and an exit status. `silent_end`: what
+    to say when no chunk came within `idle_timeout` (default: that no chunk came)."""
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
+    try:
+        asyncio.run(print_stream(settings, execution_id, since_seconds=since_seconds, all_tasks=all_tasks,
+                                 idle_timeout=idle_timeout, as_json=as_json))
+    except TimeoutError as exc:
+        if not all_tasks:
+            click.echo(f"error: {silent_end}" if silent_end else f"\nerror: {exc}", err=True)
+            sys.exit(1)
+    except (KafkaError, OSError, RuntimeError) as exc:
+        # A refused login or certificate: say which, and the fix (not "Unable to bootstrap").
+        click.echo(f"error: {explain_wrapped(exc, settings)}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 @click.command()
 @click.argument("execution")
 @click.option("--bootstrap", help="Kafka bootstrap servers (default: $BATON_KAFKA_BOOTSTRAP).")
@@ -34,8 +80,6 @@ if TYPE_CHECKING:
 def stream(execution: str, bootstrap: str | None, topic_prefix: str | None, since_seconds: float,
            all_tasks: bool, timeout: float | None, as_json: bool) -> None:
     """Print the tokens an execution's streamed LLM step publishes, in order, until its final chunk."""
-    from steps.llm.streaming import follow_stream
-
     overrides: dict[str, Any] = {}
     if bootstrap:
         overrides["kafka_bootstrap"] = bootstrap
@@ -46,36 +90,9 @@ def stream(execution: str, bootstrap: str | None, topic_prefix: str | None, sinc
     except ValidationError as exc:
         click.echo(f"error: {settings_problem(exc)}", err=True)
         sys.exit(2)
-    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     idle = timeout if timeout is not None else (30.0 if all_tasks else None)
-
-    async def run() -> None:
-        task_id = None
-        async for chunk in follow_stream(settings, execution, since_seconds=since_seconds, all_tasks=all_tasks,
-                                         idle_timeout=idle):
-            if as_json:
-                click.echo(json.dumps(chunk.model_dump(mode="json", include={"task_id", "seq", "text", "final"})))
-                continue
-            if task_id is not None and chunk.task_id != task_id and chunk.seq == 0:
-                click.echo("")  # the next streamed step starts on a new line
-            task_id = chunk.task_id
-            sys.stdout.write(chunk.text)
-            sys.stdout.flush()
-        if not as_json:
-            click.echo("")
-
-    try:
-        asyncio.run(run())
-    except TimeoutError as exc:
-        if not all_tasks:
-            click.echo(f"\nerror: {exc}", err=True)
-            sys.exit(1)
-    except (KafkaError, OSError, RuntimeError) as exc:
-        # A refused login or certificate: say which, and the fix (not "Unable to bootstrap").
-        click.echo(f"error: {explain_wrapped(exc, settings)}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    follow_and_print(settings, execution, since_seconds=since_seconds, all_tasks=all_tasks, idle_timeout=idle,
+                     as_json=as_json)
 
 
 @click.group()
