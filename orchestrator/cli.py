@@ -107,7 +107,7 @@ class _LazyGroup(click.Group):
         "review": "orchestrator.review_cli:review",
         "kb": "orchestrator.kb_cli:kb",
         "model": "orchestrator.model_cli:model",
-        "stream": "steps.llm.cli:stream",
+        "stream": "orchestrator.stream_cli:stream",
         "llm": "steps.llm.cli:llm",
         "dev": "orchestrator.dev:dev",
         "demo": "orchestrator.demo:demo",
