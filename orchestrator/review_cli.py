@@ -14,7 +14,7 @@ still waits and that the review allows that decision (`--no-check` skips these: 
 is the judge either way, and refuses a decision for a task it no longer awaits). After posting it
 waits up to `--wait` seconds (BATON_DECISION_WAIT_SECONDS) for the orchestrator: "(applied)", or
 "(accepted, not yet applied ...)"; a decision the orchestrator refuses is an error
-(`orchestrator.task_callbacks`). `--output` takes JSON text or @file. Every failure is one line on
+(`orchestrator.client.callbacks`). `--output` takes JSON text or @file. Every failure is one line on
 stderr and a non-zero exit.
 """
 
@@ -37,7 +37,7 @@ from orchestrator.cli import fail, parse_json_arg, print_json, quotas
 from orchestrator.control_cli import json_option, kafka_options, kafka_settings, run
 from orchestrator.quotas import check_payload
 from orchestrator.settings import DecisionSettings, OrchestratorSettings
-from orchestrator.task_callbacks import (
+from orchestrator.client.callbacks import (
     Outcome,
     OutcomeWatch,
     awaited_tasks,
@@ -49,7 +49,7 @@ from orchestrator.task_callbacks import (
 from schemas.review import ReviewDecision
 from schemas.tokens import InvalidToken
 from steps.review import decisions
-from steps.review.inbox import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
+from orchestrator.client.reviews import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -24,7 +24,7 @@ from orchestrator.api.tasks import StateFollower, TaskState
 from orchestrator.asl.model import StateMachine, parse_definition
 from orchestrator.client import BatonClient
 from orchestrator.settings import Quotas
-from orchestrator.task_callbacks import Outcome, OutcomeWatch
+from orchestrator.client.callbacks import Outcome, OutcomeWatch
 from schemas.base import Envelope
 from schemas.review import ReviewDecision
 

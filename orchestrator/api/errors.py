@@ -23,7 +23,7 @@ from orchestrator.api.readmodel import ReadModelError
 from orchestrator.client import StateMachineNotFound
 from orchestrator.quotas import QuotaExceeded
 from orchestrator.registry import errors as registry
-from orchestrator.task_callbacks import DecisionRefused
+from orchestrator.client.callbacks import DecisionRefused
 from schemas.errors import BatonError
 
 

@@ -1,7 +1,7 @@
 """The API's follower of the compacted state topic: each execution's pinned definition (for the
 graph) and the callback tasks it awaits (for `/api/tasks/*` and `/api/reviews/decision`).
 
-A decision route asks `task_state` before it posts anything (`orchestrator.task_callbacks` says
+A decision route asks `task_state` before it posts anything (`orchestrator.client.callbacks` says
 why and how the outcome is then followed). The follower answers from memory; when the task is not
 among those it has seen awaited, it first catches up with the topic's end as of the question, so a
 task handed out a moment ago is not refused because the follower was a poll behind.
@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from kafka_io import KafkaSettings, KafkaUnavailable, new_consumer, topic_partitions
-from orchestrator.task_callbacks import awaited_callbacks
+from orchestrator.client.callbacks import awaited_callbacks
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot
 

@@ -1,6 +1,7 @@
 """The one way into a running Baton from outside: `BatonClient` publishes starts, stops and
-redrives on the start topic and waits for an execution's end; the task-token decisions
-(`orchestrator.task_callbacks`) are re-exported here.
+redrives on the start topic and waits for an execution's end; `callbacks` verifies task tokens
+and follows a decision to its outcome; `reviews` is the reviewers' side (pending reviews, posting
+a decision).
 
 Every front end (`baton start | stop | redrive`, the API, the demo, the benches) parses, calls
 the client and prints; none builds a request record itself.
@@ -18,15 +19,17 @@ from orchestrator.client.client import (
     WaitTimedOut,
     valid_name,
 )
-from orchestrator.task_callbacks import (
+from orchestrator.client.callbacks import (
     DecisionRefused,
     OutcomeWatch,
     awaited_tasks,
     describe_outcome,
     verify_token,
 )
+from orchestrator.client.reviews import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
 
 __all__ = [
     "NAME_MAX", "NAME_SYMBOLS", "TERMINAL_STATUSES", "BatonClient", "DecisionRefused", "InvalidName", "OutcomeWatch",
     "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "valid_name", "verify_token",
+    "PendingReview", "ReviewInboxError", "find_pending", "pending_reviews", "post_decision",
 ]

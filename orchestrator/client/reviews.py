@@ -98,7 +98,7 @@ async def find_pending(settings: KafkaSettings, token: str, timeout: float = 30.
 
 async def post_decision(settings: KafkaSettings, decision: ReviewDecision) -> RecordMetadata:
     """Publish a decision on the review-decisions topic, keyed by its execution id; where it went
-    (what `orchestrator.task_callbacks.OutcomeWatch` follows)."""
+    (what `orchestrator.client.callbacks.OutcomeWatch` follows)."""
     topic = settings.topics.review_decisions
     await topic_partitions(settings, [topic])  # a send to a missing topic would wait for its metadata
     # Idempotent: a retried send after a lost acknowledgement does not post the decision twice.

@@ -4,7 +4,7 @@
   Instructions) and the `ReviewRequest` reviewers see (`ReviewDetails` in its context);
 - `service`: the step service that publishes requests (`review_service`, `baton step review`);
 - `decisions`: approve / edit / reject / heartbeat as `ReviewDecision`s, and the results they give;
-- `inbox`: the reviewers' side on Kafka: pending reviews and posting a decision (`baton review`).
+- the reviewers' side on Kafka (pending reviews, posting a decision) is in `orchestrator.client.reviews`.
 """
 
 from steps.review.decisions import REJECTED, approve, check_token, edit, heartbeat, reject

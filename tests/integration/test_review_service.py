@@ -17,7 +17,7 @@ from orchestrator.runtime.service import Orchestrator
 from orchestrator.settings import OrchestratorSettings
 from schemas.tokens import TokenSigner
 from steps.review.decisions import approve
-from steps.review.inbox import PendingReview, pending_reviews, post_decision
+from orchestrator.client.reviews import PendingReview, pending_reviews, post_decision
 from steps.review.service import review_service
 from tests.integration.runtime_support import RuntimeClient, eventually
 

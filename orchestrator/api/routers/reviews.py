@@ -4,7 +4,7 @@
 A decision is checked before it is posted: the token's signature (the orchestrators'
 BATON_TOKEN_SECRET), the execution and that the task still waits (`orchestrator.api.tasks`);
 then the route waits a few seconds (BATON_DECISION_WAIT_SECONDS) for the orchestrator to apply
-it: 200 "applied", or 202 "accepted" when the wait ran out (`orchestrator.task_callbacks`).
+it: 200 "applied", or 202 "accepted" when the wait ran out (`orchestrator.client.callbacks`).
 
 Review queues: an identity limited to some state machines' reviews (`Identity.queues`) lists only
 their pending reviews, and a decision for a task of any other execution answers 403 before
@@ -27,7 +27,7 @@ from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.readmodel import AmbiguousExecution
 from orchestrator.api.roles import requires
 from orchestrator.quotas import check_payload
-from orchestrator.task_callbacks import describe_outcome, not_waiting, unknown_execution, verify_token
+from orchestrator.client.callbacks import describe_outcome, not_waiting, unknown_execution, verify_token
 from schemas.review import ReviewDecision
 from schemas.tokens import InvalidToken
 
@@ -100,7 +100,7 @@ async def send_task_heartbeat(body: TaskHeartbeat, request: Request, response: R
 async def list_reviews(request: Request) -> list[dict[str, Any]]:
     """The reviews waiting for a decision, oldest first, each with its task token (only those of
     the caller's review queues when it is limited to some)."""
-    from steps.review.inbox import pending_reviews
+    from orchestrator.client.reviews import pending_reviews
 
     backend = backend_of(request)
     identity = identity_of(request)
