@@ -1,5 +1,7 @@
 """The read model: the history and events topics projected into SQLite.
 
+(Over 400 lines: the projection's schema, its merge rules and its reads share one connection and lock.)
+
 Describe, History and List must answer for every execution, whichever orchestrator instance owns
 it, so they read a projection of the two topics all instances write rather than any instance's
 state. The projection is one SQLite file (WAL, so readers never wait for the writer) with:
@@ -468,17 +470,35 @@ class ReadModel:
                                     (execution_id,)).fetchall()
         return [json.loads(row["body"]) for row in rows]
 
-    def list(self, status: str | None = None, state_machine: str | None = None,
-             limit: int = 100) -> builtins.list[ExecutionView]:
-        """Executions, most recently started first, optionally of one status and state machine."""
+    def list(self, status: str | None = None, state_machine: str | None = None, limit: int = 100, *,
+             name: str | None = None, started_after: str | None = None, started_before: str | None = None,
+             offset: int = 0) -> builtins.list[ExecutionView]:
+        """Executions, most recently started first, optionally of one status and state machine, whose
+        name holds `name` (any case), started from `started_after` and before `started_before` (ISO
+        8601 UTC, as the times are stored: a prefix such as 2026-12-04T19:00 works); `limit` of them
+        from the `offset`-th."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM executions WHERE (:status IS NULL OR status = :status)"
-                " AND (:machine IS NULL OR state_machine = :machine)"
-                " ORDER BY start_time IS NULL, start_time DESC, execution_id LIMIT :limit",
-                {"status": status, "machine": state_machine, "limit": limit},
+                f"SELECT * FROM executions WHERE {_LIST_WHERE}"
+                " ORDER BY start_time IS NULL, start_time DESC, execution_id LIMIT :limit OFFSET :offset",
+                _list_filter(status, state_machine, name, started_after, started_before) | {
+                    "limit": limit, "offset": offset},
             ).fetchall()
         return [_view_from_row(row) for row in rows]
+
+    def count(self, status: str | None = None, state_machine: str | None = None, *, name: str | None = None,
+              started_after: str | None = None, started_before: str | None = None) -> int:
+        """How many executions `list` would page through with the same filters."""
+        with self._lock:
+            row = self._db.execute(f"SELECT count(*) FROM executions WHERE {_LIST_WHERE}",
+                                   _list_filter(status, state_machine, name, started_after, started_before)).fetchone()
+        return int(row[0])
+
+    def state_machines(self) -> builtins.list[str]:
+        """The state machines of the executions known, by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT state_machine FROM executions ORDER BY state_machine").fetchall()
+        return [str(row[0]) for row in rows]
 
     # ------------------------------------------------------------ Kafka
 
@@ -600,6 +620,17 @@ def _view_from_status(status: ExecutionStatus) -> ExecutionView:
         start_time=format_timestamp(status.start_time) if status.start_time else None,
         stop_time=format_timestamp(status.stop_time) if status.stop_time else None,
     )
+
+
+_LIST_WHERE = ("(:status IS NULL OR status = :status) AND (:machine IS NULL OR state_machine = :machine)"
+               " AND (:name IS NULL OR instr(lower(name), lower(:name)) > 0)"  # instr: no LIKE wildcards
+               " AND (:after IS NULL OR start_time >= :after) AND (:before IS NULL OR start_time < :before)")
+
+
+def _list_filter(status: str | None, state_machine: str | None, name: str | None, started_after: str | None,
+                 started_before: str | None) -> dict[str, Any]:
+    return {"status": status, "machine": state_machine, "name": name or None, "after": started_after or None,
+            "before": started_before or None}
 
 
 def _view_from_row(row: sqlite3.Row) -> ExecutionView:

@@ -69,11 +69,20 @@ async def start_execution(body: StartRequest, request: Request) -> dict[str, Any
 
 
 @router.get("", dependencies=[viewer])
-async def list_executions(request: Request, status: str | None = None, state_machine: str | None = None,
-                          limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
-    """Executions, most recently started first."""
-    views = backend_of(request).model.list(status=status.upper() if status else None,
-                                           state_machine=state_machine, limit=limit)
+async def list_executions(request: Request, response: Response, status: str | None = None,
+                          state_machine: str | None = None,
+                          name: str | None = Query(None, description="A part of the execution's name (any case)."),
+                          started_after: str | None = Query(None, description="Started at or after (ISO 8601 UTC)."),
+                          started_before: str | None = Query(None, description="Started before (ISO 8601 UTC)."),
+                          limit: int = Query(100, ge=1, le=1000),
+                          offset: int = Query(0, ge=0, description="Skip this many (the next page: offset + limit)."),
+                          ) -> list[dict[str, Any]]:
+    """Executions, most recently started first; X-Total-Count is how many match the filters."""
+    model = backend_of(request).model
+    filters: dict[str, Any] = {"status": status.upper() if status else None, "state_machine": state_machine,
+                               "name": name, "started_after": started_after, "started_before": started_before}
+    views = model.list(limit=limit, offset=offset, **filters)
+    response.headers["X-Total-Count"] = str(model.count(**filters))
     return [view.model_dump(mode="json") for view in views]
 
 

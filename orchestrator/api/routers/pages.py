@@ -7,11 +7,12 @@ a `?token=` visit sets (`orchestrator.api.login`).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -26,6 +27,7 @@ from orchestrator.api.readmodel import ExecutionView
 from orchestrator.api.roles import may, requires
 from orchestrator.api.routers import docs
 from orchestrator.api.routers.executions import REDRIVABLE
+from orchestrator.asl.timestamps import parse_timestamp
 from orchestrator.graph import state_runs, to_svg
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
@@ -62,10 +64,47 @@ def page(name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(templates.get_template(name).render(**values), status_code=status_code)
 
 
+PAGE_SIZE = 100
+
+
 @router.get("/", response_class=HTMLResponse, dependencies=[viewer])
-async def executions_page(request: Request, status: str | None = None) -> HTMLResponse:
-    views = backend_of(request).model.list(status=status.upper() if status else None, limit=200)
-    return page("executions.html", executions=views, status=status)
+async def executions_page(request: Request, status: str | None = None, state_machine: str | None = None,
+                          name: str | None = None, started_after: str | None = None,
+                          started_before: str | None = None, page_number: int = Query(1, ge=1, alias="page"),
+                          ) -> HTMLResponse:
+    backend = backend_of(request)
+    filters: dict[str, Any] = {"status": status.upper() if status else None, "state_machine": state_machine or None,
+                               "name": name or None, "started_after": started_after or None,
+                               "started_before": started_before or None}
+    views = backend.model.list(limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE, **filters)
+    total = backend.model.count(**filters)
+    # Awaiting a task token: a human review (or another system's callback), from the state topic.
+    waiting = {view.execution_id for view in views
+               if view.status == "RUNNING" and backend.definitions.awaited.get(view.execution_id)}
+    query = {key: value for key, value in filters.items() if value}
+
+    def page_link(number: int) -> str:
+        return "/?" + urlencode({**query, "page": number})
+
+    return page("executions.html", executions=views, filters=filters, total=total, page_number=page_number,
+                page_size=PAGE_SIZE, state_machines=backend.model.state_machines(), waiting=waiting,
+                previous=page_link(page_number - 1) if page_number > 1 else None,
+                next=page_link(page_number + 1) if page_number * PAGE_SIZE < total else None,
+                durations={view.execution_id: _duration(view) for view in views})
+
+
+def _duration(view: ExecutionView) -> str:
+    """How long an execution ran (so far, while it runs), as 1.234 s, 12m 05s or 2h 03m."""
+    if not view.start_time:
+        return "-"
+    started = parse_timestamp(view.start_time)
+    ended = parse_timestamp(view.stop_time) if view.stop_time else datetime.now(UTC)
+    seconds = max(0.0, (ended - started).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.3f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
 
 
 @router.get("/executions/{execution}", response_class=HTMLResponse, dependencies=[viewer])
