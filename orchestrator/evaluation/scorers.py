@@ -3,7 +3,7 @@
     exact        the answer equals `expected` (strings compared trimmed; `case_sensitive: false`)
     contains     the answer holds `expected` (a string, or a list: the fraction found)
     regex        the answer matches `pattern` (re.search)
-    jsonpath     the value at `path` in the state's output equals `expected`
+    jsonpath     the value at `path` in the state's output equals `expected` (or its part at `expected_path`)
     json_schema  the value (at `path`, else the answer) is valid against `schema` (default: the state's JsonSchema)
     numeric      the answer's first number is within `tolerance` of `expected`
     judge        a judge model grades the answer 0-10 on a rubric; divided by 10, bounded to [0, 1]
@@ -29,7 +29,7 @@ from orchestrator.evaluation.dataset import Item
 from orchestrator.evaluation.errors import JudgeError, ScorerError
 
 KINDS = ("exact", "contains", "regex", "jsonpath", "json_schema", "numeric", "judge")
-SCORER_FIELDS = ("kind", "weight", "path", "pattern", "schema", "tolerance", "case_sensitive", "name")
+SCORER_FIELDS = ("kind", "weight", "path", "expected_path", "pattern", "schema", "tolerance", "case_sensitive", "name")
 NEEDS_EXPECTED = frozenset({"exact", "contains", "jsonpath", "numeric"})
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 MISSING = object()  # the path matched nothing
@@ -42,6 +42,7 @@ class ScorerSpec:
     kind: str
     weight: float = 1.0
     path: str | None = None
+    expected_path: str | None = None  # compare with this part of the item's expected (default: all of it)
     pattern: str | None = None
     schema: dict[str, Any] | None = None
     tolerance: float = 0.0
@@ -91,7 +92,8 @@ def parse_scorer(entry: Any, where: str) -> ScorerSpec:
     weight = entry.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0 or math.isinf(weight):
         raise ScorerError(f"{where}: weight must be a number >= 0")
-    spec = ScorerSpec(kind=entry["kind"], weight=float(weight), path=entry.get("path"), pattern=entry.get("pattern"),
+    spec = ScorerSpec(kind=entry["kind"], weight=float(weight), path=entry.get("path"),
+                      expected_path=entry.get("expected_path"), pattern=entry.get("pattern"),
                       schema=entry.get("schema"), tolerance=float(entry.get("tolerance", 0.0)),
                       case_sensitive=bool(entry.get("case_sensitive", True)), name=str(entry.get("name") or ""))
     _check_spec(spec, where)
@@ -118,11 +120,12 @@ def parse_scorer_flag(text: str) -> ScorerSpec:
 
 
 def _check_spec(spec: ScorerSpec, where: str) -> None:
-    if spec.path is not None:
-        try:
-            check(spec.path)
-        except PathSyntaxError as exc:
-            raise ScorerError(f"{where}: path {spec.path!r} is not a JSONPath: {exc}") from None
+    for key, path in (("path", spec.path), ("expected_path", spec.expected_path)):
+        if path is not None:
+            try:
+                check(path)
+            except PathSyntaxError as exc:
+                raise ScorerError(f"{where}: {key} {path!r} is not a JSONPath: {exc}") from None
     if spec.kind == "jsonpath" and spec.path is None:
         raise ScorerError(f"{where}: the jsonpath scorer needs a path, e.g. $.classified.intent")
     if spec.kind == "regex":
@@ -211,17 +214,23 @@ def score_one(spec: ScorerSpec, item: Item, output: Any, text: str | None,
     """One scorer on one completed item (the judge is scored apart: `parse_judge_answer`)."""
     if spec.kind in NEEDS_EXPECTED and not item.has_expected:
         return None
+    expected = item.expected
+    if spec.expected_path is not None and spec.kind in NEEDS_EXPECTED:
+        try:
+            expected = read_document(spec.expected_path, item.expected)
+        except PathNotFound:
+            return None  # this item's expected says nothing about it
     value = select(spec, output, text)
     if value is MISSING:
         return 0.0
     if spec.kind == "exact" or spec.kind == "jsonpath":
-        return exact(value, item.expected, spec.case_sensitive)
+        return exact(value, expected, spec.case_sensitive)
     if spec.kind == "contains":
-        return contains(value, item.expected, spec.case_sensitive)
+        return contains(value, expected, spec.case_sensitive)
     if spec.kind == "regex":
         return regex(value, spec.pattern or "")
     if spec.kind == "numeric":
-        return numeric(value, item.expected, spec.tolerance)
+        return numeric(value, expected, spec.tolerance)
     if spec.kind == "json_schema":
         schema = spec.schema if spec.schema is not None else state_schema
         return json_schema(value, schema) if schema is not None else None

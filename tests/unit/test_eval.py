@@ -209,6 +209,16 @@ def test_jsonpath_equals_reads_the_output() -> None:
     assert score_one(spec, Item(id="2", input={}), {"classified": {"intent": "x"}}, None) is None  # no expected
 
 
+def test_a_scorer_can_compare_with_a_part_of_the_expected_value() -> None:
+    spec = parse_scorer({"kind": "jsonpath", "path": "$.diet.style", "expected_path": "$.style"}, "s")
+    item = Item(id="1", input={}, expected={"style": "vegan", "note": "x"}, has_expected=True)
+    assert score_one(spec, item, {"diet": {"style": "vegan"}}, None) == 1.0
+    assert score_one(spec, item, {"diet": {"style": "balanced"}}, None) == 0.0
+    assert score_one(spec, Item(id="2", input={}, expected={}, has_expected=True), {"diet": {}}, None) is None
+    with pytest.raises(ScorerError, match="expected_path 'style' is not a JSONPath"):
+        parse_scorer({"kind": "exact", "expected_path": "style"}, "s")
+
+
 def test_scorers_read_the_answer_text_unless_given_a_path() -> None:
     item = Item(id="1", input={}, expected="hi", has_expected=True)
     assert score_one(ScorerSpec("exact"), item, {"text": "no"}, "hi") == 1.0
