@@ -147,7 +147,7 @@ def _run(config: EvalConfig, problems: list[str]) -> EvalReport:
     try:
         report = run_eval(config, progress=progress, notice=lambda line: click.echo(f"baton: {line}", err=True))
     except EvalError as exc:
-        for line in problems:
+        for line in [*problems, *exc.problems]:
             click.echo(f"eval: {line}", err=True)
         fail(str(exc))
     finally:

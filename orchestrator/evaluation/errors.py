@@ -14,7 +14,12 @@ from schemas.errors import BatonError
 
 
 class EvalError(BatonError):
-    """The eval cannot run; the message says what was wrong and what to do."""
+    """The eval cannot run; the message says what was wrong and what to do. `problems`: the
+    lines met before it gave up (the dataset lines skipped, the variants refused)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class DatasetError(EvalError):

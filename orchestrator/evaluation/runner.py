@@ -92,7 +92,7 @@ async def evaluate(config: EvalConfig, *, progress: Progress | None = None,
     if config.limit is not None:
         items = items[: config.limit]
     if not items:
-        raise DatasetError(f"{config.dataset_file}: no usable dataset line" + (f" ({problems[0]})" if problems else ""))
+        raise DatasetError(f"{config.dataset_file}: no usable dataset line", problems)
     variants = config.variants or [Variant(name="definition")]
     prepared = _prepare(config, variants, problems)
     scorers = config.scorers or default_scorers(any(i.has_expected for i in items), config.judge)
@@ -105,7 +105,7 @@ async def evaluate(config: EvalConfig, *, progress: Progress | None = None,
     try:
         judge_on = await _check_models(integrations, config, prepared, problems)
         if not prepared:
-            raise EvalError("no variant left to run: " + "; ".join(problems[-3:]))
+            raise EvalError(f"no variant left to run: {len(variants)} refused (the problems say why)", problems)
         run = _Run(config, integrations, scorers if judge_on else [s for s in scorers if s.kind != "judge"],
                    judge_on, progress, len(items) * len(prepared))
         records = await run.all(prepared, items)
