@@ -116,11 +116,27 @@ def bench(quick: bool, json_file: str | None, only: str | None) -> None:
     selected = set(only.split(",")) if only else None
     if selected and not selected <= set(NAMES):
         raise click.BadParameter(f"unknown workloads {sorted(selected - set(NAMES))}", param_hint="--only")
+    from infra.progress import bar, shown
+
     began = time.perf_counter()
     broker = ensure_up()
     scale = QUICK if quick else FULL
+    workloads = bar("bench", total=len([n for n in NAMES if selected is None or n in selected]), unit="workload")
+
+    begun: list[str] = []
+
+    def announce(message: str) -> None:  # "running w1 ...": the workload before it is done
+        if not shown():
+            click.echo(message, err=True)
+            return
+        workloads.update(1 if begun else 0)
+        begun.append(message)
+        workloads.set_description_str(message.removesuffix(" ..."))
+
     try:
-        results = run_all(broker.bootstrap, scale, selected, progress=lambda m: click.echo(m, err=True))
+        with workloads:
+            results = run_all(broker.bootstrap, scale, selected, progress=announce)
+            workloads.update(workloads.total - workloads.n)
     finally:
         stop(broker)
     report = {

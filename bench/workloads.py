@@ -26,6 +26,7 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
+from infra.progress import bar
 from kafka_io import KafkaSettings, new_consumer, new_producer
 from orchestrator.client import BatonClient
 from orchestrator.runtime.topics import delete_topics, ensure_topics
@@ -407,14 +408,16 @@ async def _drive_chain(deployment: Deployment, executions: int, in_flight: int, 
         ids: list[str] = []
         begin = time.perf_counter()
         deadline = time.monotonic() + 170
-        while len(ids) < executions or not set(ids) <= client.done.keys():
-            finished = len(set(ids) & client.done.keys())
-            while len(ids) < executions and len(ids) - finished < in_flight:
-                ids.append(await client.start(definition, f"{tag}-{len(ids)}"))
-            await client.flush()
-            await client.poll(50)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{tag}: {executions - finished} executions not finished")
+        with bar(f"{tag} executions", total=executions, unit="exec") as progress:
+            while len(ids) < executions or not set(ids) <= client.done.keys():
+                finished = len(set(ids) & client.done.keys())
+                progress.update(finished - progress.n)
+                while len(ids) < executions and len(ids) - finished < in_flight:
+                    ids.append(await client.start(definition, f"{tag}-{len(ids)}"))
+                await client.flush()
+                await client.poll(50)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{tag}: {executions - finished} executions not finished")
         elapsed = time.perf_counter() - begin
         cpu_after = deployment.cpu()
         batches_after = deployment.batches()
