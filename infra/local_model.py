@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -272,7 +273,16 @@ def _ensure_one(alias: str, port: int, timeout: float) -> ModelServer:
             raise LocalModelError(f"port {port} is in use by a server of {answering!r}, not {alias!r}: "
                                   "set BATON_MODEL_PORT to free ports")
         return ModelServer(alias, port, None, started_here=False)
+    if _port_taken(port):
+        raise LocalModelError(f"port {port} is in use by something that is not a model server: "
+                              "set BATON_MODEL_PORT (or --port) to free ports")
     return _start(alias, port, timeout)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((HOST, port)) == 0
 
 
 def _start(alias: str, port: int, timeout: float) -> ModelServer:

@@ -59,6 +59,7 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'BATON_OIDC_*'}: {e['msg']}" for e in exc.errors())
         fail(f"OIDC settings (BATON_OIDC_*): {problems}")
     oidc = OidcVerifier(oidc_settings) if oidc_settings.enabled else None
+    _check_port_free(host, port)
     authorizer: Authorizer = allow_all
     if insecure_local:
         try:
@@ -90,3 +91,16 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
         uvicorn.run(create_app(settings, db_path=db, authorizer=authorizer), host=host, port=port, log_level="info")
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One line when the port is taken: uvicorn would log an ERROR after starting up, then exit."""
+    import os
+    import socket
+
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        fail(f"cannot listen on {host}:{port}: {reason}; choose another --port")

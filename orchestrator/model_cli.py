@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from infra.local_model import LocalModelError
 
 
 @click.group()
@@ -29,10 +33,7 @@ def up(port: int | None, aliases: tuple[str, ...], timeout: float) -> None:
     try:
         servers = ensure_up(list(aliases) or None, port, timeout)
     except LocalModelError as exc:
-        click.echo(f"error: {exc}", err=True)
-        if exc.log_tail:
-            click.echo(exc.log_tail, err=True)
-        sys.exit(1)
+        _fail(exc)
     for server in servers:
         how = (f"started, pid {server.pid}, model loaded in {server.load_seconds:.2f} s"
                if server.started_here and server.load_seconds is not None else "reused")
@@ -49,10 +50,18 @@ def fetch() -> None:
     try:
         click.echo(f"model file: {fetch_model()}")
     except LocalModelError as exc:
-        click.echo(f"error: {exc}", err=True)
-        if exc.log_tail:
-            click.echo(exc.log_tail, err=True)
-        sys.exit(1)
+        _fail(exc)
+
+
+def _fail(exc: LocalModelError) -> NoReturn:
+    """One line: the failure and the log's last error (`baton -v` prints the log's whole tail first)."""
+    from orchestrator.cli import VERBOSE, fail
+
+    lines = [line.strip() for line in exc.log_tail.splitlines() if line.strip()]
+    if VERBOSE["on"] and lines:
+        click.echo("\n".join(lines), err=True)
+    errors = [line for line in lines if " E " in f" {line} " or "rror" in line]
+    fail(f"{exc}" + (f" ({errors[-1]})" if errors else ""), 1)
 
 
 @model.command()

@@ -196,6 +196,18 @@ def test_dev_without_the_model_package_is_one_line_with_the_fix(tmp_path: Path) 
     assert not (tmp_path / "state" / "logs").exists()  # nothing was started
 
 
+def test_a_taken_port_is_one_line_for_the_api_and_the_model_servers() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # listens, answers nothing
+        port = taken.getsockname()[1]
+        api = invoke("api", "--port", str(port), "--insecure-local")
+        assert api.exit_code == 2
+        assert one_error_line(api.stderr) == f"cannot listen on 127.0.0.1:{port}: Address already in use; " \
+                                             "choose another --port"
+        model = invoke("model", "up", "--port", str(port), "--alias", "not-served", "--timeout", "2")
+        assert model.exit_code == 1
+        assert "is not a model server: set BATON_MODEL_PORT" in one_error_line(model.stderr)
+
+
 # ------------------------------------------------------------ startup noise
 
 
