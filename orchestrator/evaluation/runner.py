@@ -71,6 +71,7 @@ class EvalReport:
 @dataclass
 class _Prepared:
     variant: Variant
+    document: dict[str, Any]  # the definition with the variant's overrides
     machine: StateMachine
     schema: dict[str, Any] | None  # the target state's JsonSchema, if it has one
 
@@ -96,10 +97,13 @@ async def evaluate(config: EvalConfig, *, progress: Progress | None = None,
     variants = config.variants or [Variant(name="definition")]
     prepared = _prepare(config, variants, problems)
     scorers = config.scorers or default_scorers(any(i.has_expected for i in items), config.judge)
+    if config.judge is None and any(s.kind == "judge" for s in scorers):
+        problems.append("the judge scorer needs a judge model (judge: in the variants file, or --judge MODEL); "
+                        "it is left out")
     owned = integrations is None
     integrations = integrations or LocalIntegrations(LocalIntegrationsConfig(
         llm_config=config.llm_config, connections=config.connections,
-        definition={"variants": [apply_variant(config.definition, config.state, p.variant) for p in prepared]},
+        definition={"variants": [p.document for p in prepared]},  # every PromptRef store the variants name
         definition_dir=Path(config.definition_file).resolve().parent, notice=notice or (lambda line: None),
         llm_overrides={"cache": {"enabled": True}} if config.cache else {}))
     try:
@@ -148,7 +152,7 @@ def _prepare(config: EvalConfig, variants: list[Variant], problems: list[str]) -
                             "variant skipped")
             continue
         names.add(variant.name)
-        prepared.append(_Prepared(variant, machine, _state_schema(document, config.state)))
+        prepared.append(_Prepared(variant, document, machine, _state_schema(document, config.state)))
     return prepared
 
 
