@@ -211,24 +211,30 @@ def _quiet_unclosed_clients() -> None:
 
 class _CoordinatorStartup(logging.Filter):
     """A consumer group's first join waits for Kafka to elect its coordinator (on a fresh broker,
-    to create __consumer_offsets); aiokafka logs every lookup meanwhile at ERROR and retries.
-    Such records are lowered to DEBUG for the first `grace` seconds of a run of them: a coordinator
-    still missing after that is a real failure and is logged as ERROR again."""
+    to create __consumer_offsets); aiokafka logs every lookup meanwhile at ERROR, and the first
+    coordinator it finds "dead" at WARNING, and retries. Such records are lowered to DEBUG for the
+    first `grace` seconds of a run of lookups (or of the process): a coordinator still missing after
+    that is a real failure and is logged as ERROR again."""
 
     def __init__(self, grace: float) -> None:
         super().__init__()
         self.grace = grace
+        self.installed = time.monotonic()
         self.first = self.last = float("-inf")
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        if not any(isinstance(arg, GroupCoordinatorNotAvailableError) for arg in args):
-            return True
         now = time.monotonic()
-        if now - self.last > self.grace:  # a new run of lookups (a start, a broker restart)
-            self.first = now
-        self.last = now
-        if now - self.first > self.grace:
+        if any(isinstance(arg, GroupCoordinatorNotAvailableError) for arg in args):
+            if now - self.last > self.grace:  # a new run of lookups (a start, a broker restart)
+                self.first = now
+            self.last = now
+            transient = now - self.first <= self.grace
+        elif str(record.msg).startswith("Marking the coordinator dead"):
+            transient = now - self.installed <= self.grace or now - self.last <= self.grace
+        else:
+            return True
+        if not transient:
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)

@@ -223,6 +223,7 @@ def test_a_starting_group_coordinator_is_not_logged_as_an_error(caplog: pytest.L
         with caplog.at_level(logging.INFO, logger=logger.name):
             for _ in range(6):  # as at every start
                 logger.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+            logger.warning("Marking the coordinator dead (node %s)for group %s.", 1, "g1")
             assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
             logger.error("Heartbeat failed: %r", ValueError("another error"))  # other errors pass
             for _ in range(10):  # the lookups go on past the grace
