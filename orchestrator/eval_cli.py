@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +141,23 @@ def _results(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _run(config: EvalConfig, problems: list[str]) -> EvalReport:
-    """Run, with a progress line on a terminal; print the problems, the table and where it is kept."""
-    progress = _progress_line if sys.stderr.isatty() else None
-    try:
-        report = run_eval(config, progress=progress, notice=lambda line: click.echo(f"baton: {line}", err=True))
-    except EvalError as exc:
-        for line in [*problems, *exc.problems]:
-            click.echo(f"eval: {line}", err=True)
-        fail(str(exc))
-    finally:
-        if progress is not None:
-            click.echo("\r\033[K", nl=False, err=True)
+    """Run, with a progress bar on a terminal (infra.progress); print the problems, the table and
+    where the run is kept."""
+    from infra.progress import bar
+
+    with bar("eval", unit="item") as progress:
+        def advance(done: int, total: int, failed: int) -> None:
+            progress.total = total
+            progress.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
+            progress.update(done - progress.n)
+
+        try:
+            report = run_eval(config, progress=advance, notice=lambda line: click.echo(f"baton: {line}", err=True))
+        except EvalError as exc:
+            progress.close()
+            for line in [*problems, *exc.problems]:
+                click.echo(f"eval: {line}", err=True)
+            fail(str(exc))
     report.problems[:0] = problems
     for line in report.problems:
         click.echo(f"eval: {line}", err=True)
@@ -161,13 +166,6 @@ def _run(config: EvalConfig, problems: list[str]) -> EvalReport:
     click.echo(f"\n{items} input(s) x {len(report.summaries)} variant(s) in {report.seconds:.1f} s; "
                f"run {report.run_id} kept in {report.run_dir}")
     return report
-
-
-def _progress_line(done: int, total: int, failed: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    failures = f", {failed} failed" if failed else ""
-    click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}{failures}", nl=False, err=True)
 
 
 def _write_extra(report: EvalReport, json_file: str | None, csv_file: str | None) -> None:
