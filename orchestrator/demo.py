@@ -34,6 +34,7 @@ PROMPT_STORES = {"story": "story", "travel": "travel", "diet": "diet", "insuranc
 SHOWN_STREAM = "travel"  # whose streamed answer is printed live (the final itinerary)
 ORDERS_API_PORT = 8097
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+FIRST_ANSWER_SECONDS = 30.0  # an orchestrator records a started execution in about a second
 
 
 def definition(name: str) -> dict[str, Any]:
@@ -153,6 +154,7 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
             mid_line[0] = False
         raw_echo(message)
     done = asyncio.Event()
+    answered = asyncio.Event()  # the first history record of a run: an orchestrator took the starts
     stop = asyncio.Event()
 
     def on_history(record: Any) -> None:
@@ -161,6 +163,7 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
             return
         for event in decode(HistoryRecord, record.value).events:
             run.history.append(event)
+            answered.set()
             state = _entered(event)
             if state is not None:
                 run.states.append(state)
@@ -244,19 +247,26 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
                                    input=(inputs or {}).get(name, demo_input(name)))
                 run.started = time.monotonic()
                 echo(f"  [{name:<{width}}] started {run.execution_id}")
+        first_answer = min(timeout, FIRST_ANSWER_SECONDS)
         try:
+            await asyncio.wait_for(answered.wait(), first_answer)
             await asyncio.wait_for(done.wait(), timeout)
         except TimeoutError:
             for run in runs.values():
                 if run.status is None:
                     run.status, run.error = "UNFINISHED", f"no end within {timeout:g} s"
-        await asyncio.wait(streams, timeout=10) if streams else None
+        if streams and answered.is_set():
+            await asyncio.wait(streams, timeout=10)
         for task in [*streams, review_task]:
             task.cancel()
         await asyncio.gather(*streams, review_task, return_exceptions=True)
     finally:
         stop.set()
         await asyncio.gather(*tails, return_exceptions=True)
+    if not answered.is_set():
+        raise DemoError(f"no orchestrator took the starts within {first_answer:g} s ({topics.start} at "
+                        f"{settings.kafka_bootstrap}): run `baton orchestrator` and the step services, or "
+                        "`baton dev --run-demo` for the whole stack")
     return runs
 
 

@@ -170,6 +170,14 @@ def test_demo_without_topics_is_one_line(kafka: KafkaSettings) -> None:
     assert "does not exist" in one_error_line(result.stderr) and "baton kafka topics" in result.stderr
 
 
+def test_demo_without_an_orchestrator_is_one_line(kafka: KafkaSettings) -> None:
+    result = run_baton("demo", "--only", "diet", "--timeout", "3", "--topic-prefix", kafka.topic_prefix,
+                       env={"BATON_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap})
+    assert result.returncode == 2, result.stderr
+    line = one_error_line(result.stderr)
+    assert line.startswith("no orchestrator took the starts within 3 s") and "baton orchestrator" in line
+
+
 def test_start_with_kafka_down_is_one_line() -> None:
     port = free_port()
     result = invoke("start", "examples/sequence/summarise.json", "--bootstrap", f"127.0.0.1:{port}")
