@@ -22,8 +22,9 @@ from orchestrator.runtime.topics import DEFAULT_SERVICES, TopicProvisioningError
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+    from orchestrator.cli import fail
+
+    fail(message, code)  # one line; with `baton -v`, the traceback behind it first
 
 
 def _settings(**overrides: Any) -> KafkaSettings:
