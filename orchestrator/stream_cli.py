@@ -3,7 +3,8 @@
 The execution is looked up on the read side first (the read model, caught up from the history and
 events topics, as `baton describe` does), so an unknown id or name fails at once with one line
 instead of waiting for chunks that will never come; an execution that has already ended is
-replayed from the stream topic and, if it streamed nothing there, says so after a few seconds.
+replayed from the stream topic and, if it streamed nothing there, says so after a few seconds; one
+followed while it runs is checked every few seconds, and its end without a final chunk stops it too.
 The chunks are read and printed by `steps.llm.cli.follow_and_print`.
 """
 
@@ -35,11 +36,20 @@ def stream(execution: str, since_seconds: float, all_tasks: bool, timeout: float
     """Print the tokens an execution's streamed LLM steps publish (by id, or by name when unique),
     in order, until its final chunk."""
     settings = kafka_settings(bootstrap, topic_prefix)
-    view = resolve(caught_up(db, settings, catch_up_timeout), execution, settings)
+    model = caught_up(db, settings, catch_up_timeout)
+    view = resolve(model, execution, settings)
     ended = view.status in TERMINAL_STATUSES
     idle = timeout if timeout is not None else (ENDED_IDLE_SECONDS if ended else 30.0 if all_tasks else None)
     silent_end = (f"{view.execution_id} ended ({view.status}) without a streamed answer in the last "
                   f"{since_seconds:g} s (`baton history {view.name}` shows its output; --since reaches further back)"
-                  if ended and timeout is None else None)
+                  if ended else
+                  f"{view.execution_id} ended without a streamed answer (`baton describe {view.name}` shows how)")
+
+    async def has_ended() -> bool:  # a running execution that ends without streaming must not be waited for
+        await model.catch_up(settings, catch_up_timeout)
+        now = model.describe(view.execution_id)
+        return now is None or now.status in TERMINAL_STATUSES
+
     follow_and_print(settings, view.execution_id, since_seconds=since_seconds, all_tasks=all_tasks,
-                     idle_timeout=idle, as_json=as_json, silent_end=silent_end)
+                     idle_timeout=idle, as_json=as_json, silent_end=silent_end if timeout is None else None,
+                     ended=None if ended or all_tasks else has_ended, ended_idle=ENDED_IDLE_SECONDS)

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -24,6 +25,8 @@ from kafka_io.explain import explain_wrapped, settings_problem
 
 if TYPE_CHECKING:
     from steps.llm.cache import ResponseCache
+
+ENDED_POLL_SECONDS = 3.0  # how often a follower asks whether the execution has ended
 
 
 async def print_stream(settings: KafkaSettings, execution_id: str, *, since_seconds: float, all_tasks: bool,
@@ -46,14 +49,33 @@ async def print_stream(settings: KafkaSettings, execution_id: str, *, since_seco
         click.echo("")
 
 
+async def _follow(settings: KafkaSettings, execution_id: str, ended: Callable[[], Awaitable[bool]] | None,
+                  ended_idle: float, **printing: Any) -> None:
+    """:func:`print_stream`; with `ended`, asked every few seconds, stop once the execution has ended
+    and `ended_idle` seconds passed without its final chunk (TimeoutError): it publishes no more."""
+    printer = asyncio.ensure_future(print_stream(settings, execution_id, **printing))
+    try:
+        while ended is not None and not printer.done():
+            await asyncio.wait({printer}, timeout=ENDED_POLL_SECONDS)
+            if not printer.done() and await ended():
+                finished, _ = await asyncio.wait({printer}, timeout=ended_idle)
+                if not finished:
+                    raise TimeoutError(f"{execution_id} ended")
+        await printer
+    finally:
+        printer.cancel()
+        await asyncio.gather(printer, return_exceptions=True)
+
+
 def follow_and_print(settings: KafkaSettings, execution_id: str, *, since_seconds: float, all_tasks: bool,
-                     idle_timeout: float | None, as_json: bool, silent_end: str | None = None) -> None:
+                     idle_timeout: float | None, as_json: bool, silent_end: str | None = None,
+                     ended: Callable[[], Awaitable[bool]] | None = None, ended_idle: float = 5.0) -> None:
     """Run :func:`print_stream`; every failure is one line and an exit status. `silent_end`: what
-    to say when no chunk came within `idle_timeout` (default: that no chunk came)."""
+    to say when no final chunk came within `idle_timeout`, or `ended_idle` after `ended()` said so."""
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     try:
-        asyncio.run(print_stream(settings, execution_id, since_seconds=since_seconds, all_tasks=all_tasks,
-                                 idle_timeout=idle_timeout, as_json=as_json))
+        asyncio.run(_follow(settings, execution_id, ended, ended_idle, since_seconds=since_seconds,
+                            all_tasks=all_tasks, idle_timeout=idle_timeout, as_json=as_json))
     except TimeoutError as exc:
         if not all_tasks:
             click.echo(f"error: {silent_end}" if silent_end else f"\nerror: {exc}", err=True)

@@ -155,6 +155,35 @@ def test_stream_of_an_unknown_execution_fails_at_once(kafka: KafkaSettings, tmp_
     assert line.startswith("no execution 'no-such-execution'") and kafka.topics.history in line
 
 
+def test_stream_of_an_execution_that_ends_without_streaming_stops(kafka: KafkaSettings, tmp_path: Path) -> None:
+    """Followed while it runs, or after it ended: one line soon after the end, not a wait for ever."""
+    import asyncio
+
+    from orchestrator.client import BatonClient
+    from tests.integration.test_orchestrator import running
+
+    napping = {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 4, "End": True}}}
+    where = ["--bootstrap", kafka.kafka_bootstrap, "--topic-prefix", kafka.topic_prefix,
+             "--db", str(tmp_path / "readmodel.sqlite")]
+
+    async def scenario() -> tuple[Result, float, Result]:
+        async with running(kafka), BatonClient(kafka) as client:
+            await client.start("nap", definition=napping, name="quiet-nap")
+            await asyncio.sleep(1.5)  # recorded as RUNNING by now
+            began = time.monotonic()
+            followed = await asyncio.to_thread(CliRunner().invoke, main, ["stream", "quiet-nap", *where])
+            seconds = time.monotonic() - began
+            after = await asyncio.to_thread(CliRunner().invoke, main, ["stream", "quiet-nap", *where])
+            return followed, seconds, after
+
+    followed, seconds, after = asyncio.run(scenario())
+    assert followed.exit_code == 1, followed.output
+    assert "ended without a streamed answer (`baton describe quiet-nap`" in one_error_line(followed.stderr)
+    assert seconds < 20
+    assert after.exit_code == 1, after.output
+    assert "ended (SUCCEEDED) without a streamed answer in the last 3600 s" in one_error_line(after.stderr)
+
+
 def test_demo_with_kafka_down_is_one_line_with_the_fix() -> None:
     port = free_port()
     result = run_baton("demo", "--only", "diet", env={"BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"})
