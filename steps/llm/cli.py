@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,9 @@ def follow_and_print(settings: KafkaSettings, execution_id: str, *, since_second
         if not all_tasks:
             click.echo(f"error: {silent_end}" if silent_end else f"\nerror: {exc}", err=True)
             sys.exit(1)
+    except BrokenPipeError:  # `baton stream X | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
+        sys.exit(141)  # as a shell reports SIGPIPE
     except (KafkaError, OSError, RuntimeError) as exc:
         # A refused login or certificate: say which, and the fix (not "Unable to bootstrap").
         click.echo(f"error: {explain_wrapped(exc, settings)}", err=True)
