@@ -245,6 +245,19 @@ def test_a_taken_port_is_one_line_for_the_api_and_the_model_servers() -> None:
         assert "is not a model server: set BATON_MODEL_PORT" in one_error_line(model.stderr)
 
 
+def test_a_dev_service_that_exits_is_named_with_its_own_last_error(tmp_path: Path) -> None:
+    from orchestrator.dev import Child, _last_error
+
+    log = tmp_path / "orchestrator.log"
+    log.write_text("an earlier run\nerror: an old failure\n", encoding="utf-8")
+    offset = log.stat().st_size
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write("INFO starting\nerror: cannot reach Kafka at 127.0.0.1:1: connection refused\nbye\n")
+    child = Child("orchestrator", subprocess.Popen([sys.executable, "-c", "pass"]), log, offset)
+    child.process.wait()
+    assert _last_error(child) == "cannot reach Kafka at 127.0.0.1:1: connection refused"
+
+
 # ------------------------------------------------------------ startup noise
 
 
