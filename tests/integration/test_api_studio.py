@@ -137,3 +137,24 @@ def test_what_save_refuses(studio: tuple[TestClient, dict[str, str], Path, dict[
 
     assert client.get("/studio/no-such-machine", headers=operator).status_code == 404
     assert client.get("/studio/story?version=7", headers=operator).status_code == 404
+
+
+def test_what_compare_refuses(studio: tuple[TestClient, dict[str, str], Path, dict[str, Any]]) -> None:
+    client, auth, _, definition = studio
+    viewer = {"Authorization": auth["viewer"]}
+    base = {"definition": definition, "state": "Outline", "dataset": '{"input": {"topic": "a cat"}}',
+            "variants": [{"name": "a"}, {"name": "b", "model": "smollm2"}]}
+
+    def compare(**changes: Any) -> Any:
+        return client.post("/api/studio/evals", json={**base, **changes}, headers=viewer)
+
+    for changes, words in [({"state": "DraftChapters"}, "not a baton:llm Task"),
+                           ({"state": "Nowhere"}, "no state named 'Nowhere'"),
+                           ({"variants": [{"name": "bad name!"}]}, "bad name!"),
+                           ({"variants": [{"name": "hot", "temperature": 9}]}, "temperature"),
+                           ({"scorers": [{"kind": "astrology"}]}, "unknown scorer"),
+                           ({"dataset": "not json\n"}, "no usable dataset line")]:
+        answer = compare(**changes)
+        assert answer.status_code == 400, (changes, answer.text)
+        assert answer.json()["error"]["code"] == "InvalidEval" and words in answer.json()["error"]["message"], answer.text
+    assert compare(variants=[{"name": f"v{i}"} for i in range(5)]).status_code == 400  # at most 4 variants

@@ -12,7 +12,10 @@ tokens), test it, compare variants on a dataset, and save a new version.
   version of its prompt in the prompt store and points the state's PromptRef at it, then deploys
   and publishes the definition as the state machine's next version (as `POST /api/state-machines`
   does). Recorded executions keep the definition they ran (pinned by hash): nothing changes there.
-- `POST /api/studio/evals` (viewer): Compare, see `orchestrator.api.routers.studio_evals`.
+- `POST /api/studio/evals` (viewer, as TestState): Compare. Runs `orchestrator.evaluation.evaluate`
+  on one state of the edited definition over a typed JSONL dataset (the first `MAX_EVAL_ITEMS`
+  items) for up to `MAX_EVAL_VARIANTS` variants, through the app's in-process integrations, and
+  answers the per-variant summaries and every answer; the run is not kept on disk.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ router = APIRouter(route_class=GuardedRoute)
 viewer, operator = requires("viewer"), requires("operator")
 
 MAX_PROMPT_CHARS = 200_000  # the LLM step's default max_prompt_chars: a longer template cannot render anyway
+# Compare runs items x variants model calls (twice with a judge) while the request waits: kept small.
+MAX_EVAL_ITEMS = 20
+MAX_EVAL_VARIANTS = 4
+EVAL_CONCURRENCY = 2
 
 
 class PromptEdit(BaseModel):
@@ -55,6 +62,27 @@ class SaveRequest(DefinitionRequest):
     description: str | None = Field(None, description="A description of the new version.")
     prompts: list[PromptEdit] = Field(default_factory=list, max_length=50,
                                       description="Edited prompt texts: each becomes a new prompt version.")
+
+
+class VariantRequest(BaseModel):
+    name: str
+    model: str | None = None
+    provider: str | None = None
+    prompt_ref: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class EvalRequest(DefinitionRequest):
+    state: str = Field(..., description="The baton:llm Task to compare variants of.")
+    dataset: str = Field(..., max_length=512 * 1024,
+                         description=f"JSONL: one {{input, expected?, id?, rubric?}} per line; the first "
+                                     f"{MAX_EVAL_ITEMS} items are run.")
+    variants: list[VariantRequest] = Field(..., min_length=1, max_length=MAX_EVAL_VARIANTS)
+    scorers: list[dict[str, Any]] = Field(default_factory=list, max_length=8,
+                                          description="As a variants file's scorers: (default: exact when "
+                                                      "the dataset has expected outputs).")
+    judge: dict[str, Any] | None = Field(None, description="{model, rubric?}: an LLM judge scores each answer.")
 
 
 # ------------------------------------------------------------ the page
@@ -231,3 +259,50 @@ async def _registry(request: Request) -> dict[str, StateMachineRecord]:
     backend = backend_of(request)
     with kafka_errors(backend.settings):
         return await read_registry(backend.settings)
+
+
+# ------------------------------------------------------------ Compare
+
+
+@router.post("/api/studio/evals", dependencies=[viewer], tags=["studio"])
+async def compare(body: EvalRequest, request: Request) -> dict[str, Any]:
+    """Compare variants of one LLM state on a small dataset: per variant score, latency, tokens
+    and cost, and each item's answer per variant. 400 for a bad definition, dataset, variant or
+    scorer (a variant the LLM configuration does not know is skipped and reported in `problems`)."""
+    import tempfile
+    from pathlib import Path
+
+    from orchestrator.evaluation import EvalConfig, EvalError, evaluate, parse_dataset
+    from orchestrator.evaluation.config import parse_judge
+    from orchestrator.evaluation.scorers import parse_scorer
+    from orchestrator.evaluation.variants import apply_variant, parse_variant_entry
+
+    definition = definition_object(body.definition, request.app.state.quotas)
+    try:
+        variants = [parse_variant_entry({k: v for k, v in entry.model_dump().items() if v is not None},
+                                        f"variant {index + 1}") for index, entry in enumerate(body.variants)]
+        for variant in variants:
+            apply_variant(definition, body.state, variant)  # the state exists and is an LLM Task
+        scorers = [parse_scorer(entry, f"scorer {index + 1}") for index, entry in enumerate(body.scorers)]
+        judge = parse_judge(body.judge, "judge")
+        items, _ = parse_dataset(body.dataset, "dataset")
+    except EvalError as exc:
+        raise ApiError(400, "InvalidEval", str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="baton-studio-eval-") as folder:
+        dataset = Path(folder) / "dataset.jsonl"  # evaluate reads its dataset from a file
+        dataset.write_text(body.dataset, encoding="utf-8")
+        config = EvalConfig(definition_file="studio", dataset_file=str(dataset), definition=definition,
+                            state=body.state, variants=variants, scorers=scorers, judge=judge,
+                            concurrency=EVAL_CONCURRENCY, limit=MAX_EVAL_ITEMS)
+        try:
+            report = await evaluate(config, keep=False, integrations=request.app.state.integrations)
+        except IntegrationUnavailable as exc:
+            raise ApiError(503, "IntegrationUnavailable", str(exc)) from None
+        except EvalError as exc:
+            raise ApiError(400, "InvalidEval", str(exc)) from None
+    answers = ("variant", "item_id", "status", "error", "cause", "text", "output", "score", "latency_ms",
+               "input_tokens", "output_tokens", "cost_usd")
+    return {"summaries": report.summaries, "problems": report.problems, "seconds": report.seconds,
+            "items": [{"id": item.id, "input": item.input, "expected": item.expected} for item in report.items],
+            "truncated": max(0, len(items) - MAX_EVAL_ITEMS),
+            "records": [{key: getattr(record, key) for key in answers} for record in report.records]}

@@ -193,6 +193,7 @@
       ["latency", "Latency (ms)", llm.latencyMs, run && run.latency_ms],
       ["ttft", "Time to first token (ms)", llm.timeToFirstTokenMs, run && run.time_to_first_token_ms],
       ["cost", "Cost (USD)", llm.costUsd, run && run.cost_usd],
+      ["prompt", "Prompt sent", (llm.messages || []).map(m => `[${m.role}] ${m.content}`).join("\n") || undefined, undefined],
       ["answer", "Answer", result && typeof result === "object" && "Text" in result ? result.Text : result, undefined],
       ["output", "Output", report.error ? `${report.error}: ${report.cause || ""}` : report.output, run && (run.error ? `${run.error}: ${run.cause || ""}` : run.output)],
     ];
@@ -241,12 +242,122 @@
     } finally { button.disabled = false; }
   }
 
-  // ---------------------------------------------------------------- Compare (studio_compare.js draws it)
+  // ---------------------------------------------------------------- Compare
+
+  const SVG = "http://www.w3.org/2000/svg";
+  const svgEl = (tag, attrs, text) => {
+    const node = document.createElementNS(SVG, tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, String(v)));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const modelsInDefinition = () => [...new Set(Object.values(data.llm_states).map(s => s.parameters && s.parameters.Model).filter(m => typeof m === "string"))];
+
+  function variantRow(values) {
+    const row = el("div", {className: "variant-row"});
+    [["name", "name"], ["model", "Model"], ["provider", "Provider"], ["prompt_ref", "PromptRef"], ["temperature", "Temperature"], ["max_tokens", "MaxTokens"]]
+      .forEach(([key, label]) => row.append(el("input", {className: "variant-" + key, value: values[key] ?? "",
+        placeholder: key === "name" ? label : `${label} (as edited)`, title: key === "name" ? label : `${label}: empty keeps the edited definition's`})));
+    row.append(el("button", {className: "remove-variant", textContent: "\u00d7", title: "remove", onclick: () => row.remove()}));
+    return row;
+  }
 
   function showCompare(name) {
     const body = document.getElementById("compare-body");
-    if (window.batonCompare) window.batonCompare(body, {name, studio: data, definitionFor: () => definitionForTest(name), el, request, pretty});
-    else body.replaceChildren(el("p", {className: "empty", textContent: "Compare is not available on this server."}));
+    const parameters = findState(edited, name).Parameters;
+    const current = typeof parameters.Model === "string" ? parameters.Model : "";
+    const other = modelsInDefinition().find(m => m !== current) || current;
+    const typed = panel.querySelector("textarea.state-input");
+    const dataset = el("textarea", {className: "compare-dataset", rows: 5, spellcheck: false,
+      value: JSON.stringify({id: "1", input: JSON.parse(typed && typed.value.trim() ? typed.value : "{}")})});
+    // "current" overrides nothing: the edited definition as the panel shows it.
+    const variants = el("div", {className: "variants"}, variantRow({name: "current"}), variantRow({name: "other", model: other}));
+    const scorer = el("select", {className: "compare-scorer"}, ...["auto", "contains", "exact", "json_schema", "regex"].map(k => el("option", {value: k, textContent: k})));
+    const path = el("input", {className: "compare-path", placeholder: "scored JSONPath, e.g. $.outline"});
+    const pattern = el("input", {className: "compare-pattern", placeholder: "regex pattern"});
+    const judge = el("input", {className: "compare-judge", placeholder: "judge model (optional)"});
+    const out = el("div", {className: "compare-result"});
+    const run = el("button", {className: "compare-run", textContent: "Compare"});
+    run.addEventListener("click", () => runCompare(name, {dataset, variants, scorer, path, pattern, judge}, run, out));
+    body.replaceChildren(
+      el("p", {className: "meta", textContent: `Runs ${name} of the edited definition for each variant on each dataset line (JSONL: {"input": ..., "expected": ...}; at most 20 lines).`}),
+      el("h3", {textContent: "Dataset"}), dataset,
+      el("h3", {textContent: "Variants"}), variants,
+      el("button", {className: "add-variant", textContent: "Add variant", onclick: () => { if (variants.children.length < 4) variants.append(variantRow({name: "v" + (variants.children.length + 1)})); }}),
+      el("h3", {textContent: "Score"}), el("div", {className: "actions"}, scorer, path, pattern, judge, run), out);
+  }
+
+  async function runCompare(name, form, button, out) {
+    const number = v => v.trim() === "" ? null : Number(v);
+    const variants = [...form.variants.querySelectorAll(".variant-row")].map(row => {
+      const get = key => row.querySelector(".variant-" + key).value.trim();
+      return {name: get("name"), model: get("model") || null, provider: get("provider") || null, prompt_ref: get("prompt_ref") || null,
+              temperature: number(get("temperature")), max_tokens: number(get("max_tokens"))};
+    });
+    const scorers = form.scorer.value === "auto" ? [] : [Object.fromEntries(Object.entries({kind: form.scorer.value,
+      path: form.path.value.trim() || null, pattern: form.pattern.value.trim() || null}).filter(([, v]) => v !== null))];
+    const body = {definition: definitionForTest(name), state: name, dataset: form.dataset.value, variants, scorers,
+                  judge: form.judge.value.trim() ? {model: form.judge.value.trim()} : null};
+    button.disabled = true;
+    out.replaceChildren(el("p", {className: "running meta", textContent: `Comparing ${variants.length} variants\u2026`}));
+    try {
+      const report = await request("POST", "/api/studio/evals", body);
+      out.replaceChildren(summaryTable(report.summaries), chart(report.summaries), answersTable(report, variants.map(v => v.name)));
+      const notes = [...report.problems, ...(report.truncated ? [`${report.truncated} dataset line(s) beyond the first 20 were not run`] : [])];
+      if (notes.length) out.append(el("ul", {className: "compare-problems"}, ...notes.map(p => el("li", {textContent: p}))));
+    } catch (e) {
+      out.replaceChildren(el("p", {className: "error-line compare-error", textContent: e.message}));
+    } finally { button.disabled = false; }
+  }
+
+  function summaryTable(summaries) {
+    const columns = [["variant", "Variant"], ["completed", "ok"], ["failed", "failed"], ["score", "score"], ["latency_p50_ms", "p50 ms"],
+                     ["ttft_p50_ms", "ttft ms"], ["input_tokens_sum", "in tok"], ["output_tokens_sum", "out tok"], ["cost_usd", "cost $"]];
+    return el("table", {className: "compare-summary"}, el("thead", {}, el("tr", {}, ...columns.map(([, label]) => el("th", {textContent: label})))),
+      el("tbody", {}, ...summaries.map(s => el("tr", {className: "summary-row"}, ...columns.map(([key]) => el("td", {className: "summary-" + key, textContent: pretty(s[key])}))))));
+  }
+
+  // Score (y) against latency p50 (x) per variant; the circle's area grows with the cost.
+  function chart(summaries) {
+    const width = 640, height = 280, left = 48, bottom = 36, top = 28, right = 24;
+    const latencies = summaries.map(s => s.latency_p50_ms || 0), costs = summaries.map(s => s.cost_usd || 0);
+    const maxX = Math.max(1, ...latencies) * 1.15, maxCost = Math.max(...costs);
+    const x = v => left + (v / maxX) * (width - left - right), y = v => height - bottom - v * (height - bottom - top);
+    const svg = svgEl("svg", {class: "compare-chart", width, height, viewBox: `0 0 ${width} ${height}`, role: "img"});
+    svg.append(svgEl("title", {}, "score vs latency p50 per variant; circle size: cost"),
+      svgEl("line", {class: "axis", x1: left, y1: height - bottom, x2: width - right, y2: height - bottom}),
+      svgEl("line", {class: "axis", x1: left, y1: top, x2: left, y2: height - bottom}),
+      svgEl("text", {x: width / 2, y: height - 6, "text-anchor": "middle"}, "latency p50 (ms) \u2192   circle size: cost (USD)"),
+      svgEl("text", {x: left, y: top - 12, "text-anchor": "middle"}, "score"), svgEl("text", {x: left - 6, y: y(1) + 4, "text-anchor": "end"}, "1"),
+      svgEl("text", {x: left - 6, y: y(0) + 4, "text-anchor": "end"}, "0"),
+      svgEl("text", {x: width - right, y: height - bottom + 14, "text-anchor": "end"}, String(Math.round(maxX))));
+    const colours = ["#2f6fd0", "#d0562f", "#2f9d55", "#8a4fd0"];
+    summaries.forEach((s, i) => {
+      const cx = x(s.latency_p50_ms || 0), cy = y(s.score ?? 0), r = 6 + (maxCost > 0 ? 12 * Math.sqrt((s.cost_usd || 0) / maxCost) : 0);
+      const point = svgEl("g", {class: "point-group", "data-variant": s.variant});
+      point.append(svgEl("circle", {class: "point", cx, cy, r, fill: colours[i % colours.length]}),
+        // Labels of points on the right half go to their left, so they stay inside the chart.
+        svgEl("text", cx > width / 2 ? {x: cx - r - 4, y: cy + 4 + 12 * i, "text-anchor": "end"} : {x: cx + r + 4, y: cy + 4 + 12 * i},
+              `${s.variant}  score ${pretty(s.score)}  $${pretty(s.cost_usd)}`),
+        svgEl("title", {}, `${s.variant}: score ${pretty(s.score)}, p50 ${pretty(s.latency_p50_ms)} ms, cost ${pretty(s.cost_usd)} USD`));
+      svg.append(point);
+    });
+    return el("div", {className: "chart"}, svg);
+  }
+
+  function answersTable(report, names) {
+    const byKey = {};
+    report.records.forEach(r => { byKey[r.item_id + "\u0000" + r.variant] = r; });
+    const head = el("tr", {}, el("th", {textContent: "Input"}), el("th", {textContent: "Expected"}), ...names.map(n => el("th", {textContent: n})));
+    const rows = report.items.map(item => el("tr", {className: "answer-row"}, el("td", {}, el("pre", {textContent: pretty(item.input)})),
+      el("td", {}, el("pre", {textContent: pretty(item.expected)})),
+      ...names.map(n => {
+        const r = byKey[item.id + "\u0000" + n];
+        const text = !r ? "-" : r.status === "completed" ? (r.text ?? pretty(r.output)) : `${r.error}: ${r.cause || ""}`;
+        return el("td", {className: "answer", title: r ? `score ${pretty(r.score)} \u00b7 ${pretty(r.latency_ms)} ms` : ""},
+          el("pre", {textContent: text}), el("span", {className: "meta", textContent: r ? `score ${pretty(r.score)}` : ""}));
+      })));
+    return el("table", {className: "compare-answers"}, el("thead", {}, head), el("tbody", {}, ...rows));
   }
 
   document.querySelectorAll("svg.graph .state").forEach(g => g.addEventListener("click", event => {
