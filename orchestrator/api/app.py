@@ -37,7 +37,7 @@ from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.login import HideQueryTokens, hide_query_tokens, install_login_cookie, install_sign_in_page
 from orchestrator.api.readmodel import default_path
 from orchestrator.api.roles import Authorizer, Role, allow_all, requires
-from orchestrator.api.routers import definitions, docs, executions, pages, reviews, state_machines, streams
+from orchestrator.api.routers import definitions, docs, executions, pages, reviews, state_machines, streams, studio
 from orchestrator.settings import DecisionSettings, OrchestratorSettings, Quotas
 from steps.inprocess import LocalIntegrations, LocalIntegrationsConfig
 
@@ -87,7 +87,7 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
     install_login_cookie(app)
     install_sign_in_page(app, pages.sign_in_page)
     for router in (executions.router, streams.router, reviews.router, definitions.router,
-                   state_machines.router, pages.router, docs.router):
+                   state_machines.router, pages.router, docs.router, studio.router):
         # The routers' routes join the app's own list (not include_router, which this FastAPI
         # keeps as a lazy branch): `app.routes` lists every route, as the auth matrix test reads it.
         app.router.routes.extend(router.routes)
