@@ -28,12 +28,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from kafka_io import kafka_errors
-from orchestrator.api.auth import AuthError
 from orchestrator.api.backend import backend_of
 from orchestrator.api.checks import DefinitionRequest, definition_object, parse_machine
 from orchestrator.api.errors import ApiError, invalid_definition
 from orchestrator.api.limits import GuardedRoute
-from orchestrator.api.roles import Authorizer, Role, requires
+from orchestrator.api.roles import may, requires
 from orchestrator.api.routers.pages import page
 from orchestrator.api.studio_edits import llm_problems, llm_states, prompt_ref_of, with_prompt_ref
 from orchestrator.graph import to_svg
@@ -110,7 +109,7 @@ async def studio_page(name: str, request: Request, version: int | None = None,
     except ApiError as exc:
         return page("error.html", status_code=exc.status, message=exc.message)
     machine = parse_machine(opened["definition"], request.app.state.quotas)
-    opened["may_save"] = opened["registered"] and await _may(request, "operator")
+    opened["may_save"] = opened["registered"] and await may(request, "operator")
     return page("studio.html", studio=opened, graph=to_svg(machine), data=_script_json(opened))
 
 
@@ -145,16 +144,6 @@ async def _open(request: Request, name: str, version: int | None, execution: str
     return {"name": name, "registered": record is not None, "version": version, "execution": execution,
             "versions": [v.version for v in record.versions] if record else [],
             "definition": definition, "llm_states": llm_states(definition)}
-
-
-async def _may(request: Request, role: Role) -> bool:
-    """Whether the caller may act as `role`: the page hides what the API would refuse."""
-    authorizer: Authorizer = request.app.state.authorizer
-    try:
-        await authorizer(request, role)
-    except AuthError:
-        return False
-    return True
 
 
 def _script_json(value: Any) -> str:
