@@ -8,7 +8,6 @@ Screenshots are kept in tests/artifacts/ (gitignored) for a person to look at.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
