@@ -20,7 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.asl import errors
-from orchestrator.asl.choice import COMPARISON_OPERATORS, evaluate_rule, validate_rule
+from orchestrator.asl.choice import COMPARISON_OPERATORS, evaluate_rule
+from orchestrator.asl.validate.choice_rules import validate_rule
 from orchestrator.asl.errors import Problem, StatesError
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
-from orchestrator.asl import choice
 from orchestrator.asl.errors import Problem
+from orchestrator.asl.validate import choice_rules
 from orchestrator.asl.validate.expressions import check_assign, is_jsonata
 from orchestrator.asl.validate.fields import FIELD_CHECKS, RETRIER_CHECKS, check_error_equals, check_string, is_int
 from orchestrator.asl.validate.flow import Scope
@@ -107,7 +107,7 @@ def _choice_rule(v: Walker, scope: Scope, name: str, rule: Any, path: str, langu
         if "Output" in rule:
             v.report(child(path, "Output"), wrong_language("Output", JSONPATH))
         operators = {key: value for key, value in rule.items() if key != "Output"}
-        v.problems += choice.validate_rule(operators, path, top_level=True)
+        v.problems += choice_rules.validate_rule(operators, path, top_level=True)
     if "Assign" in rule:
         v.problems += check_assign(rule["Assign"], child(path, "Assign"), language)
     if "Next" in rule:
