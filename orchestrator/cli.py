@@ -199,6 +199,7 @@ def execute(
     LLM, HTTP and retrieval Tasks run in-process with the step services' own code (the offline
     model if no provider is configured); a human review is answered by --result, a mock config,
     or, on a terminal, by you. The per-state model, tokens and cost go to stderr."""
+    from orchestrator.control_cli import state_machine_name
     from orchestrator.local.runner import LocalRunError, TaskResolver, run_execution
     from orchestrator.settings import Quotas
 
@@ -213,7 +214,8 @@ def execute(
 
     async def run() -> Any:
         try:
-            return await run_execution(machine, execution_input, resolver=resolver, state_machine_name=Path(file).stem,
+            return await run_execution(machine, execution_input, resolver=resolver,
+                                       state_machine_name=state_machine_name(file),
                                        execution_name=name, real_time=real_time, limits=Quotas().decider_limits())
         finally:
             if integrations is not None:

@@ -162,3 +162,26 @@ def test_a_review_with_no_answer_says_how_to_give_one(offline: dict[str, str]) -
     lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "--result ReviewPlan=JSON" in lines[0], run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_review_on_a_terminal_is_asked(tmp_path: Path) -> None:
+    """On a terminal, `baton execute` asks the person running it to decide a human review."""
+    import pty
+
+    definition = tmp_path / "definition.json"
+    definition.write_text(json.dumps({"StartAt": "Review", "States": {"Review": {
+        "Type": "Task", "Resource": "baton:review.waitForTaskToken",
+        "Parameters": {"Question": "Ship the draft?", "Content": "the draft"}, "End": True}}}))
+    leader, follower = pty.openpty()
+    try:
+        run = subprocess.Popen([*BATON, "execute", str(definition)], stdin=follower, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO)
+        os.write(leader, b"reject\nnot good enough\n")
+        out, err = run.communicate(timeout=120)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "Ship the draft?" in err and "the draft" in err, err
+    result = json.loads(out)
+    assert result["status"] == "FAILED" and result["error"] == "Review.Rejected"
+    assert result["cause"] == "not good enough"
