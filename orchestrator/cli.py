@@ -39,6 +39,13 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
+def state_machine_name(path: str) -> str:
+    """The name a definition file's state machine gets: its folder's for a `definition.json` (or
+    .yaml), so examples/genai/travel/definition.json is "travel", not "definition"; else the file's."""
+    file = Path(path).resolve()
+    return file.parent.name if file.stem.lower() == "definition" and file.parent.name else file.stem
+
+
 def read_text(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -199,7 +206,6 @@ def execute(
     LLM, HTTP and retrieval Tasks run in-process with the step services' own code (the offline
     model if no provider is configured); a human review is answered by --result, a mock config,
     or, on a terminal, by you. The per-state model, tokens and cost go to stderr."""
-    from orchestrator.control_cli import state_machine_name
     from orchestrator.local.runner import LocalRunError, TaskResolver, run_execution
     from orchestrator.settings import Quotas
 

@@ -37,7 +37,7 @@ from orchestrator.api.readmodel import (
     ReadModelError,
     default_path,
 )
-from orchestrator.cli import fail, parse_json_arg, print_json, quotas
+from orchestrator.cli import fail, parse_json_arg, print_json, quotas, state_machine_name
 from orchestrator.client import (
     NAME_MAX,
     NAME_SYMBOLS,
@@ -142,13 +142,6 @@ async def _send(settings: KafkaSettings, send: Callable[[BatonClient], Awaitable
 
 
 # ------------------------------------------------------------ the definition and the read model
-
-
-def state_machine_name(path: str) -> str:
-    """The name a definition file's state machine gets: its folder's for a `definition.json` (or
-    .yaml), so examples/genai/travel/definition.json is "travel", not "definition"; else the file's."""
-    file = Path(path).resolve()
-    return file.parent.name if file.stem.lower() == "definition" and file.parent.name else file.stem
 
 
 def _start_target(target: str, state_machine: str | None) -> tuple[str, dict[str, Any] | None]:

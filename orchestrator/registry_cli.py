@@ -18,7 +18,8 @@ from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped
 from orchestrator.asl.timestamps import format_timestamp
 from orchestrator.cli import fail, print_json
-from orchestrator.control_cli import json_option, kafka_options, kafka_settings, print_table, run, state_machine_name
+from orchestrator.cli import state_machine_name
+from orchestrator.control_cli import json_option, kafka_options, kafka_settings, print_table, run
 from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import alias_routes, check_name, find_version, require
 from schemas.registry import StateMachineAlias, StateMachineRecord

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from kafka_io import KafkaSettings
 from orchestrator.cli import main
-from orchestrator.control_cli import state_machine_name
+from orchestrator.cli import state_machine_name
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).with_name("baton")
