@@ -500,6 +500,16 @@ class ReadModel:
             rows = self._db.execute("SELECT DISTINCT state_machine FROM executions ORDER BY state_machine").fetchall()
         return [str(row[0]) for row in rows]
 
+    def version_figures(self, state_machine: str) -> builtins.list[VersionFigures]:
+        """Per version of `state_machine` (None: its draft or an inline definition), the executions
+        this file holds, how many run, succeeded and ended, and the cost of the ended ones, summed
+        from their task events' metadata as `orchestrator.api.progress.usage_totals` sums it."""
+        with self._lock:
+            rows = self._db.execute(_FIGURES_QUERY, {"machine": state_machine}).fetchall()
+        return [VersionFigures(version=row["version"], executions=row["executions"], running=row["running"],
+                               succeeded=row["succeeded"], ended=row["ended"], ended_cost_usd=row["cost"] or 0.0)
+                for row in rows]
+
     # ------------------------------------------------------------ Kafka
 
     async def catch_up(self, settings: KafkaSettings, timeout: float = 30.0) -> int:
@@ -625,6 +635,38 @@ def _view_from_status(status: ExecutionStatus) -> ExecutionView:
 _LIST_WHERE = ("(:status IS NULL OR status = :status) AND (:machine IS NULL OR state_machine = :machine)"
                " AND (:name IS NULL OR instr(lower(name), lower(:name)) > 0)"  # instr: no LIKE wildcards
                " AND (:after IS NULL OR start_time >= :after) AND (:before IS NULL OR start_time < :before)")
+
+
+class VersionFigures(BaseModel):
+    """What the executions of one state machine version did (`ReadModel.version_figures`)."""
+
+    version: int | None  # None: the draft, or a definition sent inline with the start
+    executions: int
+    running: int
+    succeeded: int
+    ended: int  # SUCCEEDED, FAILED, TIMED_OUT or ABORTED
+    ended_cost_usd: float  # over the ended executions: every task call's metadata cost_usd
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.ended if self.ended else None
+
+    @property
+    def mean_cost_usd(self) -> float | None:
+        return round(self.ended_cost_usd / self.ended, 10) if self.ended else None
+
+
+# The cost per execution is usage_totals' sum (TaskSucceeded and TaskFailed metadata), in SQL.
+_FIGURES_QUERY = """
+SELECT e.version, count(*) AS executions, sum(e.status = 'RUNNING') AS running,
+       sum(e.status = 'SUCCEEDED') AS succeeded, sum(e.status != 'RUNNING') AS ended,
+       sum(CASE WHEN e.status != 'RUNNING' THEN coalesce(c.cost, 0) END) AS cost
+FROM executions AS e LEFT JOIN (
+    SELECT execution_id, sum(coalesce(json_extract(body, '$.taskSucceededEventDetails.metadata.cost_usd'),
+                                      json_extract(body, '$.taskFailedEventDetails.metadata.cost_usd'), 0)) AS cost
+    FROM history WHERE type IN ('TaskSucceeded', 'TaskFailed') GROUP BY execution_id) AS c USING (execution_id)
+WHERE e.state_machine = :machine GROUP BY e.version ORDER BY e.version IS NULL, e.version
+"""
 
 
 def _list_filter(status: str | None, state_machine: str | None, name: str | None, started_after: str | None,

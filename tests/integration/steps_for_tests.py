@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from steps.sdk import StepFailed, step
+from steps.sdk.handler import StepOutput
 
 
 class Pair(BaseModel):
@@ -63,3 +64,9 @@ async def request_approval(payload: Any) -> None:
 async def sized(payload: Any) -> Any:
     """A result of exactly `payload["bytes"]` bytes of compact JSON: {"s": "xx...x"}."""
     return {"s": "x" * (int(payload["bytes"]) - len('{"s":""}'))}
+
+
+@step("priced")
+async def priced(payload: Any) -> StepOutput:
+    """Reports `payload["cost_usd"]` as its cost, as a step calling a paid API would."""
+    return StepOutput({"charged": payload["cost_usd"]}, metadata={"cost_usd": payload["cost_usd"]})

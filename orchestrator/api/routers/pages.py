@@ -27,6 +27,7 @@ from orchestrator.api.readmodel import ExecutionView
 from orchestrator.api.roles import may, requires
 from orchestrator.api.routers import docs
 from orchestrator.api.routers.executions import REDRIVABLE
+from orchestrator.api.routers.state_machines import registry, versions_summary
 from orchestrator.asl.timestamps import parse_timestamp
 from orchestrator.graph import state_runs, to_svg
 
@@ -37,6 +38,8 @@ viewer, reviewer = requires("viewer"), requires("reviewer")
 
 templates = Environment(loader=FileSystemLoader(PAGES / "templates"), autoescape=select_autoescape(["html"]))
 templates.filters["quote"] = lambda text: quote(str(text), safe="")
+templates.filters["percent"] = lambda rate: "-" if rate is None else f"{rate * 100:.1f} %"
+templates.filters["usd"] = lambda cost: "-" if cost is None else f"${cost:.6f}"
 templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
 
 
@@ -134,6 +137,24 @@ def _restart_request(view: ExecutionView, definition: dict[str, Any] | None) -> 
     if definition is None:
         return None
     return {"state_machine": view.state_machine, "definition": definition, "input": view.input}
+
+
+@router.get("/state-machines", response_class=HTMLResponse, dependencies=[viewer])
+async def state_machines_page(request: Request) -> HTMLResponse:
+    """The registry: every state machine, its newest version, its aliases and their weights."""
+    records = sorted((await registry(request)).values(), key=lambda record: record.name)
+    model = backend_of(request).model
+    return page("state_machines.html", records=records,
+                executions={record.name: model.count(state_machine=record.name) for record in records})
+
+
+@router.get("/state-machines/{name}", response_class=HTMLResponse, dependencies=[viewer])
+async def state_machine_page(name: str, request: Request) -> HTMLResponse:
+    """One state machine: its aliases and weights, and per version what its executions did."""
+    record = (await registry(request)).get(name)
+    if record is None:
+        return page("error.html", status_code=404, message=f"no state machine named {name!r} is registered")
+    return page("state_machine.html", machine=versions_summary(record, backend_of(request).model.version_figures(name)))
 
 
 @router.get("/reviews", response_class=HTMLResponse, dependencies=[reviewer])

@@ -16,6 +16,7 @@ from orchestrator.api.backend import backend_of
 from orchestrator.api.checks import DefinitionRequest, definition_object
 from orchestrator.api.errors import ApiError
 from orchestrator.api.limits import GuardedRoute
+from orchestrator.api.readmodel import VersionFigures
 from orchestrator.api.roles import requires
 from schemas.registry import StateMachineRecord
 
@@ -59,7 +60,7 @@ async def deploy_state_machine(body: DeployRequest, request: Request, response: 
 @router.get("", dependencies=[viewer])
 async def list_state_machines(request: Request) -> list[dict[str, Any]]:
     """The registered state machines: versions, aliases, last update."""
-    records = await _registry(request)
+    records = await registry(request)
     return [{"name": r.name, "revision": r.revision, "updated": r.updated.isoformat(),
              "versions": [v.version for v in r.versions], "aliases": sorted(r.aliases),
              "description": r.description} for r in sorted(records.values(), key=lambda r: r.name)]
@@ -68,13 +69,50 @@ async def list_state_machines(request: Request) -> list[dict[str, Any]]:
 @router.get("/{name}", dependencies=[viewer])
 async def describe_state_machine(name: str, request: Request) -> dict[str, Any]:
     """One state machine: its draft, every version (with its definition) and its aliases."""
-    record = (await _registry(request)).get(name)
+    record = (await registry(request)).get(name)
     if record is None:
         raise ApiError(404, "StateMachineNotFound", f"no state machine named {name!r} is registered")
     return record.model_dump(mode="json")
 
 
-async def _registry(request: Request) -> dict[str, StateMachineRecord]:
+@router.get("/{name}/versions", dependencies=[viewer])
+async def state_machine_versions(name: str, request: Request) -> dict[str, Any]:
+    """One state machine's versions (number, description, created, hash) with what their executions
+    did (count, running, success rate over the ended ones, their mean cost), its aliases and their
+    weights; `draft` holds the executions of its draft or of inline definitions under its name.
+    The figures cover the executions the read model holds (closed ones until their retention ends)."""
+    record = (await registry(request)).get(name)
+    if record is None:
+        raise ApiError(404, "StateMachineNotFound", f"no state machine named {name!r} is registered")
+    return versions_summary(record, backend_of(request).model.version_figures(name))
+
+
+def versions_summary(record: StateMachineRecord, figures: list[VersionFigures]) -> dict[str, Any]:
+    """The answer of `state_machine_versions`, which the state machine's page shows too."""
+    by_version = {entry.version: entry for entry in figures}
+
+    def measured(version: int | None) -> dict[str, Any]:
+        entry = by_version.get(version) or VersionFigures(version=version, executions=0, running=0, succeeded=0,
+                                                          ended=0, ended_cost_usd=0.0)
+        return {"executions": entry.executions, "running": entry.running, "succeeded": entry.succeeded,
+                "ended": entry.ended, "success_rate": entry.success_rate, "mean_cost_usd": entry.mean_cost_usd}
+
+    versions = [{"version": v.version, "description": v.description, "created": v.created.isoformat(),
+                 "definition_hash": v.definition_hash, **measured(v.version)} for v in reversed(record.versions)]
+    # Executions of versions deleted since still count, under their number.
+    deleted = sorted(n for n in by_version if n is not None and n not in {v.version for v in record.versions})
+    versions += [{"version": n, "description": None, "created": None, "definition_hash": None, "deleted": True,
+                  **measured(n)} for n in deleted]
+    aliases = [{"name": a.name, "description": a.description, "updated": a.updated.isoformat(),
+                "routes": [route.model_dump() for route in a.routes]}
+               for a in sorted(record.aliases.values(), key=lambda a: a.name)]
+    return {"name": record.name, "description": record.description, "revision": record.revision,
+            "created": record.created.isoformat(), "updated": record.updated.isoformat(),
+            "definition_hash": record.definition_hash, "versions": versions, "aliases": aliases,
+            "draft": measured(None)}
+
+
+async def registry(request: Request) -> dict[str, StateMachineRecord]:
     from orchestrator.registry.store import read_registry
 
     backend = backend_of(request)
