@@ -333,7 +333,9 @@ def status(aliases: list[str] | None = None) -> tuple[bool, list[str]]:
 def llm_config(servers: list[ModelServer]) -> dict[str, Any]:
     """LLM service settings (steps/llm/config.py) that route each model name to its server."""
     return {
-        "providers": {s.alias: {"kind": "openai", "base_url": s.base_url} for s in servers},
+        # smollm2 (135M) calls tools unreliably on its own: Tools go through constrained decoding.
+        "providers": {s.alias: {"kind": "openai", "base_url": s.base_url, "tool_calling": "constrained"}
+                      for s in servers},
         "models": {s.alias: {"provider": s.alias} for s in servers},
         "default_provider": servers[0].alias,
         "default_model": servers[0].alias,

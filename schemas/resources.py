@@ -23,7 +23,8 @@ CALLBACK = "callback"
 
 # Resources of the step services other than `fn`, by parsed service name (baton:X or AWS ARN).
 _BATON_SERVICES = {"llm": "llm", "http": "http", "review": "review", "retrieve": "retrieval"}
-_AWS_INTEGRATIONS = {("bedrock", "invokeModel"): "llm", ("http", "invoke"): "http"}
+_AWS_INTEGRATIONS = {("bedrock", "invokeModel"): "llm", ("http", "invoke"): "http",
+                     ("aws-sdk", "bedrockruntime:converse"): "llm"}
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires_at);
 
 def cacheable(request: ChatRequest, kind: str) -> bool:
     """True if the call is deterministic: temperature 0, or a seed the provider's API honours."""
+    if request.tools or any(m.role == "tool" or m.tool_calls for m in request.messages):
+        return False  # a cached answer keeps no tool calls: an agent's turns always reach the model
     return request.temperature == 0 or (request.seed is not None and kind in _SEEDED_KINDS)
 
 

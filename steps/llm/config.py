@@ -79,6 +79,10 @@ class ProviderConfig(BaseModel):
     # when the Task does not stream; turn off for a server that cannot stream.
     stream: bool = True
     anthropic_version: str = "2023-06-01"
+    # How Tools reach the model: `native` (the API's own tool calling), or `constrained` for a
+    # small model whose native tool calling is unreliable: one JSON answer, either text or a call,
+    # constrained by a JSON Schema the server turns into a grammar (steps/llm/tools.py).
+    tool_calling: Literal["native", "constrained"] = "native"
 
     def key(self) -> str | None:
         """The API key: `api_key`, else the variable `api_key_env` names; None if neither is set."""

@@ -12,6 +12,8 @@ One exception per ASL error name; each carries `error` (the name the task fails 
     Baton.LLM.RequestRejected    any other 4xx: bad credentials, unknown model, prompt too long
     Baton.LLM.InvalidParameters  the Task's Parameters are wrong (unknown provider, bad types)
     Baton.LLM.PromptError        a template does not render, or a PromptRef cannot be loaded
+    Baton.LLM.InvalidToolArguments  the model called a tool with arguments that are not JSON or
+                                 fail the tool's InputSchema (or a tool the Task did not offer)
 
 Retry the first three (transient); Catch the rest to a fallback (e.g. another model).
 """
@@ -73,10 +75,14 @@ class PromptError(LLMError):
     error = "Baton.LLM.PromptError"
 
 
+class InvalidToolArguments(LLMError):
+    error = "Baton.LLM.InvalidToolArguments"
+
+
 class PromptVersionExists(PromptError):
     """A prompt store already holds the version being written: versions are never overwritten."""
 
 
 ERROR_NAMES: tuple[str, ...] = tuple(
     kind.error for kind in (RateLimited, ProviderTimeout, ProviderUnavailable, ContentFiltered,
-                            InvalidResponse, RequestRejected, InvalidParameters, PromptError))
+                            InvalidResponse, RequestRejected, InvalidParameters, PromptError, InvalidToolArguments))

@@ -26,6 +26,7 @@ failure is raised as an `LLMError` (see `errors.py`); nothing else escapes `comp
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -34,12 +35,14 @@ from steps.llm.anthropic import AnthropicMessages
 from steps.llm.config import ProviderConfig
 from steps.llm.errors import ContentFiltered, InvalidResponse
 from steps.llm.huggingface import HuggingFaceInference
+from steps.llm.tools import parse_arguments
 from steps.llm.wire import (
     ChatRequest,
     ChatResponse,
     Message,
     OnText,
     Provider,
+    ToolCall,
     _check_finish,
     _excerpt,
     _json,
@@ -61,8 +64,9 @@ class OpenAICompatible(Provider):
 
     def body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        messages += [openai_message(m) for m in request.messages]
         body: dict[str, Any] = {"model": request.model, "messages": messages}
+        body.update(openai_tools(request))
         _put(body, "temperature", request.temperature)
         _put(body, "max_tokens", request.max_tokens)
         _put(body, "top_p", request.top_p)
@@ -83,6 +87,7 @@ class OpenAICompatible(Provider):
             return self._parse(await self._post_json(request, self.body(request, stream=False)), request)
         reply = ChatResponse(text="", model=request.model)
         parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}  # streamed tool calls by index: id, name, argument text
         async with self.client.stream("POST", self._url(request), json=self.body(request, stream=True)) as response:
             await self._checked(response)
             async for _, data in sse_events(response):
@@ -95,6 +100,7 @@ class OpenAICompatible(Provider):
                     raise_for_error_payload(event)
                 reply.model = event.get("model") or reply.model
                 for choice in event.get("choices") or []:
+                    _gather_tool_calls(calls, (choice.get("delta") or {}).get("tool_calls"))
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         parts.append(text)
@@ -108,6 +114,8 @@ class OpenAICompatible(Provider):
                 if isinstance(event.get("timings"), dict):
                     reply.raw["timings"] = event["timings"]
         reply.text = "".join(parts)
+        reply.tool_calls = [ToolCall(c["id"] or f"call_{i}", c["name"], parse_arguments(c["arguments"], c["name"], c["id"]))
+                            for i, c in sorted(calls.items())]
         _check_finish(reply.finish_reason)
         return reply
 
@@ -123,8 +131,52 @@ class OpenAICompatible(Provider):
         reply = ChatResponse(text=message.get("content") or "", model=payload.get("model") or request.model,
                              finish_reason=choice.get("finish_reason"), input_tokens=usage.get("prompt_tokens"),
                              output_tokens=usage.get("completion_tokens"))
+        for i, call in enumerate(message.get("tool_calls") or []):
+            function = call.get("function") or {}
+            name, call_id = str(function.get("name") or ""), str(call.get("id") or f"call_{i}")
+            arguments = function.get("arguments")
+            reply.tool_calls.append(ToolCall(call_id, name, arguments if isinstance(arguments, dict)
+                                             else parse_arguments(str(arguments or ""), name, call_id)))
         _check_finish(reply.finish_reason)
         return reply
+
+
+# --------------------------------------------------------------------------- OpenAI tool shapes
+
+
+def openai_message(message: Message) -> dict[str, Any]:
+    """A message in chat-completions form: tool calls with JSON-string arguments, `tool` results."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {"role": "assistant", "content": message.content or None, "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            for c in message.tool_calls]}
+    return {"role": message.role, "content": message.content}
+
+
+def openai_tools(request: ChatRequest) -> dict[str, Any]:
+    """`tools` and `tool_choice` of a chat-completions body (nothing when no tools are offered)."""
+    if not request.tools:
+        return {}
+    fields: dict[str, Any] = {"tools": [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
+        for t in request.tools]}
+    if request.forced_tool is not None:
+        fields["tool_choice"] = {"type": "function", "function": {"name": request.forced_tool}}
+    elif request.tool_choice is not None:
+        fields["tool_choice"] = request.tool_choice
+    return fields
+
+
+def _gather_tool_calls(calls: dict[int, dict[str, str]], deltas: Any) -> None:
+    """Add streamed tool-call pieces (id and name once, the arguments' JSON text in pieces) by index."""
+    for delta in deltas or []:
+        call = calls.setdefault(int(delta.get("index", len(calls))), {"id": "", "name": "", "arguments": ""})
+        call["id"] = delta.get("id") or call["id"]
+        function = delta.get("function") or {}
+        call["name"] = function.get("name") or call["name"]
+        call["arguments"] += function.get("arguments") or ""
 
 
 PROVIDER_KINDS: dict[str, type[Provider]] = {

@@ -18,8 +18,9 @@ import json
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -33,12 +34,14 @@ from schemas.resources import REQUEST_RESPONSE, parse_resource, service_for
 from schemas.steps import StepCommand
 from steps.llm.cache import CachedAnswer, ResponseCache, cache_key, cacheable
 from steps.llm.config import ConfigError, LLMSettings, ResolvedModel, load_settings
+from steps.llm.converse import converse_output, parse_converse
 from steps.llm.errors import InvalidParameters, InvalidResponse, LLMError
 from steps.llm.metrics import LLMMetrics
 from steps.llm.prompts import PromptLibrary
 from steps.llm.providers import ChatRequest, ChatResponse, Message, Provider, make_provider
 from steps.llm.streaming import Send, TokenStream
 from steps.llm.task import LLMTask, bedrock_output, parse_bedrock, parse_task
+from steps.llm.tools import check_tool_calls, check_tool_specs, tool_output
 from steps.sdk.handler import StepHandler, StepOutput
 from steps.sdk.step import StepError
 from steps.service import StepService
@@ -93,10 +96,13 @@ class LLMHandler(StepHandler):
         try:
             resource = parse_resource(command.resource)
             if service_for(command.resource) != SERVICE or resource.pattern != REQUEST_RESPONSE:
-                raise InvalidParameters(f"the llm service does not run {command.resource!r}: it answers "
-                                        "baton:llm and arn:aws:states:::bedrock:invokeModel (request-response)")
+                raise InvalidParameters(f"the llm service does not run {command.resource!r}: it answers baton:llm, "
+                                        "arn:aws:states:::bedrock:invokeModel and "
+                                        "arn:aws:states:::aws-sdk:bedrockruntime:converse (request-response)")
             if resource.service == "bedrock":
                 return await self._run_bedrock(command)
+            if resource.service == "aws-sdk":
+                return await self._run_converse(command)
             return await self._run_task(command)
         except LLMError as exc:
             raise LLMStepError(exc) from None
@@ -109,8 +115,12 @@ class LLMHandler(StepHandler):
         if task.json_schema is not None:
             _check_schema(task.json_schema)
         request, prompt_record = await self._render(task, route)
+        check_tool_specs(request.tools)
         reply, metadata = await self._call(command, route, request, task.stream, prompt_record)
         output: dict[str, Any] = {"Text": reply.text}
+        if request.tools:
+            self._check_calls(route, request, reply, metadata)
+            output.update(tool_output(reply))
         if task.format == "json":
             try:
                 output["Json"] = parse_json_answer(reply.text, task.json_schema)
@@ -133,8 +143,7 @@ class LLMHandler(StepHandler):
             record.update(system_ref=str(loaded.ref), system_ref_sha256=loaded.sha256)
         elif task.system is not None:
             system = self.prompts.render(task.system, variables, what="System")
-        messages = [Message(m.role, self.prompts.render(m.content, variables, what=f"Messages[{i}].Content"))
-                    for i, m in enumerate(task.messages)]
+        messages = [m.to_message(partial(self._render_message, variables, i)) for i, m in enumerate(task.messages)]
         if task.prompt_ref is not None:
             loaded = await self.prompts.load(task.prompt_ref)
             messages.append(Message("user", self.prompts.render(loaded.source, variables,
@@ -145,8 +154,11 @@ class LLMHandler(StepHandler):
         request = ChatRequest(
             model=route.upstream_model, messages=tuple(messages), system=system, temperature=task.temperature,
             max_tokens=task.max_tokens, top_p=task.top_p, stop=tuple(task.stop), response_format=task.format,
-            json_schema=task.json_schema, seed=task.seed)
+            json_schema=task.json_schema, seed=task.seed, **task.tool_fields())
         return request, {**self._prompt_record(request), **record}
+
+    def _render_message(self, variables: dict[str, Any], index: int, text: str) -> str:
+        return self.prompts.render(text, variables, what=f"Messages[{index}].Content")
 
     def _prompt_record(self, request: ChatRequest) -> dict[str, Any]:
         """The rendered prompt as recorded in the history (each text capped; digest of the whole)."""
@@ -169,6 +181,30 @@ class LLMHandler(StepHandler):
         reply, metadata = await self._call(command, route, request, call.stream, self._prompt_record(request))
         await self._succeeded(route, reply, metadata)
         return StepOutput(bedrock_output(call.family, reply, command.task_id), metadata)
+
+    # --- bedrock Converse (the AWS SDK integration), and tool calls ------------------------------
+
+    async def _run_converse(self, command: StepCommand) -> StepOutput:
+        call = parse_converse(command.parameters)
+        route = self._resolve(call.provider, call.model)
+        request = replace(call.request, model=route.upstream_model)
+        check_tool_specs(request.tools)
+        reply, metadata = await self._call(command, route, request, call.stream, self._prompt_record(request))
+        if request.tools:
+            self._check_calls(route, request, reply, metadata)
+        await self._succeeded(route, reply, metadata)
+        return StepOutput(converse_output(reply, metadata), metadata)
+
+    def _check_calls(self, route: ResolvedModel, request: ChatRequest, reply: ChatResponse,
+                     metadata: dict[str, Any]) -> None:
+        """The model's tool calls name offered tools with arguments their schemas accept."""
+        metadata["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in reply.tool_calls]
+        try:
+            check_tool_calls(request.tools, reply.tool_calls)
+        except LLMError as exc:
+            exc.metadata = metadata
+            self.metrics.requests.labels(route.provider, route.model, exc.error).inc()
+            raise
 
     # --- the call ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ definitions run unchanged, and answers in the shape of the model family's Bedroc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,13 +16,64 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from steps.llm.errors import InvalidParameters
 from steps.llm.providers import ChatRequest, ChatResponse, Message
+from steps.llm.shapes import ToolCall, ToolSpec
+
+
+class ToolCallParameter(BaseModel):
+    """A tool call in Messages, as the answer's ToolCalls gave it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(alias="Id", min_length=1)
+    name: str = Field(alias="Name", min_length=1)
+    arguments: dict[str, Any] = Field(default={}, alias="Arguments")
 
 
 class ChatMessage(BaseModel):
+    """One turn of Messages. A user or assistant Content is a template, like Prompt; an assistant
+    turn with ToolCalls and a `tool` turn (a call's result: ToolCallId, Content any JSON) are not
+    rendered, since they hold what a model or a tool produced."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    role: Literal["user", "assistant"] = Field(alias="Role")
-    content: str = Field(alias="Content")  # a template, like Prompt
+    role: Literal["user", "assistant", "tool"] = Field(alias="Role")
+    content: Any = Field(default="", alias="Content")
+    tool_calls: list[ToolCallParameter] = Field(default=[], alias="ToolCalls")
+    tool_call_id: str | None = Field(default=None, alias="ToolCallId")
+    is_error: bool = Field(default=False, alias="IsError")
+
+    @model_validator(mode="after")
+    def _check(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs ToolCallId (the Id of the call it answers)")
+        if self.role != "tool" and not isinstance(self.content, str | None):
+            raise ValueError("Content of a user or assistant message must be a string")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message has ToolCalls")
+        return self
+
+    def to_message(self, render: Callable[[str], str]) -> Message:
+        if self.role == "tool":
+            text = self.content if isinstance(self.content, str) else json.dumps(self.content, ensure_ascii=False)
+            return Message("tool", text, tool_call_id=self.tool_call_id, is_error=self.is_error)
+        if self.tool_calls:
+            return Message("assistant", self.content or "", tool_calls=tuple(
+                ToolCall(c.id, c.name, c.arguments) for c in self.tool_calls))
+        return Message(self.role, render(self.content or ""))
+
+
+class ToolParameter(BaseModel):
+    """One of Tools: Name, Description, InputSchema (the JSON Schema of its arguments, an object).
+    `baton:mcp` listTools answers in this shape."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(alias="Name", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str = Field(default="", alias="Description")
+    input_schema: dict[str, Any] = Field(default={"type": "object", "properties": {}}, alias="InputSchema")
+
+    def to_spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.input_schema)
 
 
 class LLMTask(BaseModel):
@@ -45,6 +97,9 @@ class LLMTask(BaseModel):
     response_format: Literal["text", "json"] | None = Field(default=None, alias="ResponseFormat")
     json_schema: dict[str, Any] | None = Field(default=None, alias="JsonSchema")
     stream: bool = Field(default=False, alias="Stream")
+    tools: list[ToolParameter] = Field(default=[], alias="Tools")
+    # "auto" | "none" | "required" | {"Name": TOOL}: let the model choose, no tool, some tool, that tool
+    tool_choice: Literal["auto", "none", "required"] | dict[str, str] | None = Field(default=None, alias="ToolChoice")
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -64,11 +119,25 @@ class LLMTask(BaseModel):
             raise ValueError("give System or SystemRef, not both")
         if self.prompt is None and self.prompt_ref is None and not self.messages:
             raise ValueError("give the prompt: Prompt (a template), PromptRef (a stored template) or Messages")
+        if isinstance(self.tool_choice, dict):
+            name = self.tool_choice.get("Name")
+            if set(self.tool_choice) != {"Name"} or name not in {t.name for t in self.tools}:
+                raise ValueError('ToolChoice as an object is {"Name": TOOL}, TOOL one of Tools')
+        elif self.tool_choice not in (None, "none", "auto") and not self.tools:
+            raise ValueError(f"ToolChoice {self.tool_choice} needs Tools")
+        if self.tools and self.response_format == "json":
+            raise ValueError("give Tools or ResponseFormat json, not both (a tool's InputSchema shapes its arguments)")
         if self.json_schema is not None:
             if self.response_format == "text":
                 raise ValueError("JsonSchema needs ResponseFormat json (or no ResponseFormat)")
             self.response_format = "json"
         return self
+
+    def tool_fields(self) -> dict[str, Any]:
+        """ChatRequest's tools, tool_choice and forced_tool."""
+        forced = self.tool_choice.get("Name") if isinstance(self.tool_choice, dict) else None
+        return {"tools": tuple(t.to_spec() for t in self.tools), "forced_tool": forced,
+                "tool_choice": None if isinstance(self.tool_choice, dict) else self.tool_choice}
 
     @property
     def format(self) -> Literal["text", "json"]:

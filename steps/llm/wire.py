@@ -11,8 +11,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import httpx
 
@@ -26,7 +25,12 @@ from steps.llm.errors import (
     RateLimited,
     RequestRejected,
 )
+from steps.llm.shapes import ChatRequest, ChatResponse, Message, ToolCall, ToolChoice, ToolSpec
+from steps.llm.tools import constrained_request, read_constrained
 from steps.sdk.redact import Redactor, quiet_http_client_logs
+
+__all__ = ["ChatRequest", "ChatResponse", "Message", "OnText", "Provider", "ToolCall", "ToolChoice", "ToolSpec",
+           "raise_for_error_payload", "raise_for_status", "sse_events"]
 
 OnText = Callable[[str], None]  # called with each piece of generated text, in order; must not block
 
@@ -34,38 +38,6 @@ OnText = Callable[[str], None]  # called with each piece of generated text, in o
 _SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie", re.IGNORECASE)
 ANTHROPIC_DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; used when the Task gives none
 JSON_INSTRUCTION = ("Answer with one JSON value only: no prose, no Markdown fences.")
-
-
-@dataclass(frozen=True)
-class Message:
-    role: Literal["user", "assistant"]
-    content: str
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One call: what every provider understands (each maps it to its own wire format)."""
-
-    model: str  # the provider's name for the model
-    messages: tuple[Message, ...]
-    system: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    stop: tuple[str, ...] = ()
-    response_format: Literal["text", "json"] = "text"
-    json_schema: dict[str, Any] | None = None
-    seed: int | None = None  # sent where the API takes one (openai, huggingface); Anthropic's does not
-
-
-@dataclass
-class ChatResponse:
-    text: str
-    model: str  # as the provider reported it (a server alias, a dated snapshot, ...)
-    finish_reason: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # provider extras (e.g. timings)
 
 
 class Provider(ABC):
@@ -93,6 +65,9 @@ class Provider(ABC):
     async def complete(self, request: ChatRequest, on_text: OnText | None = None) -> ChatResponse:
         """Run one chat call; raise an `LLMError` on any failure (mapped to Baton.LLM.*)."""
         try:
+            if request.tools and request.tool_choice != "none" and self.config.tool_calling == "constrained":
+                turn = sum(1 for message in request.messages if message.role == "assistant")
+                return read_constrained(await self._bounded(constrained_request(request), on_text), turn)
             return await self._bounded(request, on_text)
         except LLMError as exc:
             # A provider may echo the key it was sent ("Incorrect API key provided: sk-..."), and
