@@ -48,6 +48,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.errors import BatonError
+from steps.llm.flow import FlowControlSettings
 
 ProviderKind = Literal["openai", "anthropic", "huggingface"]
 
@@ -184,6 +185,8 @@ class LLMSettings(BaseSettings):
     # this many characters (its sha256 is always recorded): a result must stay under ASL's 256 KiB.
     record_prompt_chars: int = Field(default=16_384, ge=0)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    # Limits per model and fair shares per tenant across all replicas (steps/llm/flow.py); off while empty.
+    flow_control: FlowControlSettings = Field(default_factory=FlowControlSettings)
 
     @classmethod
     def settings_customise_sources(
