@@ -1,3 +1,3 @@
 """Benchmarks of Baton on a real local Kafka broker (see bench/README.md)."""
 
-__all__: list[str] = []  # `baton bench` (bench/cli.py) runs them
+__all__: list[str] = []  # `baton bench` (orchestrator/cli/bench.py) runs them

@@ -322,7 +322,7 @@ def demo(auto_approve: bool | None, only: tuple[str, ...], timeout: float, boots
     """Run the GenAI demos (examples/genai/) on a running stack (`baton dev` starts one)."""
     from kafka_io.explain import diagnose, explain_wrapped
     from orchestrator.cli import fail
-    from orchestrator.control_cli import kafka_settings
+    from orchestrator.cli.control import kafka_settings
 
     settings = kafka_settings(bootstrap, topic_prefix)
     # A broker that is down or refuses this client: one line before anything starts, not the

@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError
 
 from infra import local_model
 from orchestrator.cli import fail
-from orchestrator.cli_errors import failure_line
+from orchestrator.cli.errors import failure_line
 from orchestrator.demo import DEMOS, GENAI_DIR, ORDERS_API_PORT, REPO_ROOT, connections_config, llm_config
 from schemas.errors import BatonError
 
@@ -152,8 +152,8 @@ def _api_args(stack: Stack, env: dict[str, str], insecure_local: bool) -> list[s
 def start_stack(stack: Stack, *, insecure_local: bool = False) -> dict[str, str]:
     """Start everything; return the environment the children share."""
     from infra import local_embeddings, local_kafka
-    from orchestrator.runtime.topics import ensure_topics
     from kafka_io import KafkaSettings
+    from orchestrator.runtime.topics import ensure_topics
 
     began = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -219,9 +219,9 @@ def _baton_script() -> str | None:
 
 
 def _has_api() -> bool:
-    from orchestrator.cli import _LazyGroup, main
+    from orchestrator.cli import main
 
-    return "api" in _LazyGroup.lazy or "api" in main.commands
+    return "api" in main.list_commands(click.Context(main))
 
 
 def _wait_for_metrics(stack: Stack, ports: list[int], timeout: float) -> None:
@@ -267,8 +267,8 @@ def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -
         local_model.check_installed()  # before anything starts: one line with the fix, nothing to stop
         env = start_stack(stack, insecure_local=insecure_local)
         if run_demo:
-            from orchestrator.demo import run_and_report
             from kafka_io import KafkaSettings
+            from orchestrator.demo import run_and_report
 
             ask = not auto_approve and sys.stdin.isatty()
             ok = run_and_report(KafkaSettings(kafka_bootstrap=env["BATON_KAFKA_BOOTSTRAP"]), DEMOS,

@@ -4,7 +4,7 @@
 way the decider does (compact JSON, UTF-8 bytes: `orchestrator.asl.dataflow.to_json`), so what an
 entry point accepts is what an execution can carry, and refuses the rest with `QuotaExceeded`:
 one line naming the quota, its environment variable and what to do instead. The CLI turns it into
-a non-zero exit (`orchestrator.control_cli.run`), the API into 413 (`orchestrator.api.errors`).
+a non-zero exit (`orchestrator.cli.control.run`), the API into 413 (`orchestrator.api.errors`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from typing import Any
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.execution import RunTask, TaskFailed, TaskSucceeded
 from orchestrator.asl.model import StateMachine, parse_definition
-from orchestrator.evaluation.store import new_run_id, save_run
 from orchestrator.evaluation.config import EvalConfig, default_scorers
 from orchestrator.evaluation.dataset import Item, dataset_sha256, parse_dataset
 from orchestrator.evaluation.errors import DatasetError, EvalError, JudgeError, VariantError
@@ -33,10 +32,11 @@ from orchestrator.evaluation.scorers import (
     parse_judge_answer,
     score_item,
 )
+from orchestrator.evaluation.store import new_run_id, save_run
 from orchestrator.evaluation.variants import Variant, apply_variant, check_model, iter_states
 from orchestrator.local.runner import Answer, LocalRunError, TaskResolver, run_execution
 from orchestrator.local.test_state import GivenOutcome, run_test_state
-from orchestrator.local_cli import usage_rows
+from orchestrator.local.usage import usage_rows
 from schemas.steps import StepCommand
 from steps.inprocess import IntegrationUnavailable, LocalIntegrations, LocalIntegrationsConfig
 from steps.sdk.handler import StepHandler, run_to_outcome

@@ -25,7 +25,7 @@ from schemas.base import decode
 from schemas.executions import execution_id_for
 from schemas.steps import StepResult
 from schemas.streams import StreamChunk
-from steps.llm.cli import stream as stream_command
+from orchestrator.cli.llm import stream as stream_command
 from steps.llm.config import LLMSettings
 from steps.llm.service import LLMStepService, llm_service
 from steps.llm.streaming import follow_stream

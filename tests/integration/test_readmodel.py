@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner, Result
 
 from kafka_io import KafkaSettings, MissingTopic, topic_partitions
-from orchestrator import control_cli
+from orchestrator.cli import control as control_cli
 from orchestrator.api.readmodel import ReadModel
 from schemas.base import Envelope, encode
 from schemas.executions import (
@@ -326,7 +326,7 @@ def test_start_wait_returns_the_terminal_status(settings: KafkaSettings, tmp_pat
     execution_id = execution_id_for("Story", "waited")
     # A separate process, as a user runs it, so this test can play the orchestrator meanwhile.
     process = subprocess.Popen(
-        [sys.executable, "-c", "from orchestrator.control_cli import start; start()", str(definition),
+        [sys.executable, "-c", "from orchestrator.cli.control import start; start()", str(definition),
          "--name", "waited", "--wait", "--timeout", "60", "--json",
          "--bootstrap", settings.kafka_bootstrap, "--topic-prefix", settings.topic_prefix],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -17,7 +17,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from kafka_io import KafkaSettings
-from orchestrator import registry_cli
+from orchestrator.cli import registry as registry_cli
 from orchestrator.api.readmodel import ReadModel
 from orchestrator.registry import model
 from orchestrator.registry.model import definition_hash

@@ -453,7 +453,7 @@ def test_baton_step_fn_serves_until_sigterm(settings: KafkaSettings) -> None:
         wire = Wire(settings, "fn")
         await wire.start()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from steps.cli import step; step()", "fn",
+            sys.executable, "-c", "from orchestrator.cli.step import step; step()", "fn",
             "--module", "tests.integration.test_step_service",
             "--bootstrap", settings.kafka_bootstrap, "--topic-prefix", settings.topic_prefix,
             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

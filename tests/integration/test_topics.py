@@ -170,7 +170,7 @@ def test_unsatisfiable_replication_factor_is_refused_before_creating_anything(se
 def test_cli_topics_reports_created_then_existing_and_fails_in_one_line(settings: KafkaSettings) -> None:
     from click.testing import CliRunner
 
-    from orchestrator.kafka_cli import kafka
+    from orchestrator.cli.kafka import kafka
 
     runner = CliRunner()
     args = ["topics", "--bootstrap", settings.kafka_bootstrap, "--prefix", settings.topic_prefix,

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("orchestrator.runtime", "steps.service", "steps.bookkeeping", "steps.testing", "steps.fn", "steps.http", "steps.llm",
                   "steps.retrieval", "steps.review", "steps.inprocess")),
     ("client", ("orchestrator.client",)),
-    ("front ends", ("orchestrator", "steps.cli", "steps", "bench")),
+    ("front ends", ("orchestrator", "steps", "bench")),
 ]
 
 

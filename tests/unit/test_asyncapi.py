@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 from pydantic import BaseModel, TypeAdapter
 
-from orchestrator.kafka_cli import asyncapi
+from orchestrator.cli.kafka import asyncapi
 from schemas.asyncapi import Contract, asyncapi_document, contracts
 from schemas.base import SCHEMA_VERSION
 from schemas.dlq import DeadLetter

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from steps.llm.cache import CachedAnswer, ResponseCache, cache_key, cacheable
-from steps.llm.cli import llm as llm_command
+from orchestrator.cli.llm import llm as llm_command
 from steps.llm.config import ProviderConfig, load_settings
 from steps.llm.providers import ChatRequest, Message, OpenAICompatible
 from tests.unit.test_llm_service import FakeServers, Harness

@@ -358,7 +358,7 @@ UNREACHABLE = ["--bootstrap", "127.0.0.1:1", "--topic-prefix", "nowhere"]
 
 
 def test_an_invalid_definition_is_refused_in_one_line_before_kafka(tmp_path: Path) -> None:
-    from orchestrator.registry_cli import deploy
+    from orchestrator.cli.registry import deploy
 
     path = tmp_path / "broken.json"
     path.write_text(json.dumps({"StartAt": "Nowhere", "States": {"A": {"Type": "Pass", "End": True}}}))
@@ -375,7 +375,7 @@ def test_an_invalid_definition_is_refused_in_one_line_before_kafka(tmp_path: Pat
     (["--version", "1", "--version", "2"], "error: give the weight of version 2"),
 ])
 def test_bad_alias_weights_are_refused_in_one_line(args: list[str], message: str) -> None:
-    from orchestrator.registry_cli import alias
+    from orchestrator.cli.registry import alias
 
     result = CliRunner().invoke(alias, ["set", "Greeter", "prod", *args, *UNREACHABLE])
     assert result.exit_code == 2 and result.stderr.startswith(message) and result.stderr.count("\n") == 1

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli import fail, parse_json_arg, read_text
+from orchestrator.cli._shared import fail, parse_json_arg, read_text
 from orchestrator.evaluation import (
     EvalConfig,
     EvalError,

@@ -17,9 +17,8 @@ import click
 from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped
 from orchestrator.asl.timestamps import format_timestamp
-from orchestrator.cli import fail, print_json
-from orchestrator.cli import state_machine_name
-from orchestrator.control_cli import json_option, kafka_options, kafka_settings, print_table, run
+from orchestrator.cli._shared import fail, print_json, state_machine_name
+from orchestrator.cli.control import json_option, kafka_options, kafka_settings, print_table, run
 from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import alias_routes, check_name, find_version, require
 from schemas.registry import StateMachineAlias, StateMachineRecord
@@ -60,8 +59,8 @@ def _aliases_of(record: StateMachineRecord, version: int) -> str:
 
 def _load(path: str) -> Any:
     from orchestrator.asl.model import load_document
-    from orchestrator.cli import read_text
-    from orchestrator.cli_errors import document_problem
+    from orchestrator.cli._shared import read_text
+    from orchestrator.cli.errors import document_problem
 
     text = read_text(path)
     try:

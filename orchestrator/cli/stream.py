@@ -5,16 +5,16 @@ events topics, as `baton describe` does), so an unknown id or name fails at once
 instead of waiting for chunks that will never come; an execution that has already ended is
 replayed from the stream topic and, if it streamed nothing there, says so after a few seconds; one
 followed while it runs is checked every few seconds, and its end without a final chunk stops it too.
-The chunks are read and printed by `steps.llm.cli.follow_and_print`.
+The chunks are read and printed by `orchestrator.cli.llm.follow_and_print`.
 """
 
 from __future__ import annotations
 
 import click
 
-from orchestrator.control_cli import caught_up, kafka_options, kafka_settings, read_model_options, resolve
 from orchestrator.api.readmodel import TERMINAL_STATUSES
-from steps.llm.cli import follow_and_print
+from orchestrator.cli.control import caught_up, kafka_options, kafka_settings, read_model_options, resolve
+from orchestrator.cli.llm import follow_and_print
 
 ENDED_IDLE_SECONDS = 5.0  # an ended execution publishes nothing more: what is not there by then never comes
 

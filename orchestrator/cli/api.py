@@ -14,8 +14,8 @@ import click
 from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, topic_partitions
 from kafka_io.explain import explain_wrapped
 from orchestrator.api.readmodel import ReadModelError
-from orchestrator.cli import fail
-from orchestrator.control_cli import kafka_options, kafka_settings
+from orchestrator.cli._shared import fail
+from orchestrator.cli.control import kafka_options, kafka_settings
 
 
 async def _check(settings: KafkaSettings) -> None:
@@ -45,12 +45,10 @@ def api(host: str, port: int, db: str | None, tokens_file: str | None, insecure_
     import ipaddress
 
     import uvicorn
+    from pydantic import ValidationError
 
     from orchestrator.api.app import Authorizer, allow_all, create_app
     from orchestrator.api.auth import TokenAuthorizer, TokenStore
-
-    from pydantic import ValidationError
-
     from orchestrator.api.oidc import OidcSettings, OidcVerifier
 
     try:

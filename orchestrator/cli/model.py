@@ -55,7 +55,7 @@ def fetch() -> None:
 
 def _fail(exc: LocalModelError) -> NoReturn:
     """One line: the failure and the log's last error (`baton -v` prints the log's whole tail first)."""
-    from orchestrator.cli import VERBOSE, fail
+    from orchestrator.cli._shared import VERBOSE, fail
 
     lines = [line.strip() for line in exc.log_tail.splitlines() if line.strip()]
     if VERBOSE["on"] and lines:

@@ -1,7 +1,7 @@
 """`baton stream EXECUTION`: print an execution's streamed LLM tokens as they arrive.
 `baton llm cache stats|clear`: look into and empty the LLM step's response cache.
 
-The `baton` command group runs `orchestrator.stream_cli.stream`, which first checks on the read
+The `baton` command group runs `orchestrator.cli.stream.stream`, which first checks on the read
 side that the execution exists (an unknown one fails at once) and then calls
 :func:`follow_and_print`; :func:`stream` here follows without that check (the step layer does
 not read the orchestrator's read model).
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped, settings_problem
+from orchestrator.cli._shared import fail
 
 if TYPE_CHECKING:
     from steps.llm.cache import ResponseCache
@@ -86,8 +87,7 @@ def follow_and_print(settings: KafkaSettings, execution_id: str, *, since_second
         sys.exit(141)  # as a shell reports SIGPIPE
     except (KafkaError, OSError, RuntimeError) as exc:
         # A refused login or certificate: say which, and the fix (not "Unable to bootstrap").
-        click.echo(f"error: {explain_wrapped(exc, settings)}", err=True)
-        sys.exit(2)
+        fail(explain_wrapped(exc, settings))
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -114,8 +114,7 @@ def stream(execution: str, bootstrap: str | None, topic_prefix: str | None, sinc
     try:
         settings = KafkaSettings(**overrides)
     except ValidationError as exc:
-        click.echo(f"error: {settings_problem(exc)}", err=True)
-        sys.exit(2)
+        fail(settings_problem(exc))
     idle = timeout if timeout is not None else (30.0 if all_tasks else None)
     follow_and_print(settings, execution, since_seconds=since_seconds, all_tasks=all_tasks, idle_timeout=idle,
                      as_json=as_json)
@@ -148,8 +147,7 @@ def _open_cache(config_file: str | None, folder: str | None) -> ResponseCache:
     try:
         settings = load_settings(config_file).cache
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     return ResponseCache(Path(folder) if folder else settings.path, settings.ttl_seconds)
 
 
@@ -168,8 +166,7 @@ def cache_stats(config_file: str | None, folder: str | None, as_json: bool) -> N
     try:
         stats = store.stats()
     except sqlite3.Error as exc:
-        click.echo(f"error: cannot read the cache {store.path}: {exc}", err=True)
-        sys.exit(1)
+        fail(f"cannot read the cache {store.path}: {exc}", 1)
     finally:
         store.close()
     if as_json:
@@ -197,8 +194,7 @@ def cache_clear(config_file: str | None, folder: str | None, expired: bool) -> N
     try:
         deleted = store.clear(expired_only=expired)
     except sqlite3.Error as exc:
-        click.echo(f"error: cannot clear the cache {store.path}: {exc}", err=True)
-        sys.exit(1)
+        fail(f"cannot clear the cache {store.path}: {exc}", 1)
     finally:
         store.close()
     click.echo(f"deleted {deleted} {'expired ' if expired else ''}entries from {store.path}")

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from orchestrator.cli import fail, print_json
+from orchestrator.cli._shared import fail, print_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 

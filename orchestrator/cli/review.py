@@ -28,15 +28,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
-
 from pydantic import SecretStr, ValidationError
 
 from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped
-from orchestrator.cli import fail, parse_json_arg, print_json, quotas
-from orchestrator.control_cli import json_option, kafka_options, kafka_settings, run
-from orchestrator.quotas import check_payload
-from orchestrator.settings import DecisionSettings, OrchestratorSettings
+from orchestrator.cli._shared import fail, parse_json_arg, print_json, quotas
+from orchestrator.cli.control import json_option, kafka_options, kafka_settings, run
 from orchestrator.client.callbacks import (
     Outcome,
     OutcomeWatch,
@@ -46,10 +43,12 @@ from orchestrator.client.callbacks import (
     unknown_execution,
     verify_token,
 )
+from orchestrator.client.reviews import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
+from orchestrator.quotas import check_payload
+from orchestrator.settings import DecisionSettings, OrchestratorSettings
 from schemas.review import ReviewDecision
 from schemas.tokens import InvalidToken
 from steps.review import decisions
-from orchestrator.client.reviews import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

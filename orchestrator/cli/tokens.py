@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.api.auth import ROLES, TokenStore, TokenStoreError
-from orchestrator.cli import fail, print_json
+from orchestrator.cli._shared import fail, print_json
 
 _file = click.option("--file", "tokens_file", envvar="BATON_API_TOKENS_FILE",
                      help="The token file (env BATON_API_TOKENS_FILE; default .baton/api-tokens.json).")

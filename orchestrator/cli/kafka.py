@@ -1,6 +1,6 @@
 """`baton kafka ...` (a local broker, topic provisioning) and `baton asyncapi` (the topic contracts).
 
-Registered on the `baton` group by orchestrator/cli.py. Errors print one line on stderr and exit
+Registered on the `baton` group by orchestrator/cli/main.py. Errors print one line on stderr and exit
 non-zero; nothing here shows a traceback for a problem a user can fix.
 """
 
@@ -22,7 +22,7 @@ from orchestrator.runtime.topics import DEFAULT_SERVICES, TopicProvisioningError
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    from orchestrator.cli import fail
+    from orchestrator.cli._shared import fail
 
     fail(message, code)  # one line; with `baton -v`, the traceback behind it first
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from orchestrator.cli import load_machine
+from orchestrator.cli._shared import load_machine
 from orchestrator.graph import to_dot, to_mermaid
 
 

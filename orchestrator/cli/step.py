@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from aiokafka.errors import KafkaError
@@ -15,12 +15,8 @@ from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
 from kafka_io.explain import connection_failure, diagnose, explain, settings_problem
+from orchestrator.cli._shared import fail
 from steps.service import StepService, StepServiceError, serve
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def _settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
@@ -33,7 +29,7 @@ def _settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
     try:
         return KafkaSettings(**overrides)
     except ValidationError as exc:  # e.g. a username without a password: one line, never the values
-        _fail(settings_problem(exc))
+        fail(settings_problem(exc))
 
 
 async def _run(service: StepService, metrics_port: int | None) -> None:
@@ -54,14 +50,14 @@ def run_service(service: StepService, metrics_port: int | None) -> None:
     # TLS is one line with its fix here, instead of aiokafka's "Unable to bootstrap".
     problem = diagnose(service.settings)
     if problem:
-        _fail(f"step service {service.service!r}: {problem}")
+        fail(f"step service {service.service!r}: {problem}")
     try:
         asyncio.run(_run(service, metrics_port))
     except StepServiceError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (OSError, KafkaError) as exc:  # the metrics port is taken, Kafka refused us, ...
         reason = explain(exc, service.settings) if connection_failure(exc) else str(exc)
-        _fail(f"step service {service.service!r}: {reason}")
+        fail(f"step service {service.service!r}: {reason}")
 
 
 def _common(function: Any) -> Any:
@@ -96,11 +92,11 @@ def fn(modules: tuple[str, ...], bootstrap: str | None, topic_prefix: str | None
         service = fn_service(list(modules), settings=_settings(bootstrap, topic_prefix),
                              max_concurrency=concurrency)
     except ImportError as exc:
-        _fail(f"cannot import steps module: {exc}")
+        fail(f"cannot import steps module: {exc}")
     except StepServiceError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:  # user code failing at import time
-        _fail(f"steps module failed to import: {type(exc).__name__}: {exc}")
+        fail(f"steps module failed to import: {type(exc).__name__}: {exc}")
     run_service(service, metrics_port)
 
 
@@ -122,9 +118,9 @@ def http(connections: str | None, bootstrap: str | None, topic_prefix: str | Non
         service = http_service(http_settings=http_settings, settings=_settings(bootstrap, topic_prefix),
                                max_concurrency=concurrency)
     except ConnectionConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ValidationError as exc:  # a BATON_HTTP_* setting of the wrong type (values not repeated)
-        _fail("; ".join(f"BATON_HTTP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+        fail("; ".join(f"BATON_HTTP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                         for e in exc.errors(include_input=False, include_url=False)))
     run_service(service, metrics_port)
 
@@ -146,7 +142,7 @@ def llm(config_file: str | None, bootstrap: str | None, topic_prefix: str | None
         service = llm_service(load_settings(config_file), kafka=_settings(bootstrap, topic_prefix),
                               max_concurrency=concurrency)
     except (ConfigError, StepServiceError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     run_service(service, metrics_port)
 
 
@@ -176,7 +172,7 @@ def retrieval(kb_dir: str | None, embeddings_url: str | None, bootstrap: str | N
     try:
         embeddings, knowledge = EmbeddingsSettings(), KnowledgeBaseSettings()
     except ValidationError as exc:
-        _fail(f"invalid BATON_EMBEDDINGS_* / BATON_KB_* environment: {str(exc).splitlines()[0]}")
+        fail(f"invalid BATON_EMBEDDINGS_* / BATON_KB_* environment: {str(exc).splitlines()[0]}")
     if embeddings_url:
         embeddings = embeddings.model_copy(update={"base_url": embeddings_url})
     if kb_dir:

@@ -37,7 +37,7 @@ from orchestrator.api.readmodel import (
     ReadModelError,
     default_path,
 )
-from orchestrator.cli import fail, parse_json_arg, print_json, quotas, state_machine_name
+from orchestrator.cli._shared import fail, parse_json_arg, print_json, quotas, state_machine_name
 from orchestrator.client import (
     NAME_MAX,
     NAME_SYMBOLS,
@@ -160,8 +160,8 @@ def _load_definition(path: str) -> dict[str, Any]:
     """The file's definition, within its quota and validated here so an invalid one never reaches Kafka."""
     from orchestrator.asl.errors import DefinitionError
     from orchestrator.asl.model import load_document, parse_definition
-    from orchestrator.cli import read_text
-    from orchestrator.cli_errors import document_problem
+    from orchestrator.cli._shared import read_text
+    from orchestrator.cli.errors import document_problem
 
     text = read_text(path)
     try:
