@@ -43,6 +43,7 @@ from orchestrator.client import (
     NAME_SYMBOLS,
     BatonClient,
     DecisionRefused,
+    NoOrchestrator,
     StateMachineNotFound,
     WaitTimedOut,
     valid_name,
@@ -134,6 +135,8 @@ async def _start(settings: KafkaSettings, state_machine: str, definition: dict[s
         raise CommandError(str(exc)) from None
     except WaitTimedOut as exc:
         raise CommandError(f"{exc} (see `baton describe {name}`)") from None
+    except NoOrchestrator as exc:
+        raise CommandError(str(exc)) from None
 
 
 async def _send(settings: KafkaSettings, send: Callable[[BatonClient], Awaitable[str]]) -> str:

@@ -9,16 +9,6 @@ the client and prints; none builds a request record itself.
 
 from __future__ import annotations
 
-from orchestrator.client.client import (
-    NAME_MAX,
-    NAME_SYMBOLS,
-    TERMINAL_STATUSES,
-    BatonClient,
-    InvalidName,
-    StateMachineNotFound,
-    WaitTimedOut,
-    valid_name,
-)
 from orchestrator.client.callbacks import (
     DecisionRefused,
     OutcomeWatch,
@@ -26,10 +16,22 @@ from orchestrator.client.callbacks import (
     describe_outcome,
     verify_token,
 )
+from orchestrator.client.client import (
+    NAME_MAX,
+    NAME_SYMBOLS,
+    TERMINAL_STATUSES,
+    BatonClient,
+    InvalidName,
+    NoOrchestrator,
+    StateMachineNotFound,
+    WaitTimedOut,
+    valid_name,
+)
 from orchestrator.client.reviews import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
 
 __all__ = [
-    "NAME_MAX", "NAME_SYMBOLS", "TERMINAL_STATUSES", "BatonClient", "DecisionRefused", "InvalidName", "OutcomeWatch",
-    "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "valid_name", "verify_token",
+    "NAME_MAX", "NAME_SYMBOLS", "TERMINAL_STATUSES", "BatonClient", "DecisionRefused", "InvalidName", "NoOrchestrator",
+    "OutcomeWatch", "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "valid_name",
+    "verify_token",
     "PendingReview", "ReviewInboxError", "find_pending", "pending_reviews", "post_decision",
 ]

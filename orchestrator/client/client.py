@@ -20,11 +20,12 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
-from kafka_io import KafkaSettings, new_consumer, new_producer, topic_partitions
+from kafka_io import KafkaSettings, new_admin, new_consumer, new_producer, topic_partitions
 from orchestrator.quotas import check_definition, check_payload, start_producer_options
-from orchestrator.settings import Quotas
+from orchestrator.settings import OrchestratorSettings, Quotas
 from schemas.base import Envelope, decode, encode
 from schemas.errors import BatonError
 from schemas.executions import (
@@ -54,6 +55,16 @@ class WaitTimedOut(BatonError, TimeoutError):
     def __init__(self, execution_id: str, timeout: float) -> None:
         super().__init__(f"{execution_id} did not end within {timeout:g}s; it may still be running")
         self.execution_id, self.timeout = execution_id, timeout
+
+
+class NoOrchestrator(BatonError):
+    """Nothing consumes the start topic: no orchestrator is in the orchestrators' consumer group."""
+
+    def __init__(self, execution_id: str, settings: KafkaSettings, group_id: str, seconds: float) -> None:
+        super().__init__(f"no orchestrator consumes {settings.topics.start} at {settings.kafka_bootstrap} (consumer "
+                         f"group {group_id} had no members for {seconds:g}s): start one (`baton orchestrator`, or "
+                         f"`baton dev`); {execution_id} is published and runs once one does")
+        self.execution_id = execution_id
 
 
 def valid_name(name: str) -> bool:
@@ -179,9 +190,12 @@ class BatonClient:
     async def start_and_wait(self, state_machine: str = "inline", *, definition: dict[str, Any] | None = None,
                              input: Any = None, name: str | None = None, timeout: float = 300.0,
                              check_registered: bool = True,
-                             on_started: Callable[[str], None] = lambda execution_id: None) -> ExecutionStatus:
+                             on_started: Callable[[str], None] = lambda execution_id: None,
+                             orchestrator_grace: float = 5.0) -> ExecutionStatus:
         """Start an execution and return its terminal status from the events topic (`WaitTimedOut`
-        after `timeout` seconds). `on_started` is called with the execution id once it is published."""
+        after `timeout` seconds). `on_started` is called with the execution id once it is published.
+        `NoOrchestrator` when no orchestrator is in the orchestrators' consumer group within
+        `orchestrator_grace` seconds (nothing would end the wait)."""
         request = self.start_request(state_machine, definition=definition, input=input, name=name)
         if definition is None and check_registered:
             await self.check_registered(state_machine, request.name)
@@ -198,13 +212,37 @@ class BatonClient:
                 await consumer.position(tp)
             await self.send(request)
             on_started(request.execution_id)
+            waiting = asyncio.create_task(_terminal_status(consumer, request.execution_id))
+            watching = asyncio.create_task(self._require_orchestrator(request.execution_id, min(orchestrator_grace,
+                                                                                               timeout)))
             try:
                 async with asyncio.timeout(timeout):
-                    return await _terminal_status(consumer, request.execution_id)
+                    done, _ = await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_EXCEPTION)
+                    if waiting not in done:  # the watch raised: nothing will ever end this wait
+                        watching.result()
+                    return await waiting
             except TimeoutError:
                 raise WaitTimedOut(request.execution_id, timeout) from None
+            finally:
+                for task in (waiting, watching):
+                    task.cancel()
+                await asyncio.gather(waiting, watching, return_exceptions=True)
         finally:
             await consumer.stop()
+
+    async def _require_orchestrator(self, execution_id: str, grace: float) -> None:
+        """Return once the orchestrators' consumer group has a member (one is consuming the start);
+        NoOrchestrator when it had none for `grace` seconds. A failure to ask says nothing."""
+        group_id = OrchestratorSettings().group_id or f"{self.settings.topic_prefix}-orchestrator"  # BATON_GROUP_ID
+        began = asyncio.get_running_loop().time()
+        while True:
+            members = await group_members(self.settings, group_id)
+            if members is None or members > 0:
+                return
+            waited = asyncio.get_running_loop().time() - began
+            if waited >= grace:
+                raise NoOrchestrator(execution_id, self.settings, group_id, grace)
+            await asyncio.sleep(min(1.0, grace - waited))
 
 
 async def _terminal_status(consumer: AIOKafkaConsumer, execution_id: str) -> ExecutionStatus:
@@ -218,3 +256,19 @@ async def _terminal_status(consumer: AIOKafkaConsumer, execution_id: str) -> Exe
                     continue  # not ours to judge: the orchestrator dead-letters bad events
                 if status.execution_id == execution_id and status.status in TERMINAL_STATUSES:
                     return status
+
+
+async def group_members(settings: KafkaSettings, group_id: str) -> int | None:
+    """How many members the consumer group has now (0: none, or no such group); None when the
+    broker could not say."""
+    admin = new_admin(settings)
+    try:
+        await admin.start()
+        # One group per call: aiokafka misreads a response that describes several.
+        response = (await admin.describe_consumer_groups([group_id]))[0]
+        groups = response.to_object()["groups"]
+        return len(groups[0]["members"]) if groups and groups[0]["error_code"] == 0 else None
+    except KafkaError:
+        return None
+    finally:
+        await admin.close()

@@ -21,8 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from kafka_io import KafkaSettings
-from orchestrator.cli import main
-from orchestrator.cli import state_machine_name
+from orchestrator.cli import main, state_machine_name
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).with_name("baton")
@@ -205,6 +204,18 @@ def test_demo_without_an_orchestrator_is_one_line(kafka: KafkaSettings) -> None:
     assert result.returncode == 2, result.stderr
     line = one_error_line(result.stderr)
     assert line.startswith("no orchestrator took the starts within 3 s") and "baton orchestrator" in line
+
+
+def test_start_wait_without_an_orchestrator_says_so_instead_of_waiting(kafka: KafkaSettings) -> None:
+    result = run_baton("start", "examples/sequence/summarise.json", "--wait", "--timeout", "900",
+                       "--topic-prefix", kafka.topic_prefix, env={"BATON_KAFKA_BOOTSTRAP": kafka.kafka_bootstrap},
+                       timeout=120)  # far below --timeout: the wait ended because nothing consumes
+    assert result.returncode == 2, result.stderr
+    started, line = result.stderr.strip().splitlines()
+    assert started.startswith("started arn:baton:states:local:execution:summarise:") and "Traceback" not in line
+    assert line.startswith(f"error: no orchestrator consumes {kafka.topics.start} at {kafka.kafka_bootstrap} "
+                           f"(consumer group {kafka.topic_prefix}-orchestrator had no members"), line
+    assert "baton orchestrator" in line and "runs once one does" in line
 
 
 def test_start_with_kafka_down_is_one_line() -> None:

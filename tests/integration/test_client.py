@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kafka_io import KafkaSettings
-from orchestrator.client import BatonClient, InvalidName, StateMachineNotFound
+from orchestrator.client import BatonClient, InvalidName, NoOrchestrator, StateMachineNotFound
 from orchestrator.quotas import QuotaExceeded
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.settings import OrchestratorSettings, Quotas
@@ -66,6 +66,30 @@ def test_the_client_starts_stops_and_redrives(kafka: KafkaSettings) -> None:
             async with BatonClient(kafka, quotas=Quotas(max_payload_bytes=1024)) as small:
                 with pytest.raises(QuotaExceeded):
                     await small.start("pass", definition=PASS, input={"text": "x" * 2000})
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(scenario())
+
+
+def test_a_wait_goes_on_past_the_grace_while_an_orchestrator_consumes(kafka: KafkaSettings) -> None:
+    pause = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3, "End": True}}}
+
+    async def scenario() -> None:
+        async with BatonClient(kafka) as client:
+            with pytest.raises(NoOrchestrator, match=f"consumer group {kafka.topic_prefix}-orchestrator had no members"):
+                await client.start_and_wait("pause", definition=pause, name="alone", timeout=600,
+                                            orchestrator_grace=1)
+        stop = asyncio.Event()
+        orchestrator = Orchestrator(kafka, OrchestratorSettings(instance_id="o1", metrics_port=None))
+        task = asyncio.create_task(orchestrator.run(stop))
+        try:
+            await asyncio.wait_for(orchestrator.ready.wait(), 30)
+            async with BatonClient(kafka) as client:  # runs the pending "alone" too, then this one
+                status = await client.start_and_wait("pause", definition=pause, name="served", timeout=60,
+                                                     orchestrator_grace=1)
+                assert status.status == "SUCCEEDED"
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
