@@ -114,6 +114,10 @@ class OrchestratorSettings(BaseSettings):
     # then it is removed from the orchestrator, the state topic and the read model, and its name
     # starts a new execution. Default 14 days, AWS's redrive window (docs/limits.md, "Retention").
     retention: float = Field(default=DEFAULT_RETENTION_SECONDS, ge=1)
+    # Step services whose run commands are keyed by model (schemas/flow.py) instead of placed on
+    # the execution's partition, so one replica owns each model's flow control: ["llm"] when the
+    # LLM service has `flow_control` limits. Env: BATON_FLOW_CONTROLLED_SERVICES='["llm"]'.
+    flow_controlled_services: list[str] = []
 
     @field_validator("retention", mode="before")
     @classmethod

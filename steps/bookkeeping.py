@@ -60,6 +60,17 @@ class _Offsets:
                 ready[tp] = mark
         return ready
 
+    def progress(self, tp: TopicPartition) -> tuple[int, list[tuple[int, int]]] | None:
+        """The commit point of `tp` and the runs [start, end) of offsets finished after it (records
+        taken out of order, e.g. by flow control, finish beyond the oldest one still in flight)."""
+        if tp not in self._next:
+            return None
+        flying = sorted(self._in_flight[tp])
+        if not flying:
+            return self._next[tp], []
+        ends = [*flying[1:], self._next[tp]]
+        return flying[0], [(start + 1, end) for start, end in zip(flying, ends, strict=True) if end > start + 1]
+
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 
@@ -69,6 +80,35 @@ class _Offsets:
             self._in_flight.pop(tp, None)
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
+
+
+FINISHED_RUNS_FORMAT = "finished-runs-1:"
+MAX_COMMIT_METADATA = 4000  # the broker's offset.metadata.max.bytes is 4096 by default
+
+
+def finished_runs_metadata(mark: int, runs: list[tuple[int, int]]) -> str:
+    """Runs of finished offsets after a commit point, as commit metadata (hex deltas from the
+    mark). Runs that do not fit are left out: those records are only redelivered."""
+    text = FINISHED_RUNS_FORMAT
+    for start, end in runs:
+        part = f"{start - mark:x}+{end - start:x},"
+        if len(text) + len(part) > MAX_COMMIT_METADATA:
+            break
+        text += part
+    return text
+
+
+def parse_finished_runs(mark: int, metadata: str | None) -> list[tuple[int, int]]:
+    """The runs `finished_runs_metadata` wrote ([] for any other metadata)."""
+    if not metadata or not metadata.startswith(FINISHED_RUNS_FORMAT):
+        return []
+    runs = []
+    for part in metadata[len(FINISHED_RUNS_FORMAT):].split(","):
+        if part:
+            delta, length = part.split("+")
+            start = mark + int(delta, 16)
+            runs.append((start, start + int(length, 16)))
+    return runs
 
 
 @dataclass(frozen=True)

@@ -73,11 +73,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._service = service
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._service._commit()  # last chance to commit what finished here
-        self._service._offsets.forget(set(revoked))
+        await self._service._partitions_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        pass
+        await self._service._partitions_assigned(set(assigned))
 
 
 class StepService:
@@ -271,6 +270,14 @@ class StepService:
         task = self._running.get(task_id)
         if task is not None:
             task.cancel()
+
+    async def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Before records of `assigned` arrive (a subclass may read what their last owner committed)."""
+
+    async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before the group moves `revoked` elsewhere (a subclass may first settle its tasks there)."""
+        await self._commit()  # last chance to commit what finished here
+        self._offsets.forget(revoked)
 
     def _done(self, tp: TopicPartition, offset: int) -> None:
         self._offsets.finish(tp, offset)

@@ -116,6 +116,7 @@ class Orchestrator(Intake):
         # The state machine registry, in memory and followed; started and stopped with `run`.
         self.registry = registry or RegistryFollower(kafka)
         self.signer = TokenSigner(settings.token_secret.get_secret_value().encode())
+        self._flow_controlled = frozenset(settings.flow_controlled_services)
         self.executions: dict[str, Execution] = {}
         self.running = 0  # executions with status RUNNING (the `open` gauge)
         self.owned: set[int] = set()  # partition numbers of the input topics this instance owns
@@ -377,7 +378,8 @@ class Orchestrator(Intake):
             records = effects_to_records(self.topics, decision.state, decision.effects,
                                          machine_name=execution.machine_name, pin=execution.pin,
                                          partition=execution.partition, result_key=self.signer.result_key,
-                                         max_history_bytes=self._record_limit(self.topics.history))
+                                         max_history_bytes=self._record_limit(self.topics.history),
+                                         flow_controlled=self._flow_controlled)
             self._check_sizes(records)
         except Oversized as exc:
             working.state = self._rebuild(working)

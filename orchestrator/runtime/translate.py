@@ -22,6 +22,7 @@ from orchestrator.asl.execution import (
 from schemas.base import SCHEMA_VERSION, encode
 from schemas.dlq import DeadLetter
 from schemas.executions import ExecutionExpired, ExecutionStatus
+from schemas.flow import flow_key
 from schemas.resources import service_for
 from schemas.steps import StepCommand
 from schemas.topics import Topics
@@ -71,6 +72,7 @@ def _time(text: str) -> datetime | None:
 def effects_to_records(
     topics: Topics, state: ExecutionState, effects: list[Effect], *, machine_name: str, pin: Pin = UNPINNED,
     partition: int | None = None, result_key: ResultKey | None = None, max_history_bytes: int | None = None,
+    flow_controlled: frozenset[str] = frozenset(),
 ) -> list[Outgoing]:
     """Step commands, the decision's history (one record) and the terminal status for one decision.
 
@@ -78,7 +80,9 @@ def effects_to_records(
     to the same partition number, so its records stay in order per topic without hashing keys.
     `result_key(execution_id, task_id, service)` gives each command the proof its result must
     return (None: commands carry none, for tests of the record shapes). A history longer than
-    `max_history_bytes` is split over as many records as it needs.
+    `max_history_bytes` is split over as many records as it needs. The run commands of a service
+    in `flow_controlled` are keyed by `schemas.flow.flow_key` (the model) instead, and partitioned
+    by that key, so one replica of the service owns each model's limits.
     """
     key = state.execution_id.encode()
     out: list[Outgoing] = []
@@ -93,7 +97,10 @@ def effects_to_records(
                 timeout_seconds=effect.timeout_seconds, heartbeat_seconds=effect.heartbeat_seconds,
                 result_key=result_key(state.execution_id, effect.task_id, service) if result_key else None,
             )
-            out.append(Outgoing(topics.commands(service), key, encode(command), partition))
+            if service in flow_controlled:
+                out.append(Outgoing(topics.commands(service), flow_key(effect.parameters).encode(), encode(command)))
+            else:
+                out.append(Outgoing(topics.commands(service), key, encode(command), partition))
         elif isinstance(effect, CancelTask):
             service = service_for(effect.resource)
             cancel = StepCommand(execution_id=state.execution_id, kind="cancel", task_id=effect.task_id,

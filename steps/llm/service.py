@@ -30,12 +30,14 @@ from jsonschema.validators import validator_for
 from prometheus_client import CollectorRegistry
 
 from kafka_io import KafkaSettings
+from schemas.flow import without_flow_parameter
 from schemas.resources import REQUEST_RESPONSE, parse_resource, service_for
 from schemas.steps import StepCommand
 from steps.llm.cache import CachedAnswer, ResponseCache, cache_key, cacheable
 from steps.llm.config import ConfigError, LLMSettings, ResolvedModel, load_settings
 from steps.llm.converse import converse_output, parse_converse
-from steps.llm.errors import InvalidParameters, InvalidResponse, LLMError
+from steps.llm.errors import InvalidParameters, InvalidResponse, LLMError, RateLimited
+from steps.llm.flow_service import FlowControlledService, FlowController, FlowMetrics
 from steps.llm.metrics import LLMMetrics
 from steps.llm.prompts import PromptLibrary
 from steps.llm.providers import ChatRequest, ChatResponse, Message, Provider, make_provider
@@ -56,6 +58,8 @@ class LLMStepError(StepError):
     def __init__(self, error: LLMError) -> None:
         super().__init__(error.error, error.cause)
         self.metadata = error.metadata
+        if isinstance(error, RateLimited) and error.retry_after_seconds is not None:
+            self.metadata["retry_after_seconds"] = error.retry_after_seconds  # for flow control's pause
 
 
 @dataclass
@@ -93,6 +97,8 @@ class LLMHandler(StepHandler):
             self.cache.close()
 
     async def run(self, command: StepCommand) -> StepOutput:
+        # FlowControl (Tenant, Priority) is for the flow controller (flow_service.py), not the call.
+        command = command.model_copy(update={"parameters": without_flow_parameter(command.parameters)})
         try:
             resource = parse_resource(command.resource)
             if service_for(command.resource) != SERVICE or resource.pattern != REQUEST_RESPONSE:
@@ -411,6 +417,10 @@ class LLMStepService(StepService):
             await self.llm.aclose()
 
 
+class FlowControlledLLMService(FlowControlledService, LLMStepService):
+    """The llm service with `flow_control` limits (flow_service.py)."""
+
+
 def llm_service(settings: LLMSettings | None = None, *, kafka: KafkaSettings | None = None,
                 registry: CollectorRegistry | None = None, transport: httpx.AsyncBaseTransport | None = None,
                 **options: Any) -> LLMStepService:
@@ -422,7 +432,15 @@ def llm_service(settings: LLMSettings | None = None, *, kafka: KafkaSettings | N
     registry = registry or CollectorRegistry()
     handler = LLMHandler(settings or load_settings(), registry=registry, streams_topic=kafka.topics.streams,
                          transport=transport)
-    service = LLMStepService(SERVICE, handler, settings=kafka, registry=registry, **options)
+    flow = handler.settings.flow_control
+    if flow.enabled:  # commands wait at the gates, not at the service's own concurrency bound
+        options["max_concurrency"] = flow.max_queued
+        service: LLMStepService = FlowControlledLLMService(SERVICE, handler, settings=kafka, registry=registry,
+                                                           **options)
+        assert isinstance(service, FlowControlledService)
+        service.attach_flow(FlowController(handler.settings, FlowMetrics(registry)))
+    else:
+        service = LLMStepService(SERVICE, handler, settings=kafka, registry=registry, **options)
     service.llm = handler
     handler.send = service.publish_record
     return service

@@ -7,8 +7,10 @@ import asyncio
 import time
 
 import pytest
+from aiokafka import TopicPartition
 
 from schemas.flow import flow_key, without_flow_parameter
+from steps.bookkeeping import _Offsets, finished_runs_metadata, parse_finished_runs
 from steps.llm.config import ConfigError, load_settings
 from steps.llm.flow import FlowControlSettings, FlowLimit, Gate
 
@@ -139,3 +141,18 @@ def test_commands_are_keyed_by_the_model_they_name() -> None:
     assert flow_key({"ModelId": "anthropic.claude", "Body": {}}) == "anthropic.claude"
     assert flow_key({"Prompt": "hi"}) == "" and flow_key(None) == ""
     assert without_flow_parameter({"Model": "m", "FlowControl": {"Tenant": "a"}}) == {"Model": "m"}
+
+
+def test_offsets_finished_past_the_commit_point_travel_in_its_metadata() -> None:
+    tp = TopicPartition("t", 0)
+    offsets = _Offsets()
+    for offset in range(10, 20):
+        offsets.start(tp, offset)
+    for offset in (10, 13, 14, 17, 19):  # finished out of order; 11 is the oldest still in flight
+        offsets.finish(tp, offset)
+    mark, runs = offsets.progress(tp) or (0, [])
+    assert (mark, runs) == (11, [(13, 15), (17, 18), (19, 20)])
+    assert parse_finished_runs(mark, finished_runs_metadata(mark, runs)) == runs
+    assert parse_finished_runs(mark, "someone else's metadata") == []
+    many = [(mark + 2 * i, mark + 2 * i + 1) for i in range(5000)]
+    assert len(finished_runs_metadata(mark, many)) <= 4000  # what does not fit is only redelivered
