@@ -15,9 +15,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from orchestrator.runtime.metrics import OrchestratorMetrics
-from steps.http.service import HttpMetrics
-from steps.llm.metrics import LLMMetrics
 from steps.bookkeeping import StepMetrics
+from steps.http.service import HttpMetrics
+from steps.llm.flow_service import FlowMetrics
+from steps.llm.metrics import LLMMetrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "infra" / "grafana" / "dashboards" / "baton.json"
 SUFFIXES = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum", "_created"],
@@ -26,7 +27,7 @@ SUFFIXES = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count"
 
 def exported_series() -> set[str]:
     series: set[str] = set()
-    for metrics in (OrchestratorMetrics, StepMetrics, LLMMetrics, HttpMetrics):
+    for metrics in (OrchestratorMetrics, StepMetrics, LLMMetrics, FlowMetrics, HttpMetrics):
         registry = CollectorRegistry()  # one per service, as each serves its own /metrics
         metrics(registry)  # type: ignore[operator]
         series |= {family.name + suffix for family in registry.collect()
