@@ -156,3 +156,10 @@ def test_offsets_finished_past_the_commit_point_travel_in_its_metadata() -> None
     assert parse_finished_runs(mark, "someone else's metadata") == []
     many = [(mark + 2 * i, mark + 2 * i + 1) for i in range(5000)]
     assert len(finished_runs_metadata(mark, many)) <= 4000  # what does not fit is only redelivered
+
+
+def test_the_overhead_bench_runs() -> None:
+    from bench.flow import measure
+
+    report = asyncio.run(measure(commands=40, rounds=1))
+    assert report["with_flow_control_us_per_command"] > 0 and report["ratio_with_over_without"] > 0
