@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -114,6 +115,10 @@ class OrchestratorSettings(BaseSettings):
     # then it is removed from the orchestrator, the state topic and the read model, and its name
     # starts a new execution. Default 14 days, AWS's redrive window (docs/limits.md, "Retention").
     retention: float = Field(default=DEFAULT_RETENTION_SECONDS, ge=1)
+    # Where the orchestrator keeps its executions on disk (BATON_STATE_DIR, the folder `baton dev`
+    # keeps its state in): one SQLite store per owned state-topic partition, under
+    # orchestrator/<group id>/<instance id>/. Deleting it costs one rebuild from the state topic.
+    state_dir: Path = Path(".baton")
     # Step services whose run commands are keyed by model (schemas/flow.py) instead of placed on
     # the execution's partition, so one replica owns each model's flow control: ["llm"] when the
     # LLM service has `flow_control` limits. Env: BATON_FLOW_CONTROLLED_SERVICES='["llm"]'.

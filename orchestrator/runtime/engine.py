@@ -7,8 +7,10 @@ import asyncio
 import ctypes
 import dataclasses
 import hashlib
+import json
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,9 @@ from orchestrator.asl.model import StateMachine, parse_definition
 from orchestrator.asl.timestamps import parse_timestamp
 from orchestrator.registry.model import definition_hash
 from orchestrator.registry.store import RegistryFollower
+from orchestrator.runtime.executions import Executions
 from orchestrator.runtime.metrics import OrchestratorMetrics
+from orchestrator.runtime.store import Execution
 from orchestrator.runtime.translate import Outgoing, Pin
 from orchestrator.settings import OrchestratorSettings, Quotas
 from schemas.errors import BatonError
@@ -72,36 +76,6 @@ class Rejected(BatonError):
         self.reason = reason
 
 
-@dataclass(slots=True)
-class Execution:
-    """One execution owned by this instance, as last committed.
-
-    The state is kept packed (compact JSON, zlib level 1: ~330 bytes for an execution waiting on a
-    callback, a few microseconds each way), not as objects: a parked execution costs its bytes, and
-    every batch decodes the few executions it touches into a `Working` copy.
-    """
-
-    machine_name: str
-    definition: dict[str, Any]  # shared by the executions of one definition
-    machine: StateMachine
-    packed: bytes  # the ExecutionState (see `_pack`)
-    status: str  # its status, so counting running executions decodes nothing
-    partition: int
-    # Pinned at the start and kept in the snapshot: what a restore, redrive or takeover runs,
-    # whatever the registry's draft and aliases say by then.
-    pin: Pin = Pin()
-    timers: tuple[tuple[float, str], ...] = ()  # (fire_at, timer_id) of its pending timers
-    closed_at: float | None = None  # when it closed (epoch seconds); None while it runs
-
-    @property
-    def version_label(self) -> str:
-        """The `version` metrics label: the version number, or "draft" when unpublished."""
-        return str(self.pin.version) if self.pin.version is not None else "draft"
-
-    def load(self) -> ExecutionState:
-        return ExecutionState.model_validate_json(zlib.decompress(self.packed))
-
-
 @dataclass
 class _Batch:
     """The open batch: what the next transaction writes."""
@@ -112,6 +86,8 @@ class _Batch:
     snapshots: dict[str, Outgoing] = dataclasses.field(default_factory=dict)  # the last one per execution
     positions: dict[int, Outgoing] = dataclasses.field(default_factory=dict)  # per input partition number
     positions_committed: dict[int, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # The executions it decided (None: removed), written to the partition stores once it commits.
+    executions: dict[str, tuple[int, Execution | None]] = dataclasses.field(default_factory=dict)
     # What was decided into it, to replay one by one if Kafka refuses the transaction (`_isolate`).
     records: list[ConsumerRecord] = dataclasses.field(default_factory=list)
     timers: list[tuple[float, str, str]] = dataclasses.field(default_factory=list)
@@ -144,11 +120,11 @@ class EngineBase:
     metrics: OrchestratorMetrics
     registry: RegistryFollower
     signer: TokenSigner
-    executions: dict[str, Execution]
+    executions: Executions
     running: int
     owned: set[int]
     timers: list[tuple[float, str, str]]
-    expiries: list[tuple[float, str]]
+    _cluster_id: str
     _machines: dict[str, StateMachine]
     _definitions: dict[str, tuple[dict[str, Any], bytes]]
     _partition_counts: dict[str, int]
@@ -169,6 +145,7 @@ class EngineBase:
     _producer: AIOKafkaProducer | None
     ready: asyncio.Event
     last_restore_seconds: float
+    last_restore_records: int  # state-topic records the last restore read
 
     def _machine(self, definition: dict[str, Any], digest: str | None = None) -> StateMachine:
         digest = digest or definition_hash(definition)
@@ -176,6 +153,14 @@ class EngineBase:
         if machine is None:
             machine = self._machines[digest] = parse_definition(definition)
         return machine
+
+    def _lookup_definition(self, digest: str, load: Callable[[], bytes]) -> tuple[dict[str, Any], StateMachine]:
+        """A stored execution's definition and machine, from the caches or else from `load`."""
+        known = self._definitions.get(digest)
+        if known is None:
+            body = load()
+            known = self._definitions[digest] = (json.loads(body), body)
+        return known[0], self._machine(known[0], digest)
 
     def _definition(self, execution: Execution) -> tuple[dict[str, Any], bytes]:
         digest = execution.pin.definition_hash or definition_hash(execution.definition)

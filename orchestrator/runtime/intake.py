@@ -28,13 +28,13 @@ from orchestrator.asl.execution import (
 from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import definition_hash
 from orchestrator.runtime.engine import (
-    Execution,
     Rejected,
     Working,
     _pack,
     _seed,
     _short,
 )
+from orchestrator.runtime.store import Execution
 from orchestrator.runtime.transaction import Transactions
 from orchestrator.runtime.translate import Outgoing, Pin, status_event
 from schemas.base import decode, encode

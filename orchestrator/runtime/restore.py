@@ -1,5 +1,7 @@
-"""Partitions coming and going: restoring the owned executions from the compacted state topic,
-resuming each input partition at its recorded position, and the timer and expiry heaps."""
+"""Partitions coming and going: bringing each owned partition's state store up to date from the
+compacted state topic (the tail after its checkpoint, or the whole topic when the store is new or
+cannot be used), resuming each input partition at its recorded position, the timer heap, and the
+expiries, which are read from the stores in close order."""
 
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ from orchestrator.registry.model import definition_hash
 from orchestrator.runtime.engine import (
     OFFSETS_KEY,
     EngineBase,
-    Execution,
     _Batch,
     _pack,
 )
+from orchestrator.runtime.store import Execution, StoreIdentity
 from orchestrator.runtime.translate import Pin, expiry_records
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot, InputPositions
@@ -47,46 +49,87 @@ class Restore(EngineBase):
         self._input_partitions = len(self._consumer.partitions_for_topic(self.topics.start) or ())
         async with self._lock:
             await self._flush()
-            for execution_id in [e for e, x in self.executions.items() if x.partition not in partitions]:
-                del self.executions[execution_id]
+            self.executions.keep_only(partitions)
             new = partitions - self.owned
             self.owned = partitions
             self._positions = {p: known for p, known in self._positions.items() if p in partitions}
             self._durable_positions = {p: known for p, known in self._durable_positions.items() if p in partitions}
             started = time.perf_counter()
+            self.last_restore_records = 0
             if new:
                 await self._restore(new)
             resumed = self._seek_to_positions(assigned)
             self.last_restore_seconds = time.perf_counter() - started
             self.metrics.restore_seconds.set(self.last_restore_seconds)
             self._rebuild_timers()
-            self.running = sum(1 for x in self.executions.values() if x.status == "RUNNING")
+            self.running = self.executions.running()
             self.metrics.open.set(self.running)
-        log.info("assigned partitions %s: %d executions (restored in %.2fs); %d input partitions resumed at "
-                 "recorded positions", sorted(partitions), len(self.executions), self.last_restore_seconds, resumed)
+        log.info("assigned partitions %s: %d executions (restored in %.2fs, %d state records read); %d input "
+                 "partitions resumed at recorded positions", sorted(partitions), self.executions.count(),
+                 self.last_restore_seconds, self.last_restore_records, resumed)
         self.ready.set()
 
     async def _restore(self, partitions: set[int]) -> None:
-        """Read the compacted state topic's partitions to their end (committed records only)."""
+        """Bring the partitions' stores up to date from the state topic (committed records only):
+        from each store's checkpoint, or from the beginning for a new or discarded store."""
         consumer = AIOKafkaConsumer(**self.kafka.client_options(), isolation_level="read_committed",
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
         try:
             tps = [TopicPartition(self.topics.state, p) for p in partitions]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            begin = await consumer.beginning_offsets(tps)
             end = await consumer.end_offsets(tps)
-            remaining = {tp for tp in tps if end[tp] > 0}
+            for tp in tps:
+                consumer.seek(tp, self._open_store(tp.partition, begin[tp], end[tp]))
+            remaining = {tp for tp in tps if await consumer.position(tp) < end[tp]}
             while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+                # A short wait: the tail after a checkpoint often holds nothing but the last
+                # transaction's commit marker, which moves the position without returning a record.
+                batch = await consumer.getmany(*remaining, timeout_ms=100, max_records=5000)
                 for tp, records in batch.items():
+                    self.last_restore_records += len(records)
                     for record in records:
                         self._load_snapshot(record)
+                await self._write_restored(consumer, list(batch))
                 for tp in list(remaining):
                     if await consumer.position(tp) >= end[tp]:
                         remaining.discard(tp)
+            await self._write_restored(consumer, tps)
         finally:
             await consumer.stop()
+
+    def _open_store(self, partition: int, begin: int, end: int) -> int:
+        """Open a partition's store; the state-topic offset to read it up to date from."""
+        identity = StoreIdentity(self.topics.state, partition, self._cluster_id)
+        store, reason = self.executions.open(identity)
+        checkpoint = store.checkpoint
+        if reason is None and checkpoint is not None and not begin <= checkpoint <= end:
+            reason = f"its checkpoint {checkpoint} is outside the topic's offsets {begin}..{end}"
+        if reason is None and checkpoint is None and store.count():
+            reason = "it has executions but no checkpoint"
+        if reason is not None:
+            log.warning("state store %s not used (%s): rebuilding it from %s partition %d", store.path, reason,
+                        self.topics.state, partition)
+            store = self.executions.rebuild(partition)
+        if store.checkpoint is None:
+            log.info("state store %s is new: building it from %s partition %d", store.path, self.topics.state,
+                     partition)
+            return begin
+        positions = store.positions
+        if positions is not None:
+            self._positions[partition] = positions
+            self._durable_positions[partition] = dict(positions)
+        log.info("state store of %s partition %d: reading the changelog from its checkpoint %d (end %d)",
+                 self.topics.state, partition, store.checkpoint, end)
+        return store.checkpoint
+
+    async def _write_restored(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        """Write what was read to the stores, with the position read up to as their checkpoint."""
+        pending, self.executions.pending = self.executions.pending, {}
+        checkpoints = {tp.partition: await consumer.position(tp) for tp in tps}
+        positions = {p: self._positions[p] for p in checkpoints if p in self._positions}
+        self.executions.write(pending, checkpoints, positions)
 
     def _seek_to_positions(self, assigned: set[TopicPartition]) -> int:
         """Resume every assigned input partition where the state topic says it was committed.
@@ -114,7 +157,7 @@ class Restore(EngineBase):
                 log.error("unreadable input positions at %s:%d: %s", record.topic, record.offset, exc)
             return
         if record.value is None:
-            self.executions.pop(key, None)
+            self.executions.remove(key, record.partition)
             return
         try:
             snapshot = decode(ExecutionSnapshot, record.value)
@@ -133,17 +176,15 @@ class Restore(EngineBase):
         self.executions[state.execution_id] = self._committed(execution, state, closed_at)
 
     def _rebuild_timers(self) -> None:
-        """The timer and expiry heaps again, from the executions in memory (after a restore)."""
-        self.timers = [
-            (fire_at, execution_id, timer_id)
-            for execution_id, execution in self.executions.items()
-            for fire_at, timer_id in execution.timers
-        ]
+        """The timer heap again, from the executions' timers (after a restore)."""
+        self.timers = list(self.executions.timers())
         heapq.heapify(self.timers)
-        self.expiries = [(execution.closed_at + self.settings.retention, execution_id)
-                         for execution_id, execution in self.executions.items()
-                         if execution.status != "RUNNING" and execution.closed_at is not None]
-        heapq.heapify(self.expiries)
+
+    @property
+    def expiries(self) -> list[tuple[float, str]]:
+        """(closed_at + retention, execution id) of every closed execution, soonest first."""
+        return [(closed_at + self.settings.retention, execution_id)
+                for closed_at, execution_id in self.executions.closes(float("inf"), 2**62)]
 
     def _committed(self, execution: Execution, state: ExecutionState, closed_at: float | None) -> Execution:
         """The execution as it is once `state` is committed (`closed_at`: when it closed, if it has)."""
@@ -170,12 +211,12 @@ class Restore(EngineBase):
         return due
 
     def _due_expiries(self, now: float) -> list[tuple[float, str]]:
-        """The expiries due by `now` whose execution is still closed and due (stale ones dropped)."""
+        """The expiries due by `now` whose execution is still closed and due, read in close order
+        from the stores (and the decisions not yet written to them)."""
         due: list[tuple[float, str]] = []
-        while self.expiries and self.expiries[0][0] <= now and len(due) < self.settings.max_batch:
-            expiry = heapq.heappop(self.expiries)
-            if self._expires_by(self.executions.get(expiry[1]), now):
-                due.append(expiry)
+        for closed_at, execution_id in self.executions.closes(now - self.settings.retention, self.settings.max_batch):
+            if self._expires_by(self.executions.get(execution_id), now):
+                due.append((closed_at + self.settings.retention, execution_id))
         return due
 
     def _expires_by(self, execution: Execution | None, now: float) -> bool:
@@ -199,7 +240,8 @@ class Restore(EngineBase):
                                               execution.closed_at)
             batch.out.append(event)
             batch.snapshots[execution_id] = tombstone  # replaces a snapshot of it decided earlier in the batch
-            del self.executions[execution_id]
+            batch.executions[execution_id] = (execution.partition, None)
+            self.executions.remove(execution_id, execution.partition)
             gone.add(execution_id)
             self.metrics.expired.inc()
         if gone:

@@ -61,7 +61,6 @@ from orchestrator.runtime.engine import (
     REGISTRY_READY_SECONDS,
     REGISTRY_SYNC_SECONDS,
     TRIM_AFTER_EVENTS,
-    Execution,
     Oversized,
     Rejected,
     Working,
@@ -70,8 +69,11 @@ from orchestrator.runtime.engine import (
     _seed,
     _tune_transaction_retry,
 )
+from orchestrator.runtime.executions import Executions
 from orchestrator.runtime.intake import Intake
 from orchestrator.runtime.metrics import OrchestratorMetrics
+from orchestrator.runtime.store import Execution
+from orchestrator.runtime.topics import cluster_id
 from orchestrator.runtime.translate import (
     Outgoing,
     Pin,
@@ -117,13 +119,15 @@ class Orchestrator(Intake):
         self.registry = registry or RegistryFollower(kafka)
         self.signer = TokenSigner(settings.token_secret.get_secret_value().encode())
         self._flow_controlled = frozenset(settings.flow_controlled_services)
-        self.executions: dict[str, Execution] = {}
+        # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
+        self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
+        # The owned executions: on disk, one store per owned partition, the working set in RAM.
+        self.executions = Executions(settings.state_dir / "orchestrator" / self.group_id / settings.instance_id,
+                                     self._lookup_definition, lambda execution: self._definition(execution)[1])
+        self._cluster_id = ""  # the Kafka cluster's id, recorded in the stores (read at start)
         self.running = 0  # executions with status RUNNING (the `open` gauge)
         self.owned: set[int] = set()  # partition numbers of the input topics this instance owns
         self.timers: list[tuple[float, str, str]] = []  # (fire_at, execution_id, timer_id)
-        # (closed_at + retention, execution_id) of the closed executions; an entry whose execution
-        # was redriven (or closed again later) meanwhile is stale and skipped (`_expires_by`).
-        self.expiries: list[tuple[float, str]] = []
         self._machines: dict[str, StateMachine] = {}  # definition hash -> parsed machine
         # Definition hash -> the definition (one dict shared by its executions) and its JSON,
         # spliced into every snapshot rather than encoded again.
@@ -146,12 +150,11 @@ class Orchestrator(Intake):
         self._open: _Batch | None = None  # decided, not yet handed to a transaction
         self._events_since_trim = 0
         self._lock = asyncio.Lock()  # a rebalance waits for the batch in flight to commit
-        # Group ids are cluster-wide: scope the default by topic prefix so deployments don't mix.
-        self.group_id = settings.group_id or f"{kafka.topic_prefix}-orchestrator"
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self.ready = asyncio.Event()  # set once partitions are assigned and restored
         self.last_restore_seconds = 0.0
+        self.last_restore_records = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then finish the batch in flight and leave the group cleanly."""
@@ -168,6 +171,7 @@ class Orchestrator(Intake):
         _tune_transaction_retry(self.settings.concurrent_transactions_backoff_ms)
         options = self.kafka.client_options()
         await self._read_record_limits()
+        self._cluster_id = await cluster_id(self.kafka)
         self._producer = self._new_producer()
         self._consumer = AIOKafkaConsumer(
             **options,
@@ -194,6 +198,7 @@ class Orchestrator(Intake):
                         await self._consumer.stop()
         finally:
             await self._producer.stop()
+            self.executions.close_all()
 
     async def _serve(self, stop: asyncio.Event) -> None:
         """Decide events as they arrive into the open batch; commit it as soon as the transaction
@@ -278,7 +283,10 @@ class Orchestrator(Intake):
 
     def _next_due(self) -> float | None:
         """When the next timer or expiry falls due (epoch seconds), if any."""
-        heads = [heap[0][0] for heap in (self.timers, self.expiries) if heap]
+        heads = [self.timers[0][0]] if self.timers else []
+        closes = self.executions.closes(float("inf"), 1)
+        if closes:
+            heads.append(closes[0][0] + self.settings.retention)
         return min(heads) if heads else None
 
     async def _prepare(self, records: list[ConsumerRecord], due: list[tuple[float, str, str]],
@@ -354,8 +362,7 @@ class Orchestrator(Intake):
             before = self.executions.get(execution_id)
             self.running += (execution.status == "RUNNING") - (before is not None and before.status == "RUNNING")
             self.executions[execution_id] = execution
-            if execution.closed_at is not None and (before is None or before.closed_at != execution.closed_at):
-                heapq.heappush(self.expiries, (execution.closed_at + self.settings.retention, execution_id))
+            batch.executions[execution_id] = (execution.partition, execution)
         for timer in new_timers:
             heapq.heappush(self.timers, timer)
         self.metrics.open.set(self.running)

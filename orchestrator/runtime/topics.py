@@ -315,3 +315,16 @@ async def record_limits(settings: KafkaSettings, names: Iterable[str]) -> dict[s
     finally:
         await admin.close()
     return {name: int(value) for name, value in values.items() if value.isdigit()}
+
+
+async def cluster_id(settings: KafkaSettings) -> str:
+    """The Kafka cluster's id (empty when it cannot be read): the orchestrator's state stores
+    record it, so a store copied from another cluster is never taken for this one's."""
+    admin = new_admin(settings, request_timeout_ms=_REQUEST_TIMEOUT_MS)
+    try:
+        await admin.start()
+        return str((await admin.describe_cluster()).get("cluster_id") or "")
+    except (KafkaError, OSError):
+        return ""
+    finally:
+        await admin.close()

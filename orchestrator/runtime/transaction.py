@@ -143,6 +143,14 @@ class Transactions(Restore):
             # transactional id, which fences this one and aborts its transaction.
             raise refused
         await producer.commit_transaction()
+        # Only now, never before: the stores must not hold what the topic might not (a crash
+        # between the two only means a longer tail to read at the next start).
+        checkpoints: dict[int, int] = {}
+        for record, future in zip(out, futures):
+            if record.topic == self.topics.state:
+                written = future.result()
+                checkpoints[written.partition] = max(checkpoints.get(written.partition, 0), written.offset + 1)
+        self.executions.write(batch.executions, checkpoints, batch.positions_committed)
         self._durable_positions.update(batch.positions_committed)
         self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
         self.metrics.batch_events.observe(batch.events)
@@ -209,7 +217,7 @@ class Transactions(Restore):
                 log.debug("stopping the refused producer failed", exc_info=True)
         self._producer = self._new_producer()
         await self._producer.start()
-        self.executions.clear()
+        self.executions.clear_pending()
         self._positions.clear()
         self._durable_positions.clear()
         await self._restore(self.owned)
@@ -225,7 +233,7 @@ class Transactions(Restore):
             if tp in assigned and self._positions.get(tp.partition, {}).get(tp.topic) is None:
                 self._consumer.seek(tp, offset)
         self._rebuild_timers()
-        self.running = sum(1 for x in self.executions.values() if x.status == "RUNNING")
+        self.running = self.executions.running()
         self.metrics.open.set(self.running)
 
     async def _partition(self, topic: str, execution_partition: int | None) -> int | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -46,6 +47,37 @@ def test_orchestrator_and_fn_killed_mid_run(bootstrap: str) -> None:
         counts = asyncio.run(check_exactly_once(deployment, ids))
         assert kills.count("orchestrator") == ORCHESTRATOR_KILLS and kills.count("fn") == 1
         print(f"\nseed {seed}: {counts} with kills {kills}")
+
+
+def test_orchestrator_killed_then_restarted_from_its_checkpoint_and_without_its_store(bootstrap: str) -> None:
+    """SIGKILLed twice mid-run: restarted on the same host (its state stores read from their
+    checkpoints: only the changelog tail), then with its store folder deleted, as on a new host
+    (rebuilt from the state topic). Exactly once holds across both."""
+    with Deployment(bootstrap) as deployment:
+        orchestrator = deployment.orchestrator_services[0]
+        restarts: list[str] = []
+
+        def restart_same_host() -> None:
+            orchestrator.kill()
+            orchestrator.start()
+            restarts.append("checkpoint")
+
+        def restart_new_host() -> None:
+            orchestrator.kill()
+            shutil.rmtree(deployment.workdir / "orchestrator")
+            orchestrator.start()
+            restarts.append("rebuild")
+
+        ids = asyncio.run(drive_with_faults(deployment, EXECUTIONS, IN_FLIGHT,
+                                            [(0.3, restart_same_host), (0.6, restart_new_host)], "store"))
+        counts = asyncio.run(check_exactly_once(deployment, ids))
+        log = orchestrator.log_text()
+        assert restarts == ["checkpoint", "rebuild"]
+        # Stores built at the first start, used from their checkpoints, then built again.
+        assert log.count("reading the changelog from its checkpoint") == deployment.partitions, log[-3000:]
+        assert log.count("is new: building it") == 2 * deployment.partitions, log[-3000:]
+        assert "not used" not in log
+        print(f"\n{counts}")
 
 
 @pytest.fixture

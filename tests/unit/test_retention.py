@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
 from orchestrator.api.readmodel import ExecutionView, ReadModel, decode_record, merge_execution
-from orchestrator.asl.execution import ExecutionState, ExecutionStatus as Status
+from orchestrator.asl.execution import ExecutionState
+from orchestrator.asl.execution import ExecutionStatus as Status
 from orchestrator.asl.timestamps import format_timestamp
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.translate import Pin, expiry_records, snapshot_record
@@ -148,9 +149,10 @@ def test_a_restore_rearms_expiries_from_the_close_time(orchestrator: Orchestrato
     assert (first, second) == (ids["old"], ids["done"])
     assert first_at == pytest.approx(now - 40, abs=0.001) and second_at == pytest.approx(now + 50)
 
-    # Due: the one closed 100 s ago (60 s retention); not the one closed 10 s ago.
+    # Due: the one closed 100 s ago (60 s retention); not the one closed 10 s ago. Read in close
+    # order from the executions, they stay due until an expiry removes them.
     assert [e for _, e in orchestrator._due_expiries(now)] == [ids["old"]]
-    assert [e for _, e in orchestrator._due_expiries(now + 51)] == [ids["done"]]
+    assert [e for _, e in orchestrator._due_expiries(now + 51)] == [ids["old"], ids["done"]]
 
 
 def test_an_expiry_skips_an_execution_redriven_or_closed_again(orchestrator: Orchestrator) -> None:
@@ -158,13 +160,13 @@ def test_an_expiry_skips_an_execution_redriven_or_closed_again(orchestrator: Orc
     restored(orchestrator, closed_state("redriven"), closed_at=now - 100)
     restored(orchestrator, closed_state("again"), closed_at=now - 100)
     orchestrator._rebuild_timers()
-    redriven, again = execution_id_for(MACHINE, "redriven"), execution_id_for(MACHINE, "again")
-    # Since the heap was armed: one was redriven (RUNNING), the other redriven and closed again a
-    # second ago (its own entry, 59 s from now, is pushed when that is decided).
+    again = execution_id_for(MACHINE, "again")
+    # Since the restore: one was redriven (RUNNING), the other redriven and closed again a second
+    # ago (due 59 s from now).
     restored(orchestrator, closed_state("redriven", Status.RUNNING), closed_at=None)
     restored(orchestrator, closed_state("again", Status.ABORTED), closed_at=now - 1)
     assert orchestrator._due_expiries(now) == []
-    assert orchestrator.expiries == []  # the stale entries are dropped, not left to fire later
+    assert orchestrator.expiries == [(pytest.approx(now + 59), again)]
 
 
 def test_removal_happens_only_when_due(orchestrator: Orchestrator) -> None:
