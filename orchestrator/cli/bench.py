@@ -105,12 +105,16 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(head + [f"{k.ljust(width)}  {v}" for k, v in rows])
 
 
-@click.command("bench")
+@click.group("bench", invoke_without_command=True)
 @click.option("--quick", is_flag=True, help="scale every workload down (whole run under a minute)")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None, help="also write JSON here")
 @click.option("--only", default=None, help=f"comma-separated subset of {','.join(NAMES)}")
-def bench(quick: bool, json_file: str | None, only: str | None) -> None:
-    """Run the benchmarks (floor, W1-W5) on the local Kafka broker and print a table."""
+@click.pass_context
+def bench(context: click.Context, quick: bool, json_file: str | None, only: str | None) -> None:
+    """Run the benchmarks (floor, W1-W5) on the local Kafka broker and print a table; `baton bench
+    soak` runs the soak benchmark instead."""
+    if context.invoked_subcommand is not None:
+        return
     from infra.local_kafka import ensure_up, kafka_version, stop
 
     selected = set(only.split(",")) if only else None
@@ -155,3 +159,41 @@ def bench(quick: bool, json_file: str | None, only: str | None) -> None:
         with open(json_file, "w") as handle:
             json.dump(report, handle, indent=2)
         click.echo(f"wrote {json_file}")
+
+
+@bench.command("soak")
+@click.option("--finished", default=1_000_000, show_default=True, type=click.IntRange(min=0),
+              help="one-state executions to finish")
+@click.option("--parked", default=1_000_000, show_default=True, type=click.IntRange(min=0),
+              help="executions left waiting on a task token")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None, help="also write JSON here")
+@click.option("--svg", "svg_file", type=click.Path(dir_okay=False), default=None,
+              help="write the plot (RSS and restart time against the counts) as SVG here")
+def soak_command(finished: int, parked: int, json_file: str | None, svg_file: str | None) -> None:
+    """A long stream of executions through one orchestrator: RSS, state topic and store size, and
+    same-host restart time as finished and parked executions accumulate; then a takeover."""
+    from bench.soak import soak
+    from bench.soak_plot import svg
+    from infra.local_kafka import ensure_up, stop
+
+    broker = ensure_up()
+    try:
+        report = soak(broker.bootstrap, finished, parked, progress=lambda line: click.echo(line, err=True))
+    finally:
+        stop(broker)
+    report["machine"] = machine()
+    columns = ("count", "rss_mib", "state_topic_mib", "store_mib", "restart_to_ready_s", "restore_s",
+               "records_read", "rss_after_restart_mib", "applied_per_s")
+    click.echo("kind      " + " ".join(f"{c:>14}" for c in columns))
+    for kind in ("finished", "parked"):
+        for row in report[kind]:
+            click.echo(f"{kind:9} " + " ".join(f"{str(row.get(c)):>14}" for c in columns))
+    click.echo(f"takeover (store deleted): {json.dumps(report['takeover'])}")
+    if json_file:
+        with open(json_file, "w") as handle:
+            json.dump(report, handle, indent=2)
+        click.echo(f"wrote {json_file}")
+    if svg_file:
+        with open(svg_file, "w") as handle:
+            handle.write(svg(report))
+        click.echo(f"wrote {svg_file}")
