@@ -9,6 +9,12 @@ what this command started (by pid).
 
     baton dev                              # run until Ctrl-C
     baton dev --run-demo --auto-approve    # start, run the GenAI demos, stop; exit 1 if one failed
+    baton dev --topic-prefix b --state-dir .baton-b --api-port 8180 --metrics-port 9500 \
+        --orders-api-port 8197             # a second stack beside the first (same broker)
+
+Every port and the state folder is an option and an environment variable, all printed at start;
+a port where another stack's service answers is refused (`orchestrator.dev_config`). The children
+get BATON_KAFKA_BOOTSTRAP and BATON_TOPIC_PREFIX, and every `baton` command follows those two.
 """
 
 from __future__ import annotations
@@ -18,11 +24,11 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,31 +37,14 @@ import click
 from aiokafka.errors import KafkaError
 
 from infra import local_model
+from infra.stack import StackIdentity
 from orchestrator.cli import fail
 from orchestrator.cli.errors import failure_line
 from orchestrator.demo import DEMOS, GENAI_DIR, ORDERS_API_PORT, REPO_ROOT, connections_config, llm_config
+from orchestrator.dev_config import DevConfig, answers, check_prefix_free, claim
 from schemas.errors import BatonError
 
-STATE_DIR = Path(os.environ.get("BATON_STATE_DIR", REPO_ROOT / ".baton"))
-LOG_DIR = STATE_DIR / "logs"
-DEV_DIR = STATE_DIR / "dev"
-# service name -> (baton arguments, metrics port)
-SERVICES: list[tuple[str, list[str], int]] = [
-    ("orchestrator", ["orchestrator", "--instance-id", "dev-1"], 9400),
-    ("fn", ["step", "fn", "--module", "examples.steps.text"], 9401),
-    ("llm", ["step", "llm"], 9402),
-    ("http", ["step", "http"], 9403),
-    ("review", ["step", "review"], 9404),
-    ("retrieval", ["step", "retrieval"], 9405),
-]
-API_PORT = 8080
 COLOURS = ["cyan", "green", "yellow", "magenta", "blue", "bright_cyan", "bright_green", "bright_magenta"]
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.3)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -70,6 +59,7 @@ class Child:
 class Stack:
     """What `baton dev` started, in start order; :meth:`stop` ends it in reverse."""
 
+    log_dir: Path
     quiet: bool = False
     children: list[Child] = field(default_factory=list)
     stoppers: list[tuple[str, Any]] = field(default_factory=list)  # (name, callable) for infra helpers
@@ -81,8 +71,8 @@ class Stack:
         click.echo(click.style("baton dev", bold=True) + f" | {message}")
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log_path = LOG_DIR / f"{name}.log"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "ab")
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(args)}\n".encode())
         log.flush()
@@ -132,85 +122,134 @@ class Stack:
                 self.say(f"could not stop {name}: {exc}")
 
 
-def _api_args(stack: Stack, env: dict[str, str], insecure_local: bool) -> list[str]:
-    """`baton api`'s auth: a fresh local admin token (printed, in .baton/dev/api-tokens.json), or none."""
+def _api_args(stack: Stack, config: DevConfig, env: dict[str, str], insecure_local: bool) -> list[str]:
+    """`baton api`'s auth: a fresh local admin token (printed, in STATE_DIR/dev/api-tokens.json), or none."""
     if insecure_local:
         stack.say("API without authentication (--insecure-local)")
         return ["--insecure-local"]
     from orchestrator.api.auth import TokenStore, TokenStoreError
 
-    store = TokenStore(DEV_DIR / "api-tokens.json")
+    store = TokenStore(config.dev_dir / "api-tokens.json")
     with contextlib.suppress(TokenStoreError):
         store.revoke("dev-admin")  # one dev token at a time: the previous run's stops working
     token = store.create("dev-admin", "admin")
     env["BATON_API_TOKENS_FILE"] = str(store.path)
     stack.say(f"API admin token: {token}")
-    stack.say(f"pages: http://127.0.0.1:{API_PORT}/?token={token}  API: Authorization: Bearer <token>")
+    stack.say(f"pages: http://127.0.0.1:{config.api_port}/?token={token}  API: Authorization: Bearer <token>")
     return ["--tokens", str(store.path)]
 
 
-def start_stack(stack: Stack, *, insecure_local: bool = False) -> dict[str, str]:
-    """Start everything; return the environment the children share."""
-    from infra import local_embeddings, local_kafka
+def _kafka(stack: Stack, config: DevConfig) -> str:
+    """The stack's bootstrap: BATON_KAFKA_BOOTSTRAP as given, else a local broker (started or reused)."""
+    from infra import local_kafka
+    from infra.stack import cluster_id
     from kafka_io import KafkaSettings
-    from orchestrator.runtime.topics import ensure_topics
 
-    began = time.monotonic()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    bootstrap = os.environ.get("BATON_KAFKA_BOOTSTRAP")
+    bootstrap = config.bootstrap
+    how = "given"
     if not bootstrap:
-        broker = local_kafka.ensure_up()
+        broker = local_kafka.ensure_up(config.kafka_port)
         bootstrap = broker.bootstrap
         if broker.started_here:
             stack.stoppers.append(("kafka broker", lambda: local_kafka.stop(broker)))
-        stack.say(f"kafka {bootstrap} ({'started' if broker.started_here else 'reused'})")
-    env["BATON_KAFKA_BOOTSTRAP"] = bootstrap
-    kafka = KafkaSettings(kafka_bootstrap=bootstrap)
-    created = asyncio.run(ensure_topics(kafka))
-    stack.say(f"topics ready ({len(created)} created)")
+        how = "started" if broker.started_here else "reused"
+    cluster = asyncio.run(cluster_id(KafkaSettings(kafka_bootstrap=bootstrap, topic_prefix=config.topic_prefix)))
+    stack.say(f"kafka {bootstrap} ({how}; cluster {cluster or 'unknown'})")
+    return bootstrap
 
-    servers = local_model.ensure_up()
+
+def _claim_ports(config: DevConfig, ours: StackIdentity, with_api: bool) -> set[int]:
+    """The ports where a service of this stack already answers (reused); DevError for a port that
+    another stack or something else holds, or a topic prefix another stack consumes."""
+    from kafka_io import KafkaSettings
+    from orchestrator.client.client import group_members
+
+    wanted = [(f"{name} metrics", "--metrics-port", port) for name, _, port in config.services()]
+    wanted.append(("orders API", "--orders-api-port", config.orders_api_port))
+    if with_api:
+        wanted.append(("API", "--api-port", config.api_port))
+    reused = {port for what, option, port in wanted if claim(port, what, option, ours)}
+    if config.metrics_port not in reused:  # none of our orchestrators runs: nobody may use the prefix
+        group = f"{config.topic_prefix}-orchestrator"
+        kafka = KafkaSettings(kafka_bootstrap=ours.kafka_bootstrap, topic_prefix=config.topic_prefix)
+        check_prefix_free(asyncio.run(group_members(kafka, group)), ours, group)
+    return reused
+
+
+def _models(stack: Stack, config: DevConfig, env: dict[str, str]) -> None:
+    """The model servers, the embeddings server and the insurance knowledge base, for the GenAI demos."""
+    from infra import local_embeddings
+
+    servers = local_model.ensure_up(None, config.model_port)
     if any(s.started_here for s in servers):
         stack.stoppers.append(("model servers", lambda: local_model.stop(servers)))
     stack.say("models " + ", ".join(f"{s.alias} {s.base_url} ({'started' if s.started_here else 'reused'})"
                                     for s in servers))
-    embeddings = local_embeddings.ensure_up()
+    embeddings = local_embeddings.ensure_up(config.embeddings_port)
     if embeddings.started_here:
         stack.stoppers.append(("embeddings server", lambda: local_embeddings.stop(embeddings)))
     stack.say(f"embeddings {embeddings.base_url} ({'started' if embeddings.started_here else 'reused'})")
-
-    DEV_DIR.mkdir(parents=True, exist_ok=True)
-    llm_file = DEV_DIR / "llm.yaml"
+    llm_file = config.dev_dir / "llm.yaml"
     llm_file.write_text(json.dumps(llm_config(servers), indent=2), encoding="utf-8")
-    connections_file = DEV_DIR / "connections.yaml"
-    connections_file.write_text(json.dumps(connections_config(ORDERS_API_PORT), indent=2), encoding="utf-8")
-    env.update(BATON_LLM_CONFIG_FILE=str(llm_file), BATON_HTTP_CONNECTIONS=str(connections_file),
-               BATON_EMBEDDINGS_BASE_URL=embeddings.base_url, BATON_KB_DIR=str(STATE_DIR / "kb"))
-
-    baton = [sys.executable, "-m", "orchestrator.cli"] if not _baton_script() else [_baton_script()]
-    kb = subprocess.run([*baton, "kb", "add", str(REPO_ROOT / "examples" / "insurance" / "kb"), "--name", "insurance"],
-                        env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    env.update(BATON_LLM_CONFIG_FILE=str(llm_file), BATON_EMBEDDINGS_BASE_URL=embeddings.base_url,
+               BATON_KB_DIR=str(config.state_dir / "kb"))
+    kb = subprocess.run([*_baton(), "kb", "add", str(REPO_ROOT / "examples" / "insurance" / "kb"), "--name",
+                         "insurance"], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     if kb.returncode != 0:
         raise click.ClickException(f"baton kb add failed: {kb.stderr.strip() or kb.stdout.strip()}")
     stack.say(f"knowledge base: {kb.stdout.strip().splitlines()[-1] if kb.stdout.strip() else 'insurance'}")
 
-    if _answers(ORDERS_API_PORT):
-        stack.say(f"orders API http://127.0.0.1:{ORDERS_API_PORT} (reused)")
-    else:
-        stack.spawn("orders-api", [sys.executable, str(GENAI_DIR / "intent-api" / "server.py"),
-                                   "--port", str(ORDERS_API_PORT)], env)
-    for name, args, port in SERVICES:
-        if _answers(port):
-            stack.say(f"{name}: something already serves :{port}, reusing it")
-            continue
-        stack.spawn(name, [*baton, *args, "--metrics-port", str(port)], env)
-        stack.metrics[f"{name} metrics"] = f"http://127.0.0.1:{port}/metrics"
-    if _has_api() and not _answers(API_PORT):
-        stack.spawn("api", [*baton, "api", "--port", str(API_PORT), *_api_args(stack, env, insecure_local)], env)
-        stack.metrics["API + graph"] = f"http://127.0.0.1:{API_PORT}/"
-    _wait_for_metrics(stack, [port for _, _, port in SERVICES], timeout=60)
-    stack.say(f"stack up in {time.monotonic() - began:.1f} s; logs in {LOG_DIR}")
+
+def start_stack(stack: Stack, config: DevConfig, *, insecure_local: bool = False) -> dict[str, str]:
+    """Start everything; return the environment the children share."""
+    from kafka_io import KafkaSettings
+    from orchestrator.runtime.topics import ensure_topics
+
+    began = time.monotonic()
+    for line in config.port_lines():
+        stack.say(line)
+    bootstrap = _kafka(stack, config)
+    ours = StackIdentity(stack_id=config.stack_id, topic_prefix=config.topic_prefix, kafka_bootstrap=bootstrap)
+    with_api = _has_api()
+    reused = _claim_ports(config, ours, with_api)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **config.child_env(bootstrap)}
+    created = asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap=bootstrap, topic_prefix=config.topic_prefix)))
+    stack.say(f"topics {config.topic_prefix}.* ready ({len(created)} created)")
+
+    config.dev_dir.mkdir(parents=True, exist_ok=True)
+    connections_file = config.dev_dir / "connections.yaml"
+    connections_file.write_text(json.dumps(connections_config(config.orders_api_port), indent=2), encoding="utf-8")
+    env["BATON_HTTP_CONNECTIONS"] = str(connections_file)
+    if config.models:
+        _models(stack, config, env)
+
+    def start(name: str, args: list[str], port: int, label: str, path: str) -> None:
+        if port in reused:
+            stack.say(f"{name}: this stack's service already answers on :{port}, reusing it")
+        else:
+            stack.spawn(name, args, env)
+        stack.metrics[label] = f"http://127.0.0.1:{port}{path}"
+
+    orders = config.orders_api_port
+    start("orders-api", [sys.executable, str(GENAI_DIR / "intent-api" / "server.py"), "--port", str(orders)], orders,
+          "orders API", "/orders/")
+    for name, args, port in config.services():
+        start(name, [*_baton(), *args, "--metrics-port", str(port)], port, f"{name} metrics", "/metrics")
+    ports = [port for _, _, port in config.services()]
+    if with_api:
+        api_args = [] if config.api_port in reused else _api_args(stack, config, env, insecure_local)
+        start("api", [*_baton(), "api", "--port", str(config.api_port), *api_args], config.api_port,
+              "API + graph", "/")
+        ports.append(config.api_port)
+    _wait_for_ports(stack, ports, timeout=60)
+    stack.say(f"stack up in {time.monotonic() - began:.1f} s; logs in {config.log_dir}")
+    stack.say(f"in another shell: export BATON_KAFKA_BOOTSTRAP={bootstrap} BATON_TOPIC_PREFIX={config.topic_prefix}")
     return env
+
+
+def _baton() -> list[str]:
+    script = _baton_script()
+    return [script] if script else [sys.executable, "-m", "orchestrator.cli"]
 
 
 def _baton_script() -> str | None:
@@ -224,17 +263,17 @@ def _has_api() -> bool:
     return "api" in main.list_commands(click.Context(main))
 
 
-def _wait_for_metrics(stack: Stack, ports: list[int], timeout: float) -> None:
+def _wait_for_ports(stack: Stack, ports: list[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        dead = [c for c in stack.children if c.process.poll() is not None and c.name != "api"]
+        dead = [c for c in stack.children if c.process.poll() is not None]
         if dead:
             raise click.ClickException(f"{dead[0].name} exited with {dead[0].process.returncode}: "
                                        f"{_last_error(dead[0])} (log: {dead[0].log})")
-        if all(_answers(port) for port in ports):
+        if all(answers(port) for port in ports):
             return
         time.sleep(0.3)
-    raise click.ClickException("the services did not come up within 60 s (see .baton/logs/)")
+    raise click.ClickException(f"the services did not come up within {timeout:g} s (see {stack.log_dir})")
 
 
 def _last_error(child: Child) -> str:
@@ -246,14 +285,47 @@ def _last_error(child: Child) -> str:
     return (errors or lines or ["(no output)"])[-1].removeprefix("error: ")
 
 
+def _port(name: str, env: str, default: int, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(name, type=click.IntRange(1, 65535), envvar=env, default=default, show_default=True,
+                        help=f"{what} (env {env}).")
+
+
 @click.command()
 @click.option("--run-demo", is_flag=True, help="Run the GenAI demos (examples/genai/), then stop.")
 @click.option("--auto-approve", is_flag=True, help="With --run-demo: approve the human review without asking.")
 @click.option("--quiet", is_flag=True, help="Show only errors of the services (always with --run-demo).")
 @click.option("--insecure-local", is_flag=True, help="Run the API without tokens (default: a printed admin token).")
-def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -> None:
-    """Run the local stack (broker, models, orchestrator, every step service) until Ctrl-C."""
-    stack = Stack(quiet=quiet or run_demo)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="BATON_STATE_DIR",
+              default=REPO_ROOT / ".baton", show_default=".baton",
+              help="Logs, the dev token, the configs and the knowledge base (env BATON_STATE_DIR).")
+@_port("--api-port", "BATON_API_PORT", 8080, "The API and pages")
+@_port("--metrics-port", "BATON_METRICS_PORT", 9400,
+       "The orchestrator's /metrics; fn, llm, http, review and retrieval take the next five ports")
+@_port("--orders-api-port", "BATON_ORDERS_API_PORT", ORDERS_API_PORT, "The intent-api demo's orders API")
+@_port("--model-port", "BATON_MODEL_PORT", local_model.DEFAULT_PORT, "The first offline model server; the second follows")
+@_port("--embeddings-port", "BATON_EMBEDDINGS_PORT", 8095, "The offline embeddings server")
+@click.option("--bootstrap", envvar="BATON_KAFKA_BOOTSTRAP",
+              help="Kafka bootstrap servers (env BATON_KAFKA_BOOTSTRAP; default: a local broker, started or reused).")
+@click.option("--kafka-port", type=click.IntRange(1, 65535), envvar="BATON_KAFKA_PORT",
+              help="Without --bootstrap: the local broker's port (env BATON_KAFKA_PORT; default 9092).")
+@click.option("--topic-prefix", envvar="BATON_TOPIC_PREFIX", default="baton", show_default=True,
+              help="Topic name prefix of this stack (env BATON_TOPIC_PREFIX).")
+@click.option("--no-models", "no_models", is_flag=True,
+              help="Without the model and embeddings servers, the llm and retrieval services (no GenAI demo).")
+def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool, state_dir: Path, api_port: int,
+        metrics_port: int, orders_api_port: int, model_port: int, embeddings_port: int, bootstrap: str | None,
+        kafka_port: int | None, topic_prefix: str, no_models: bool) -> None:
+    """Run the local stack (broker, models, orchestrator, every step service, the API) until Ctrl-C.
+
+    Two stacks side by side: give the second other ports, another --topic-prefix and --state-dir.
+    """
+    if run_demo and no_models:
+        fail("--run-demo needs the models: leave out --no-models", 2)
+    config = DevConfig(state_dir=state_dir.resolve(), api_port=api_port, metrics_port=metrics_port,
+                       orders_api_port=orders_api_port, model_port=model_port, embeddings_port=embeddings_port,
+                       bootstrap=bootstrap or None, kafka_port=kafka_port, topic_prefix=topic_prefix,
+                       models=not no_models)
+    stack = Stack(log_dir=config.log_dir, quiet=quiet or run_demo)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -264,27 +336,18 @@ def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -
     ok = True
     problem: str | None = None
     try:
-        local_model.check_installed()  # before anything starts: one line with the fix, nothing to stop
-        env = start_stack(stack, insecure_local=insecure_local)
+        if config.models:
+            local_model.check_installed()  # before anything starts: one line with the fix, nothing to stop
+        env = start_stack(stack, config, insecure_local=insecure_local)
         if run_demo:
             from kafka_io import KafkaSettings
             from orchestrator.demo import run_and_report
 
             ask = not auto_approve and sys.stdin.isatty()
-            ok = run_and_report(KafkaSettings(kafka_bootstrap=env["BATON_KAFKA_BOOTSTRAP"]), DEMOS,
-                                auto_approve=not ask, metrics=stack.metrics)
+            kafka = KafkaSettings(kafka_bootstrap=env["BATON_KAFKA_BOOTSTRAP"], topic_prefix=config.topic_prefix)
+            ok = run_and_report(kafka, DEMOS, auto_approve=not ask, metrics=stack.metrics)
         else:
-            for name, url in stack.metrics.items():
-                stack.say(f"{name}: {url}")
-            stack.say("try: baton start examples/genai/diet/definition.json --input @examples/genai/diet/input.json --wait")
-            stack.say("Ctrl-C stops everything this command started")
-            while not stopping.is_set():
-                dead = [c for c in stack.children if c.process.poll() is not None]
-                if dead:
-                    stack.say(f"{dead[0].name} exited with {dead[0].process.returncode}; stopping")
-                    ok = False
-                    break
-                time.sleep(0.5)
+            ok = _serve(stack, stopping, config)
     except KeyboardInterrupt:
         stack.say("interrupted")
     except (BatonError, KafkaError, OSError, click.ClickException) as exc:
@@ -294,3 +357,21 @@ def dev(run_demo: bool, auto_approve: bool, quiet: bool, insecure_local: bool) -
     if problem is not None:
         fail(problem, 1)
     sys.exit(0 if ok else 1)
+
+
+def _serve(stack: Stack, stopping: threading.Event, config: DevConfig) -> bool:
+    """Until Ctrl-C or SIGTERM (True), or until a child exits (False)."""
+    for name, url in stack.metrics.items():
+        stack.say(f"{name}: {url}")
+    example = "examples/genai/diet" if config.models else "examples/sequence"
+    what = "definition.json --input @examples/genai/diet/input.json" if config.models else \
+        "summarise.json --input @examples/sequence/input.json"
+    stack.say(f"try: baton start {example}/{what} --wait")
+    stack.say("Ctrl-C stops everything this command started")
+    while not stopping.is_set():
+        dead = [c for c in stack.children if c.process.poll() is not None]
+        if dead:
+            stack.say(f"{dead[0].name} exited with {dead[0].process.returncode}; stopping")
+            return False
+        time.sleep(0.5)
+    return True

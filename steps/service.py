@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from prometheus_client import (
 )
 from pydantic_core import to_json
 
+from infra.stack import register_stack_info
 from kafka_io import KafkaSettings
 from kafka_io.faststream_security import broker_security
 from schemas.base import decode, encode
@@ -422,8 +424,11 @@ def _text_or_empty(key: bytes | None) -> str:
 async def serve(service: StepService, stop: asyncio.Event, metrics_port: int | None = None,
                 metrics_host: str = "0.0.0.0") -> None:
     """Run a step service until `stop` is set, with `/metrics` on `metrics_port` (if given)."""
-    server = start_http_server(metrics_port, metrics_host, registry=service.registry)[0] \
-        if metrics_port is not None else None
+    server = None
+    if metrics_port is not None:
+        with contextlib.suppress(ValueError):  # served before, with the same registry: already there
+            register_stack_info(service.registry, service.settings)  # which stack this is (infra.stack)
+        server = start_http_server(metrics_port, metrics_host, registry=service.registry)[0]
     try:
         async with service:
             await stop.wait()

@@ -30,6 +30,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from infra.stack import StackIdentity
 from kafka_io import KafkaSettings
 from orchestrator.api.backend import Backend
 from orchestrator.api.errors import install_error_handlers
@@ -37,7 +38,17 @@ from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.login import HideQueryTokens, hide_query_tokens, install_login_cookie, install_sign_in_page
 from orchestrator.api.readmodel import default_path
 from orchestrator.api.roles import Authorizer, Role, allow_all, requires
-from orchestrator.api.routers import definitions, docs, executions, pages, reviews, state_machines, streams, studio
+from orchestrator.api.routers import (
+    definitions,
+    docs,
+    executions,
+    health,
+    pages,
+    reviews,
+    state_machines,
+    streams,
+    studio,
+)
 from orchestrator.settings import DecisionSettings, OrchestratorSettings, Quotas
 from steps.inprocess import LocalIntegrations, LocalIntegrationsConfig
 
@@ -75,6 +86,7 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
                   description="Amazon States Language workflows on Apache Kafka: executions, human review, "
                               "TestState and validation. Errors: {\"error\": {\"code\", \"message\", \"details\"}}.")
     app.state.authorizer = authorizer
+    app.state.stack = StackIdentity.of(settings)  # GET /healthz says it (routers.health)
     app.state.quotas = quotas
     app.state.integrations = integrations if integrations is not None else LocalIntegrations(
         LocalIntegrationsConfig(start_offline_servers=False))
@@ -87,7 +99,7 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
     install_login_cookie(app)
     install_sign_in_page(app, pages.sign_in_page)
     for router in (executions.router, streams.router, reviews.router, definitions.router,
-                   state_machines.router, pages.router, docs.router, studio.router):
+                   state_machines.router, pages.router, docs.router, studio.router, health.router):
         # The routers' routes join the app's own list (not include_router, which this FastAPI
         # keeps as a lazy branch): `app.routes` lists every route, as the auth matrix test reads it.
         app.router.routes.extend(router.routes)

@@ -26,7 +26,8 @@ async def _check(settings: KafkaSettings) -> None:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, envvar="BATON_API_PORT",
+              help="Port to listen on (env BATON_API_PORT).")
 @click.option("--db", envvar="BATON_READMODEL_PATH", help="The read model's SQLite file (env BATON_READMODEL_PATH).")
 @click.option("--tokens", "tokens_file", envvar="BATON_API_TOKENS_FILE",
               help="The token file of `baton tokens` (env BATON_API_TOKENS_FILE; default .baton/api-tokens.json).")

@@ -107,14 +107,37 @@ def down(secure: bool) -> None:
 
 @kafka.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Client port (default: BATON_KAFKA_PORT or 9092).")
+              help="Client port of the local broker (default: BATON_KAFKA_PORT or 9092).")
 def status(port: int | None) -> None:
-    """Whether a local broker answers; exit 3 when none does."""
+    """Whether the broker answers; exit 3 when none does. With BATON_KAFKA_BOOTSTRAP set (and no
+    --port), the broker every other command uses: that bootstrap, logged in as they do."""
+    import os
+
     from infra.local_kafka import status as broker_status
 
-    is_up, line = broker_status(port)
+    if port is None and os.environ.get("BATON_KAFKA_BOOTSTRAP"):
+        is_up, line = _bootstrap_status(_settings())
+    else:
+        is_up, line = broker_status(port)
     click.echo(line)
     sys.exit(0 if is_up else 3)  # LSB's "program is not running", as in infra.local_kafka
+
+
+def _bootstrap_status(settings: KafkaSettings) -> tuple[bool, str]:
+    from aiokafka.errors import KafkaError
+
+    from infra.stack import cluster_id
+    from kafka_io.explain import diagnose
+
+    _quiet_aiokafka()
+    problem = diagnose(settings)
+    if problem:
+        return False, f"down: {problem} (BATON_KAFKA_BOOTSTRAP)"
+    try:
+        cluster = asyncio.run(cluster_id(settings))
+    except (KafkaError, OSError) as exc:
+        return False, f"down: {settings.kafka_bootstrap}: {exc} (BATON_KAFKA_BOOTSTRAP)"
+    return True, f"up: bootstrap {settings.kafka_bootstrap}, cluster {cluster or 'unknown'} (BATON_KAFKA_BOOTSTRAP)"
 
 
 @kafka.command()

@@ -8,6 +8,7 @@ import signal
 
 from prometheus_client import start_http_server
 
+from infra.stack import register_stack_info
 from kafka_io import KafkaSettings
 from orchestrator.runtime.metrics import OrchestratorMetrics
 from orchestrator.runtime.service import Orchestrator
@@ -17,6 +18,7 @@ from orchestrator.settings import OrchestratorSettings
 async def serve(kafka: KafkaSettings, settings: OrchestratorSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     metrics = OrchestratorMetrics()
+    register_stack_info(metrics.registry, kafka)  # which stack this is, for `baton dev` (infra.stack)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry)
     stop = asyncio.Event()

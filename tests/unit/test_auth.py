@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from kafka_io import KafkaSettings
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import COOKIE, Identity, TokenAuthorizer, TokenStore, TokenStoreError, in_queues
-from orchestrator.api.readmodel import ExecutionView
 from orchestrator.api.oidc import OidcVerifier
+from orchestrator.api.readmodel import ExecutionView
 from schemas.tokens import TokenSigner
 from tests.oidc_support import IdentityProvider, identity_provider
 
@@ -66,7 +66,7 @@ ROUTES: list[tuple[str, str, object, str]] = [
 ALLOWED = {"viewer": {"viewer"}, "operator": {"operator", "viewer"}, "reviewer": {"reviewer", "viewer"},
            "admin": {"viewer", "operator", "reviewer", "admin"}}
 PUBLIC = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
-          ("GET", "/static")}
+          ("GET", "/static"), ("GET", "/healthz")}
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@
 POST /orders/lookup  {"order_id": "1042"}  ->  {"found": true, "order_id": "1042", "status": "delayed", ...}
 GET  /calls                                ->  the requests received so far (what the demo test checks)
 GET  /health
+GET  /healthz                              ->  the Baton stack it serves (`baton dev` sets BATON_STACK_ID, ...)
 
 Every request except /health must carry `X-Api-Key: demo-key` (the connection config
 `connections.yaml` beside this file adds it, so the workflow definition holds no secret).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -44,6 +46,10 @@ class OrdersAPI(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/health":
             return self._send(200, {"ok": True})
+        if self.path == "/healthz":  # which stack started it: `baton dev` refuses another stack's (infra/stack.py)
+            return self._send(200, {"status": "ok", "stack_id": os.environ.get("BATON_STACK_ID", ""),
+                                    "topic_prefix": os.environ.get("BATON_TOPIC_PREFIX", "baton"),
+                                    "kafka_bootstrap": os.environ.get("BATON_KAFKA_BOOTSTRAP", "127.0.0.1:9092")})
         if self.headers.get("X-Api-Key") != API_KEY:
             return self._send(401, {"error": "missing or wrong X-Api-Key"})
         if self.path == "/calls":
