@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -209,6 +210,8 @@ class Deployment:
     def __exit__(self, *exc: object) -> None:
         for service in self.services:
             service.stop()
+        # The logs stay for inspection; the orchestrators' state stores (a soak's are GiBs) go.
+        shutil.rmtree(self.workdir / "orchestrator", ignore_errors=True)
         # A broker that keeps every run's topics slows down (thousands of partitions on one node).
         if not self.keep_topics:
             asyncio.run(delete_topics(self.settings))
@@ -231,9 +234,9 @@ def _free_port() -> int:
 
 def _local_broker_pid(bootstrap: str) -> int | None:
     """The pid of infra/local_kafka.py's broker if `bootstrap` is it (its CPU counts in a run too)."""
-    from infra.local_kafka import _recorded_broker, default_paths
+    from infra.broker_process import default_paths, recorded_broker
 
-    record = _recorded_broker(default_paths())
+    record = recorded_broker(default_paths())
     if record is None or not bootstrap.endswith(f":{record['port']}"):
         return None
     return record["pid"]
