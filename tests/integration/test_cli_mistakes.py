@@ -218,6 +218,31 @@ def test_start_wait_without_an_orchestrator_says_so_instead_of_waiting(kafka: Ka
     assert "baton orchestrator" in line and "runs once one does" in line
 
 
+FOLLOWERS = [["start", "examples/sequence/summarise.json"], ["list"], ["describe", "x"], ["history", "x"],
+             ["review", "list"], ["stream", "x"], ["demo", "--only", "diet"]]
+
+
+@pytest.mark.parametrize("command", FOLLOWERS, ids=[" ".join(c[:2]) for c in FOLLOWERS])
+def test_every_command_follows_baton_kafka_bootstrap_and_topic_prefix(command: list[str], kafka_bootstrap: str,
+                                                                      ) -> None:
+    """One BATON_KAFKA_BOOTSTRAP and BATON_TOPIC_PREFIX (as `baton dev` prints them) move them all."""
+    port = free_port()
+    down = run_baton(*command, env={"BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"})
+    assert down.returncode == 2 and f"cannot reach Kafka at 127.0.0.1:{port}" in one_error_line(down.stderr)
+    prefix = f"none{os.getpid()}"
+    elsewhere = run_baton(*command, env={"BATON_KAFKA_BOOTSTRAP": kafka_bootstrap, "BATON_TOPIC_PREFIX": prefix})
+    assert elsewhere.returncode == 2 and f"topic {prefix}." in one_error_line(elsewhere.stderr).replace(
+        "topics", "topic"), elsewhere.stderr
+
+
+def test_kafka_status_follows_baton_kafka_bootstrap(kafka_bootstrap: str) -> None:
+    up = run_baton("kafka", "status", env={"BATON_KAFKA_BOOTSTRAP": kafka_bootstrap})
+    assert up.returncode == 0 and up.stdout.startswith(f"up: bootstrap {kafka_bootstrap}, cluster "), up.stdout
+    port = free_port()
+    down = run_baton("kafka", "status", env={"BATON_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"})
+    assert down.returncode == 3 and down.stdout.startswith(f"down: cannot reach Kafka at 127.0.0.1:{port}")
+
+
 def test_start_with_kafka_down_is_one_line() -> None:
     port = free_port()
     result = invoke("start", "examples/sequence/summarise.json", "--bootstrap", f"127.0.0.1:{port}")
