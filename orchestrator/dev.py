@@ -36,7 +36,7 @@ from typing import Any
 import click
 from aiokafka.errors import KafkaError
 
-from infra import local_model
+from infra import local_embeddings, local_model
 from infra.stack import StackIdentity
 from orchestrator.cli import fail
 from orchestrator.cli.errors import failure_line
@@ -178,8 +178,6 @@ def _claim_ports(config: DevConfig, ours: StackIdentity, with_api: bool) -> set[
 
 def _models(stack: Stack, config: DevConfig, env: dict[str, str]) -> None:
     """The model servers, the embeddings server and the insurance knowledge base, for the GenAI demos."""
-    from infra import local_embeddings
-
     servers = local_model.ensure_up(None, config.model_port)
     if any(s.started_here for s in servers):
         stack.stoppers.append(("model servers", lambda: local_model.stop(servers)))
@@ -303,7 +301,7 @@ def _port(name: str, env: str, default: int, what: str) -> Callable[[Callable[..
        "The orchestrator's /metrics; fn, llm, http, review and retrieval take the next five ports")
 @_port("--orders-api-port", "BATON_ORDERS_API_PORT", ORDERS_API_PORT, "The intent-api demo's orders API")
 @_port("--model-port", "BATON_MODEL_PORT", local_model.DEFAULT_PORT, "The first offline model server; the second follows")
-@_port("--embeddings-port", "BATON_EMBEDDINGS_PORT", 8095, "The offline embeddings server")
+@_port("--embeddings-port", "BATON_EMBEDDINGS_PORT", local_embeddings.DEFAULT_PORT, "The offline embeddings server")
 @click.option("--bootstrap", envvar="BATON_KAFKA_BOOTSTRAP",
               help="Kafka bootstrap servers (env BATON_KAFKA_BOOTSTRAP; default: a local broker, started or reused).")
 @click.option("--kafka-port", type=click.IntRange(1, 65535), envvar="BATON_KAFKA_PORT",
