@@ -163,3 +163,30 @@ def test_the_overhead_bench_runs() -> None:
 
     report = asyncio.run(measure(commands=40, rounds=1))
     assert report["with_flow_control_us_per_command"] > 0 and report["ratio_with_over_without"] > 0
+
+
+def test_the_orchestrator_keys_a_flow_controlled_service_by_model() -> None:
+    from datetime import datetime, timezone
+
+    from orchestrator.asl.decider import Environment, decide, new_execution
+    from orchestrator.asl.execution import StartExecution
+    from orchestrator.asl.model import parse_definition
+    from orchestrator.runtime.translate import effects_to_records
+    from schemas.topics import Topics
+
+    definition = {"StartAt": "Ask", "States": {"Ask": {
+        "Type": "Task", "Resource": "baton:llm", "End": True,
+        "Parameters": {"Model": "smart", "Prompt": "hi", "FlowControl": {"Tenant.$": "$$.Execution.Input.tenant"}}}}}
+    state = new_execution(execution_id="arn:baton:states:local:execution:M:e1", name="e1",
+                          state_machine_id="arn:baton:states:local:stateMachine:M", state_machine_name="M")
+    env = Environment(now=datetime(2026, 1, 2, tzinfo=timezone.utc), seed=7, task_token=lambda t: "tok")
+    decision = decide(parse_definition(definition), state, StartExecution(input={"tenant": "acme"}), env)
+    topics = Topics("t")
+    plain = effects_to_records(topics, decision.state, decision.effects, machine_name="M", partition=2)
+    keyed = effects_to_records(topics, decision.state, decision.effects, machine_name="M", partition=2,
+                               flow_controlled=frozenset({"llm"}))
+    command = [r for r in plain if r.topic == topics.commands("llm")][0]
+    assert (command.key, command.partition) == (decision.state.execution_id.encode(), 2)
+    command = [r for r in keyed if r.topic == topics.commands("llm")][0]
+    assert (command.key, command.partition) == (b"smart", None)  # the producer hashes the model
+    assert b'"Tenant":"acme"' in (command.value or b"")  # the context path was evaluated
