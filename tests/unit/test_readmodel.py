@@ -240,3 +240,30 @@ def test_default_path_per_cluster() -> None:
     assert secured != DEFAULT_PATH and secured.parent == DEFAULT_PATH.parent
     assert default_path("baton", "127.0.0.1:19094") == secured  # stable across runs
     assert default_path("staging", "127.0.0.1:19094") not in (secured, default_path("staging"))
+
+
+def test_version_figures_count_and_cost_what_each_version_ran(model: ReadModel) -> None:
+    from orchestrator.api.progress import usage_totals
+
+    def task(name: str, event_id: int, outcome: str, cost: float) -> HistoryRecord:
+        return event(name, event_id, outcome, {"resource": "baton:llm", "metadata": {"cost_usd": cost,
+                                                                                      "input_tokens": 3}})
+
+    model.apply([
+        status("v1-ok", "SUCCEEDED", version=1), task("v1-ok", 2, "TaskFailed", 0.001),
+        task("v1-ok", 3, "TaskSucceeded", 0.002),
+        status("v1-failed", "FAILED", version=1), task("v1-failed", 2, "TaskFailed", 0.004),
+        status("v1-running", "RUNNING", version=1), task("v1-running", 2, "TaskSucceeded", 9.0),  # not ended
+        status("v2-ok", "SUCCEEDED", version=2),
+        status("draft", "SUCCEEDED"), task("draft", 2, "TaskSucceeded", 0.5),
+        status("other", "SUCCEEDED", machine="Other", version=1),
+    ])
+    figures = {entry.version: entry for entry in model.version_figures(MACHINE)}
+    assert list(figures) == [1, 2, None]
+    first = figures[1]
+    assert (first.executions, first.running, first.succeeded, first.ended) == (3, 1, 1, 2)
+    ended_costs = [usage_totals(model.history(execution_id_for(MACHINE, name)))["cost_usd"]
+                   for name in ("v1-ok", "v1-failed")]
+    assert first.success_rate == 0.5 and first.mean_cost_usd == pytest.approx(sum(ended_costs) / 2)
+    assert (figures[2].mean_cost_usd, figures[2].success_rate) == (0.0, 1.0)
+    assert figures[None].mean_cost_usd == pytest.approx(0.5)
