@@ -22,7 +22,7 @@ from orchestrator.runtime.engine import (
     _Batch,
     _pack,
 )
-from orchestrator.runtime.store import Execution, StoreIdentity
+from orchestrator.runtime.store import Execution, StoreCorrupt, StoreIdentity
 from orchestrator.runtime.translate import Pin, expiry_records
 from schemas.base import decode
 from schemas.executions import ExecutionSnapshot, InputPositions
@@ -72,6 +72,13 @@ class Restore(EngineBase):
     async def _restore(self, partitions: set[int]) -> None:
         """Bring the partitions' stores up to date from the state topic (committed records only):
         from each store's checkpoint, or from the beginning for a new or discarded store."""
+        try:
+            await self._read_changelog(partitions)
+        except StoreCorrupt:  # said and deleted: read again, that partition from the beginning
+            self.executions.clear_pending()
+            await self._read_changelog(partitions)
+
+    async def _read_changelog(self, partitions: set[int]) -> None:
         consumer = AIOKafkaConsumer(**self.kafka.client_options(), isolation_level="read_committed",
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()

@@ -72,7 +72,7 @@ from orchestrator.runtime.engine import (
 from orchestrator.runtime.executions import Executions
 from orchestrator.runtime.intake import Intake
 from orchestrator.runtime.metrics import OrchestratorMetrics
-from orchestrator.runtime.store import Execution
+from orchestrator.runtime.store import Execution, StoreCorrupt
 from orchestrator.runtime.topics import cluster_id
 from orchestrator.runtime.translate import (
     Outgoing,
@@ -321,6 +321,8 @@ class Orchestrator(Intake):
                 log.warning("dead letter from %s:%d@%d: %s", record.topic, record.partition, record.offset, exc)
                 out.append(dead_letter(self.topics, str(exc), topic=record.topic, partition=record.partition,
                                        offset=record.offset, key=record.key, value=record.value))
+            except StoreCorrupt:
+                raise  # not the record's fault: stop, and rebuild the store at the next start
             except Exception as exc:  # a bug must not stop the partition: dead-letter it, go on
                 log.exception("failed to process %s:%d@%d", record.topic, record.partition, record.offset)
                 self.metrics.dlq.labels("internal_error").inc()

@@ -29,11 +29,12 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from orchestrator.asl.execution import ExecutionState
 from orchestrator.asl.model import StateMachine
 from orchestrator.runtime.translate import Pin
+from schemas.errors import BatonError
 
 log = logging.getLogger("baton.orchestrator")
 
@@ -79,6 +80,12 @@ class Execution:
 
     def load(self) -> ExecutionState:
         return ExecutionState.model_validate_json(zlib.decompress(self.packed))
+
+
+class StoreCorrupt(BatonError):
+    """A state store SQLite finds malformed while in use (a damaged page passes the checks at
+    open): the file is deleted and the orchestrator stops (crash-only), so its next start
+    rebuilds the store from the topic instead of failing on the same page again."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,9 @@ class PartitionStore:
                 meta["positions"] = json.dumps(positions, sort_keys=True)
             self._set_meta(meta, begun=True)
             self.db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
+            if type(exc) is sqlite3.DatabaseError:
+                self._condemn(exc)
             self.db.execute("ROLLBACK")
             raise
         self.definitions.update(digest for digest, _ in new)
@@ -191,35 +200,56 @@ class PartitionStore:
             self.db.execute("COMMIT")
         self.meta = meta
 
+    def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self.db.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._condemn(exc)
+
+    def _condemn(self, exc: sqlite3.DatabaseError) -> NoReturn:
+        """Delete a store found malformed in use, say so once, and raise StoreCorrupt. Only
+        SQLite's own "malformed" errors: a locked or full disk (OperationalError) is raised as is."""
+        if type(exc) is not sqlite3.DatabaseError:
+            raise exc
+        log.error("state store %s is corrupt (%s): deleted; the orchestrator stops and rebuilds it from %s "
+                  "partition %d at its next start", self.path, exc, self.identity.state_topic, self.identity.partition)
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+        remove_store(self.path)
+        raise StoreCorrupt(f"state store {self.path} is corrupt: {exc}") from exc
+
     def get(self, execution_id: str) -> Row | None:
-        row = self.db.execute("SELECT * FROM executions WHERE id = ?", (execution_id,)).fetchone()
-        return None if row is None else tuple(row)
+        rows = self._query("SELECT * FROM executions WHERE id = ?", (execution_id,))
+        return tuple(rows[0]) if rows else None
 
     def definition(self, digest: str) -> bytes:
-        row = self.db.execute("SELECT body FROM definitions WHERE hash = ?", (digest,)).fetchone()
-        if row is None:
+        rows = self._query("SELECT body FROM definitions WHERE hash = ?", (digest,))
+        if not rows:
             raise KeyError(f"definition {digest} missing from {self.path}")
-        return bytes(row[0])
+        return bytes(rows[0][0])
 
     def count(self, running_only: bool = False) -> int:
         where = " WHERE status = 'RUNNING'" if running_only else ""
-        return int(self.db.execute(f"SELECT COUNT(*) FROM executions{where}").fetchone()[0])
+        return int(self._query(f"SELECT COUNT(*) FROM executions{where}")[0][0])
 
     def closed_before(self, moment: float, limit: int) -> list[tuple[float, str]]:
         """(closed_at, id) of the executions closed before `moment`, oldest first."""
-        return self.db.execute("SELECT closed_at, id FROM executions WHERE closed_at IS NOT NULL AND closed_at <= ? "
-                               "ORDER BY closed_at LIMIT ?", (moment, limit)).fetchall()
+        return [(float(at), execution_id) for at, execution_id in self._query(
+            "SELECT closed_at, id FROM executions WHERE closed_at IS NOT NULL AND closed_at <= ? "
+            "ORDER BY closed_at LIMIT ?", (moment, limit))]
 
     def first_close(self) -> float | None:
-        row = self.db.execute("SELECT MIN(closed_at) FROM executions WHERE closed_at IS NOT NULL").fetchone()
+        row = self._query("SELECT MIN(closed_at) FROM executions WHERE closed_at IS NOT NULL")[0]
         return None if row[0] is None else float(row[0])
 
     def timers(self) -> Iterator[tuple[str, list[tuple[float, str]]]]:
-        for execution_id, timers in self.db.execute("SELECT id, timers FROM executions WHERE timers IS NOT NULL"):
+        for execution_id, timers in self._query("SELECT id, timers FROM executions WHERE timers IS NOT NULL"):
             yield execution_id, [(float(at), timer_id) for at, timer_id in json.loads(timers)]
 
     def ids(self) -> Iterator[str]:
-        for (execution_id,) in self.db.execute("SELECT id FROM executions"):
+        for (execution_id,) in self._query("SELECT id FROM executions"):
             yield execution_id
 
     def close(self) -> None:
