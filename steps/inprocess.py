@@ -1,8 +1,9 @@
 """The built-in step services' handlers, run in this process.
 
 `baton execute`, `baton test-state`, the API's TestState and `baton eval` answer `baton:llm`
-(and Bedrock's `invokeModel`), `baton:http` (and `http:invoke`) and `baton:retrieve` with the very
-handlers the step services run on Kafka (`LLMHandler`, `HttpHandler`, `RetrievalHandler`), built
+(and Bedrock's `invokeModel` and `converse`), `baton:http` (and `http:invoke`), `baton:mcp` and
+`baton:retrieve` with the very handlers the step services run on Kafka (`LLMHandler`,
+`HttpHandler`, `MCPHandler`, `RetrievalHandler`), built
 from the same configuration: the LLM file ($BATON_LLM_CONFIG_FILE or `llm_config`), the HTTP
 connections ($BATON_HTTP_CONNECTIONS or `connections`), the embeddings and knowledge-base settings
 (BATON_EMBEDDINGS_*, BATON_KB_*). So a prompt engineer runs the state they edit with production's
@@ -10,7 +11,8 @@ code and no broker.
 
 Conveniences for a definition run from its folder (a deployment configures these explicitly):
 - a PromptRef store the LLM file does not name is read from the `prompts/` folder next to the
-  definition, and `connections.yaml` there is used when no connections are configured;
+  definition, and `connections.yaml` (HTTP) and `mcp-connections.yaml` (MCP servers) there are
+  used when no connections are configured;
 - with no LLM provider configured, the offline model is started on demand (as `baton model up`
   does, and left running for the next run), and likewise the offline embeddings server when the
   embeddings settings point at its default address.
@@ -31,6 +33,8 @@ from typing import Any
 from schemas.errors import BatonError
 from schemas.steps import StepCommand
 from steps.sdk.handler import StepHandler
+
+MCP_CONNECTIONS_FILE = "mcp-connections.yaml"  # next to a definition: its MCP servers, when none are configured
 
 
 class IntegrationUnavailable(BatonError):
@@ -68,7 +72,7 @@ class LocalIntegrations:
         await self.aclose()
 
     async def handler_for(self, service: str) -> StepHandler | None:
-        builders = {"llm": self._llm, "http": self._http, "retrieval": self._retrieval}
+        builders = {"llm": self._llm, "http": self._http, "retrieval": self._retrieval, "mcp": self._mcp}
         builder = builders.get(service)
         if builder is None:
             return None
@@ -156,6 +160,20 @@ class LocalIntegrations:
             source = str((folder / "connections.yaml").resolve())
         try:
             return HttpHandler(settings=HttpSettings(connections=source))
+        except ConnectionConfigError as exc:
+            raise IntegrationUnavailable(str(exc)) from None
+
+    # --- mcp -----------------------------------------------------------------------------------
+
+    async def _mcp(self) -> StepHandler:
+        from steps.mcp import ConnectionConfigError, MCPHandler, MCPSettings
+
+        settings = MCPSettings()
+        folder = self.config.definition_dir
+        if settings.connections is None and folder is not None and (folder / MCP_CONNECTIONS_FILE).is_file():
+            settings = settings.model_copy(update={"connections": str((folder / MCP_CONNECTIONS_FILE).resolve())})
+        try:
+            return MCPHandler(settings)
         except ConnectionConfigError as exc:
             raise IntegrationUnavailable(str(exc)) from None
 

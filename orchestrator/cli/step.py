@@ -126,6 +126,31 @@ def http(connections: str | None, bootstrap: str | None, topic_prefix: str | Non
 
 
 @step.command()
+@click.option("--connections", "connections", default=None, metavar="PATH",
+              help="YAML/JSON file of named MCP servers (default: $BATON_MCP_CONNECTIONS).")
+@_common
+def mcp(connections: str | None, bootstrap: str | None, topic_prefix: str | None,
+        metrics_port: int | None, concurrency: int) -> None:
+    """The mcp service: answer baton:mcp:callTool and baton:mcp:listTools with MCP servers (streamable HTTP)."""
+    from pydantic import ValidationError
+
+    from steps.mcp import ConnectionConfigError, MCPSettings, mcp_service
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = MCPSettings()
+        if connections:
+            settings = settings.model_copy(update={"connections": connections})
+        service = mcp_service(settings, kafka=_settings(bootstrap, topic_prefix), max_concurrency=concurrency)
+    except ConnectionConfigError as exc:
+        fail(str(exc))
+    except ValidationError as exc:  # a BATON_MCP_* setting of the wrong type (values not repeated)
+        fail("; ".join(f"BATON_MCP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                        for e in exc.errors(include_input=False, include_url=False)))
+    run_service(service, metrics_port)
+
+
+@step.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="The LLM config file: providers, model routes, prices, prompt stores "
                    "(default: $BATON_LLM_CONFIG_FILE; `baton model up` writes .baton/model/llm.yaml).")

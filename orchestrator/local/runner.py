@@ -47,7 +47,7 @@ class LocalRunError(BatonError):
 
 
 # Services whose Tasks the step services answer on Kafka and `Integrations` answer in-process.
-BUILT_IN_SERVICES = frozenset({"llm", "http", "retrieval", "review"})
+BUILT_IN_SERVICES = frozenset({"llm", "http", "retrieval", "review", "mcp"})
 
 # An answer given for a state (a fixed result, a terminal prompt): the step command -> its outcome.
 Answer = Callable[[RunTask], Awaitable[TaskSucceeded | TaskFailed]]

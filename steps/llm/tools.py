@@ -25,7 +25,7 @@ from jsonschema.validators import validator_for
 from steps.llm.errors import InvalidParameters, InvalidResponse, InvalidToolArguments
 from steps.llm.shapes import ChatRequest, ChatResponse, Message, ToolCall, ToolSpec
 
-CONSTRAINED_ANSWER_CHARS = 2000  # bounds the free-text branch so a tiny model cannot ramble forever
+CONSTRAINED_ANSWER_CHARS = 400  # bounds the free-text branch so a tiny model cannot ramble forever
 
 
 def check_tool_specs(tools: tuple[ToolSpec, ...]) -> None:

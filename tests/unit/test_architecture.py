@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("orchestrator.asl", "orchestrator.quotas", "steps.sdk")),
     ("in-process runner, registry", ("orchestrator.local", "orchestrator.registry")),
     ("services", ("orchestrator.runtime", "steps.service", "steps.bookkeeping", "steps.testing", "steps.fn", "steps.http", "steps.llm",
-                  "steps.retrieval", "steps.review", "steps.inprocess")),
+                  "steps.mcp", "steps.retrieval", "steps.review", "steps.inprocess")),
     ("client", ("orchestrator.client",)),
     ("front ends", ("orchestrator", "steps", "bench")),
 ]
