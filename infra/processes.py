@@ -1,5 +1,6 @@
-"""What the local launchers (model, embeddings) share: pid records, a cross-process lock,
-recognising our own process behind a pid, stopping it, and reading a log's tail. Stdlib only."""
+"""What the local launchers (model, embeddings, Kafka) share: pid records, a cross-process lock,
+recognising our own process behind a pid, stopping it, its memory, and reading a log's tail.
+Stdlib only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,3 +79,34 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def tail_text(text: str, lines: int = 20) -> str:
+    """The last lines of a text (a tool's output), stripped."""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def rss_mib(pid: int) -> str:
+    """A process's resident memory in MiB, as text ("?" if it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return str(int(line.split()[1]) // 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return "?"
+
+
+def run_command(prog: str, run: Callable[[], int]) -> int:
+    """A launcher command's exit code: ``run()``'s, or 1 with its error (and log tail) in one line
+    on stderr, or 130 on Ctrl-C."""
+    try:
+        return run()
+    except LauncherError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        if error.log_tail:
+            print(error.log_tail, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
