@@ -86,13 +86,13 @@ FINISHED_RUNS_FORMAT = "finished-runs-1:"
 MAX_COMMIT_METADATA = 4000  # the broker's offset.metadata.max.bytes is 4096 by default
 
 
-def finished_runs_metadata(mark: int, runs: list[tuple[int, int]]) -> str:
+def finished_runs_metadata(mark: int, runs: list[tuple[int, int]], limit: int = MAX_COMMIT_METADATA) -> str:
     """Runs of finished offsets after a commit point, as commit metadata (hex deltas from the
     mark). Runs that do not fit are left out: those records are only redelivered."""
     text = FINISHED_RUNS_FORMAT
     for start, end in runs:
         part = f"{start - mark:x}+{end - start:x},"
-        if len(text) + len(part) > MAX_COMMIT_METADATA:
+        if len(text) + len(part) > limit:
             break
         text += part
     return text

@@ -169,6 +169,41 @@ class Gate:
         """The provider said 429: admit nothing for `seconds`."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
+    # --- handing the window to the model's next owner ------------------------------------------
+    # A new owner of the model's partition (after a rebalance or a crash) must count the requests
+    # its predecessor made within the window, or the provider would see up to twice the limit.
+    # They travel in the partition's commit metadata as wall-clock buckets (rounded later, so kept
+    # longer: conservative); clocks of the hosts are assumed in sync to well under a window.
+
+    def window_snapshot(self, wall_now: float) -> list[tuple[float, int, int]]:
+        """(wall time a bucket ends, requests, tokens): ended requests in the window and running
+        ones (as if ending now), in at most 20 buckets."""
+        now = self._clock()
+        self._prune(now)
+        step = self.settings.window_seconds / 20
+        buckets: dict[float, list[int]] = {}
+        entries = [*self._ended, (now, self._running_tokens)] if self.running else list(self._ended)
+        counts = [*([1] * len(self._ended)), self.running] if self.running else [1] * len(self._ended)
+        for (ended, tokens), count in zip(entries, counts, strict=True):
+            wall = wall_now - (now - ended)
+            key = round((wall // step + 1) * step, 3)
+            bucket = buckets.setdefault(key, [0, 0])
+            bucket[0] += count
+            bucket[1] += tokens
+        return [(at, n, tokens) for at, (n, tokens) in sorted(buckets.items())]
+
+    def seed(self, snapshot: list[tuple[float, int, int]], wall_now: float) -> None:
+        """Count a predecessor's requests (`window_snapshot`) in this gate's window."""
+        now = self._clock()
+        entries = list(self._ended)
+        for wall_end, count, tokens in snapshot:
+            ended = now - (wall_now - wall_end)
+            if ended > now - self.settings.window_seconds and count > 0:
+                entries += [(ended, tokens // count)] * count
+        entries.sort()
+        self._ended = deque(entries)
+        self._ended_tokens = sum(tokens for _, tokens in entries)
+
     # --- internals -------------------------------------------------------------------------------
 
     def _tenant(self, name: str) -> _Tenant:

@@ -25,6 +25,7 @@ import bisect
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
@@ -33,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from schemas.flow import FLOW_PARAMETER
 from schemas.steps import StepCommand, StepResult
-from steps.bookkeeping import finished_runs_metadata, parse_finished_runs
+from steps.bookkeeping import MAX_COMMIT_METADATA, finished_runs_metadata, parse_finished_runs
 from steps.llm.config import LLMSettings
 from steps.llm.errors import InvalidParameters, RateLimited
 from steps.llm.flow import FlowControlSettings, FlowLimit, Gate, Permit
@@ -79,6 +80,7 @@ class FlowController:
         self.settings: FlowControlSettings = settings.flow_control
         self.metrics = metrics
         self._gates: dict[str, Gate] = {}
+        self._seeds: dict[str, list[tuple[float, int, int]]] = {}  # windows inherited before first use
 
     def classify(self, command: StepCommand) -> Ticket:
         """The command's gate, tenant, priority and token estimate; InvalidParameters if
@@ -113,10 +115,21 @@ class FlowController:
                 throttled.labels(model, tenant, reason).inc()
 
             gate = self._gates[name] = Gate(name, limit or FlowLimit(), self.settings, on_throttled=on_throttled)
+            if name in self._seeds:
+                gate.seed(self._seeds.pop(name), time.time())
         max_tokens = params.get("MaxTokens")
         estimate = (max_tokens if isinstance(max_tokens, int) else self.settings.default_max_tokens) \
             + len(json.dumps(params, default=str)) // 4
         return Ticket(gate, route.model, str(tenant), priority, estimate)
+
+    def inherit(self, windows: dict[str, list[tuple[float, int, int]]]) -> None:
+        """Count the requests a partition's previous owner made in each model's window."""
+        for name, snapshot in windows.items():
+            gate = self._gates.get(name)
+            if gate is not None:
+                gate.seed(snapshot, time.time())
+            else:
+                self._seeds.setdefault(name, []).extend(snapshot)
 
     async def admit(self, ticket: Ticket) -> Permit:
         assert ticket.gate is not None
@@ -143,6 +156,7 @@ class FlowControlledService(StepService):
         # Per partition, runs [start, end) of offsets its last owner finished past its commit point.
         self._finished_before: dict[TopicPartition, list[tuple[int, int]]] = {}
         self._last_commit: dict[TopicPartition, tuple[int, str]] = {}
+        self._gates_of: dict[TopicPartition, set[Gate]] = {}  # the models whose commands a partition holds
 
     async def _execute(self, command: StepCommand, tp: TopicPartition, offset: int) -> None:
         if self._finished_earlier(tp, offset):
@@ -162,6 +176,9 @@ class FlowControlledService(StepService):
                               error=exc.error, cause=exc.cause, result_key=command.result_key)
         if ticket.gate is None:
             return await super()._outcome(command, started)
+        tp = self._partition_of.get(command.task_id)
+        if tp is not None:
+            self._gates_of.setdefault(tp, set()).add(ticket.gate)
         for retry in range(self.flow.settings.max_rate_limit_retries + 1):
             self._waiting.add(command.task_id)
             try:
@@ -212,7 +229,14 @@ class FlowControlledService(StepService):
             log.warning("step %s: could not read the committed metadata of %s: %s", self.service, assigned, exc)
             return
         for tp, position in committed.items():
-            self._finished_before[tp] = parse_finished_runs(position.offset, position.metadata)
+            runs, _, windows = (position.metadata or "").partition("\n")
+            self._finished_before[tp] = parse_finished_runs(position.offset, runs)
+            if windows:
+                try:
+                    self.flow.inherit({name: [(float(t), int(n), int(k)) for t, n, k in buckets]
+                                       for name, buckets in json.loads(windows).items()})
+                except (ValueError, TypeError):
+                    log.warning("step %s: the window in %s's commit metadata is unreadable", self.service, tp)
 
     async def _commit(self) -> None:
         async with self._commit_lock:
@@ -223,7 +247,7 @@ class FlowControlledService(StepService):
             for tp in consumer.assignment():
                 progress = self._offsets.progress(tp)
                 if progress is not None:
-                    mark = (progress[0], finished_runs_metadata(*progress))
+                    mark = (progress[0], self._commit_metadata(tp, *progress))
                     if self._last_commit.get(tp) != mark:
                         wanted[tp] = mark
             if not wanted:
@@ -235,6 +259,15 @@ class FlowControlledService(StepService):
                 return
             self._last_commit.update(wanted)
             self._offsets.committed({tp: mark for tp, (mark, _) in wanted.items()})
+
+    def _commit_metadata(self, tp: TopicPartition, mark: int, runs: list[tuple[int, int]]) -> str:
+        """The runs finished past `mark`, then (after a newline) the windows of the partition's models."""
+        wall = time.time()
+        windows = json.dumps({gate.name: gate.window_snapshot(wall) for gate in self._gates_of.get(tp, ())},
+                             separators=(",", ":")) if tp in self._gates_of else ""
+        if len(windows) > MAX_COMMIT_METADATA // 2:  # many models on one partition: not handed over
+            windows = ""
+        return finished_runs_metadata(mark, runs, MAX_COMMIT_METADATA - len(windows) - 1) + "\n" + windows
 
     async def _partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await asyncio.sleep(0)  # tasks created for the last records have entered _execute
@@ -252,6 +285,7 @@ class FlowControlledService(StepService):
         for tp in revoked:
             self._last_commit.pop(tp, None)
             self._finished_before.pop(tp, None)
+            self._gates_of.pop(tp, None)
 
     async def _drain(self) -> None:
         for task_id in list(self._waiting):  # not started: left to the next owner, uncommitted

@@ -1,8 +1,8 @@
 """Flow control across three LLM service replicas (real broker, real processes, a real HTTP
 provider stub): a Map of 500 items in two tenants' executions never exceeds the provider's
 concurrency or requests per window (the stub's own counts), the tenants share the model fairly,
-a 429's Retry-After is honoured, and the replica calling the provider is SIGKILLed mid-run:
-every item is answered exactly once."""
+a 429's Retry-After is honoured, and the replica calling the provider is SIGKILLed mid-run and
+later restarted (a rebalance while calls run): every item is answered exactly once."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ async def _drive(settings: KafkaSettings, stub: ProviderStub, replicas: list[Ser
     """Start tenant a's Map, then b's once a's is under way; SIGKILL the calling replica mid-run."""
     ids: dict[str, str] = {}
     killed: str | None = None
+    rejoined = False
     async with Client(settings) as client:
         items = {t: [{"text": f"{t}-{i}"} for i in range(n)] for t, n in ITEMS.items()}
         ids["a"] = await client.start(_definition(), "tenant-a", {"tenant": "a", "items": items["a"]})
@@ -106,8 +107,12 @@ async def _drive(settings: KafkaSettings, stub: ProviderStub, replicas: list[Ser
             if killed is None and len(answered) >= 200:
                 killed = answered[-1].replica  # the replica that owns the model's partition
                 replicas[int(killed)].kill()
+            if killed is not None and not rejoined and len(answered) >= 350:
+                replicas[int(killed)].start()  # a join: the group rebalances while calls run
+                rejoined = True
             await client.poll(100)
             assert time.monotonic() < deadline, f"unfinished: {len(stub.answered())} answered"
+        assert rejoined, "every item was answered before the rejoin"
         return {"ids": ids, "outputs": {t: client.outcomes[i].output for t, i in ids.items()}, "killed": killed}
 
 

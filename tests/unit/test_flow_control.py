@@ -190,3 +190,20 @@ def test_the_orchestrator_keys_a_flow_controlled_service_by_model() -> None:
     command = [r for r in keyed if r.topic == topics.commands("llm")][0]
     assert (command.key, command.partition) == (b"smart", None)  # the producer hashes the model
     assert b'"Tenant":"acme"' in (command.value or b"")  # the context path was evaluated
+
+
+def test_a_new_owner_counts_its_predecessors_window() -> None:
+    async def main() -> tuple[int, float]:
+        old = _gate(FlowLimit(requests_per_minute=300), window_seconds=0.4)  # 2 per 0.4 s
+        for _ in range(2):
+            (await old.admit("t")).release()
+        snapshot = old.window_snapshot(time.time())
+        assert sum(n for _, n, _ in snapshot) == 2
+        new = _gate(FlowLimit(requests_per_minute=300), window_seconds=0.4)
+        new.seed(snapshot, time.time())
+        began = time.monotonic()
+        (await new.admit("t")).release()  # waits until the predecessor's requests leave the window
+        return len(snapshot), time.monotonic() - began
+
+    buckets, waited = asyncio.run(main())
+    assert buckets >= 1 and waited >= 0.3
