@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 # The step services Baton ships, each with its own command topic.
-STEP_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review", "retrieval")
+STEP_SERVICES: tuple[str, ...] = ("fn", "llm", "http", "review", "retrieval", "mcp")
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def settings(kafka_bootstrap: str, topic_prefix: str) -> Iterator[KafkaSettings]
 
 
 def expected_topics(settings: KafkaSettings,
-                    services: tuple[str, ...] = ("fn", "llm", "http", "review", "retrieval")) -> list[str]:
+                    services: tuple[str, ...] = ("fn", "llm", "http", "review", "retrieval", "mcp")) -> list[str]:
     topics = settings.topics
     return topics.all_fixed() + [topics.commands(service) for service in services]
 

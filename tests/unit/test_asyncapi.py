@@ -22,7 +22,7 @@ from schemas.streams import StreamChunk
 from schemas.topics import Topics
 
 TOPICS = Topics("acme")
-SERVICES = ("fn", "llm", "http", "review", "retrieval")
+SERVICES = ("fn", "llm", "http", "review", "retrieval", "mcp")
 REF = "#/components/schemas/{model}"
 
 

@@ -1,0 +1,150 @@
+"""The agent example (examples/genai/agent/) end to end: the offline model calls an fn tool and a
+tool on a real MCP server (the example's, started here) and answers, on the real broker with the
+orchestrator and the llm, fn and mcp step services, and in-process through `baton execute`. A loop
+that never stops is ended by maxTurns with the error the Parallel's Catch sees; an MCP server that
+hangs or disconnects is a Baton.MCP.* error a Catch routes, and the mcp service goes on serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kafka_io import KafkaSettings
+from tests.integration.mcp_support import free_port, mcp_server, misbehaving_endpoint
+from tests.integration.runtime_support import RuntimeClient
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT = REPO / "examples" / "genai" / "agent"
+QUESTION = json.loads((AGENT / "input.json").read_text())  # the weather in Paris in Fahrenheit: two tools
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
+    from orchestrator.runtime.topics import ensure_topics
+
+    settings = KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix.rstrip("."), partitions=3)
+    asyncio.run(ensure_topics(settings))
+    return settings
+
+
+@pytest.fixture(scope="module")
+def guide() -> Iterator[str]:
+    with mcp_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[dict[str, Any]]:
+    from infra import local_model
+
+    servers = local_model.ensure_up()
+    try:
+        yield local_model.llm_config(servers)
+    finally:
+        local_model.stop(servers)
+
+
+def tools_called(output: dict[str, Any]) -> list[str]:
+    return [call["Name"] for message in output["messages"] for call in message.get("ToolCalls", [])]
+
+
+def check_answer(output: dict[str, Any]) -> None:
+    assert tools_called(output) == ["get_weather", "convert_temperature"]
+    results = {m["ToolCallId"]: m["Content"] for m in output["messages"] if m["Role"] == "tool"}
+    assert {"city": "Paris", "sky": "sunny", "celsius": 21} in results.values()  # the MCP server's
+    assert {"celsius": 21.0, "fahrenheit": 69.8} in results.values()  # the fn tool's
+    assert output["answer"] and output["turns"] == 3 and output["tokens"] > 0
+
+
+async def _run_on_broker(kafka: KafkaSettings, llm_config: dict[str, Any], connections: dict[str, Any],
+                         starts: list[tuple[dict[str, Any], Any]]) -> list[Any]:
+    from orchestrator.runtime.service import Orchestrator
+    from orchestrator.settings import OrchestratorSettings
+    from steps.fn.service import fn_service
+    from steps.llm.config import LLMSettings
+    from steps.llm.service import llm_service
+    from steps.mcp import MCPSettings, load_connections, mcp_service
+
+    stop = asyncio.Event()
+    orchestrator = Orchestrator(kafka, OrchestratorSettings(instance_id=f"{kafka.topic_prefix}-o1", metrics_port=None))
+    task = asyncio.create_task(orchestrator.run(stop))
+    try:
+        async with (llm_service(LLMSettings(**llm_config), kafka=kafka),
+                    fn_service(["examples.steps.agent_tools"], settings=kafka),
+                    mcp_service(MCPSettings(timeout_seconds=2), load_connections(json.dumps(connections)), kafka=kafka),
+                    RuntimeClient(kafka) as client):
+            await asyncio.wait_for(orchestrator.ready.wait(), 30)
+            ids = [await client.start(definition, execution_input) for definition, execution_input in starts]
+            outcomes = await client.wait(ids, timeout=120)
+            return [outcomes[i] for i in ids]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def _mcp_failures_definition() -> dict[str, Any]:
+    """Two MCP calls that fail (a server that hangs, one that disconnects), each caught, then a good one."""
+    def call(connection: str, next_state: str) -> dict[str, Any]:
+        return {"Type": "Task", "Resource": "baton:mcp:callTool", "ResultPath": f"$.{connection}",
+                "Parameters": {"Connection": connection, "Name": "get_weather", "Arguments": {"city": "Lima"}},
+                "Catch": [{"ErrorEquals": ["Baton.MCP.Timeout", "Baton.MCP.Unavailable"],
+                           "ResultPath": f"$.{connection}", "Next": next_state}], "Next": next_state}
+
+    return {"StartAt": "hangs", "States": {"hangs": call("hangs", "drops"), "drops": call("drops", "city-guide"),
+                                           "city-guide": {**call("city-guide", "Done")}, "Done": {"Type": "Succeed"}}}
+
+
+def test_agent_on_the_broker_tools_max_turns_and_mcp_failures(kafka: KafkaSettings, model: dict[str, Any],
+                                                              guide: str) -> None:
+    definition = json.loads((AGENT / "definition.json").read_text())
+    never_done = {"question": "What is the weather in Paris?", "maxTurns": 2, "toolChoice": "required",
+                  "tools": ["get_weather", "convert_temperature"]}
+
+    async def scenario() -> list[Any]:
+        hang, hang_url = await misbehaving_endpoint("hang")
+        drop, drop_url = await misbehaving_endpoint("disconnect")
+        connections = {"connections": {"city-guide": {"url": guide}, "hangs": {"url": hang_url},
+                                       "drops": {"url": drop_url}}}
+        try:
+            return await _run_on_broker(kafka, model, connections, [
+                (definition, QUESTION), (definition, never_done), (_mcp_failures_definition(), {})])
+        finally:
+            hang.close()
+            drop.close()
+
+    answered, looped, mcp_failures = asyncio.run(scenario())
+    assert answered.status == "SUCCEEDED", (answered.error, answered.cause)
+    check_answer(answered.output)
+    # The loop that never stops: maxTurns ends it with an error the Agent state's Catch routes.
+    assert looped.status == "SUCCEEDED", (looped.error, looped.cause)
+    assert looped.output == {"answer": None, "error": "Agent.MaxTurnsExceeded",
+                             "cause": "the model still asked for tools after 2 turns (maxTurns 2)"}
+    assert mcp_failures.status == "SUCCEEDED", (mcp_failures.error, mcp_failures.cause)
+    assert mcp_failures.output["hangs"]["Error"] == "Baton.MCP.Timeout"
+    assert mcp_failures.output["drops"]["Error"] == "Baton.MCP.Unavailable"
+    assert "'hangs'" in mcp_failures.output["hangs"]["Cause"]
+    assert mcp_failures.output["city-guide"]["StructuredContent"]["sky"] == "cloudy"  # the service still serves
+
+
+def test_agent_in_process_with_baton_execute(tmp_path: Path, model: dict[str, Any], guide: str) -> None:
+    (tmp_path / "llm.json").write_text(json.dumps(model))
+    (tmp_path / "mcp.json").write_text(json.dumps({"connections": {"city-guide": {"url": guide}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATON_LLM_", "BATON_KAFKA_", "BATON_MCP_"))}
+    env.update(BATON_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",  # nothing listens: no broker is used
+               BATON_MCP_CONNECTIONS=str(tmp_path / "mcp.json"))
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "execute", str(AGENT / "definition.json"),
+                           "--input", json.dumps(QUESTION), "--steps", "examples.steps.agent_tools",
+                           "--llm-config", str(tmp_path / "llm.json")],
+                          env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "SUCCEEDED", result
+    check_answer(result["output"])
