@@ -134,17 +134,30 @@ def test_agent_on_the_broker_tools_max_turns_and_mcp_failures(kafka: KafkaSettin
     assert mcp_failures.output["city-guide"]["StructuredContent"]["sky"] == "cloudy"  # the service still serves
 
 
-def test_agent_in_process_with_baton_execute(tmp_path: Path, model: dict[str, Any], guide: str) -> None:
+def execute(tmp_path: Path, model: dict[str, Any], guide: str, execution_input: Any, *options: str) -> Any:
+    """`baton execute` of the agent, in-process (no broker), with the test's model and MCP server."""
     (tmp_path / "llm.json").write_text(json.dumps(model))
     (tmp_path / "mcp.json").write_text(json.dumps({"connections": {"city-guide": {"url": guide}}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATON_LLM_", "BATON_KAFKA_", "BATON_MCP_"))}
     env.update(BATON_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",  # nothing listens: no broker is used
                BATON_MCP_CONNECTIONS=str(tmp_path / "mcp.json"))
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "execute", str(AGENT / "definition.json"),
-                           "--input", json.dumps(QUESTION), "--steps", "examples.steps.agent_tools",
-                           "--llm-config", str(tmp_path / "llm.json")],
+                           "--input", json.dumps(execution_input), "--steps", "examples.steps.agent_tools",
+                           "--llm-config", str(tmp_path / "llm.json"), *options],
                           env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "SUCCEEDED", result
-    check_answer(result["output"])
+    return result["output"]
+
+
+def test_agent_in_process_with_baton_execute(tmp_path: Path, model: dict[str, Any], guide: str) -> None:
+    check_answer(execute(tmp_path, model, guide, QUESTION))
+
+
+def test_a_booking_waits_for_the_review_then_calls_the_mcp_tool(tmp_path: Path, model: dict[str, Any],
+                                                                guide: str) -> None:
+    booking = {"question": "Book a table for 2 people in Oslo.", "tools": ["reserve_table"]}
+    approved = execute(tmp_path, model, guide, booking, "--result", 'AskBeforeBooking={"decision": "approve"}')
+    assert tools_called(approved) == ["reserve_table"]
+    assert [m["Content"]["city"] for m in approved["messages"] if m["Role"] == "tool"] == ["Oslo"]
