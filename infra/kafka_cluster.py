@@ -27,8 +27,6 @@ The jars are the ones ``infra.local_kafka fetch`` resolves (same cache, same ver
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import logging
@@ -36,40 +34,36 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local_kafka import (
-    _CHILDREN,
+from infra.broker_process import (
     HOST,
+    STOP_GRACE_SECONDS,
     LocalKafkaError,
+    LogMark,
     Paths,
-    _escape_property,
-    _exited,
-    _is_our_broker,
-    _java_cmd,
-    _LogMark,
-    _read_pid_record,
-    _recorded_broker,
-    _rss_mib,
-    _run_tool,
-    _spawn_broker,
-    answers_kafka,
     default_paths,
-    fetch,
+    escape_property,
+    java_command,
     kafka_version,
-    port_accepts,
+    new_cluster_id,
+    run_storage_tool,
+    running_pid,
+    spawn_broker,
+    terminate_all,
+    wait_for_exit,
 )
-from infra.processes import state_lock
+from infra.kafka_jars import fetch
+from infra.kafka_probes import answers_kafka, listed_brokers, port_accepts
+from infra.processes import rss_mib, run_command, state_lock
 
 NODES = 3
 DEFAULT_BASE_PORT = 19192
 DEFAULT_HEAP = "384m"
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
-STOP_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -165,7 +159,7 @@ def render_properties(cluster: Cluster, node: Node) -> str:
         ("log.retention.hours", 24),
     ]
     lines = ["# Written by infra/kafka_cluster.py on every `up`; edits are overwritten."]
-    lines += [f"{key}={_escape_property(str(value))}" for key, value in settings]
+    lines += [f"{key}={escape_property(str(value))}" for key, value in settings]
     return "\n".join(lines) + "\n"
 
 
@@ -176,12 +170,7 @@ def _cluster_id(cluster: Cluster) -> str:
         existing = record.read_text().strip()
         if existing:
             return existing
-    # Kafka's Uuid.randomUuid().toString(): 16 random bytes, URL-safe base64 without padding,
-    # never starting with "-" (it would read as a command-line option). Saves a JVM start.
-    while True:
-        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not value.startswith("-"):
-            break
+    value = new_cluster_id()  # as Kafka's Uuid.randomUuid() prints it, without a JVM start
     record.write_text(value + "\n")
     return value
 
@@ -196,11 +185,11 @@ def _prepare(cluster: Cluster, libs: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
         node.paths.properties.write_text(render_properties(cluster, node))
         if not (node.paths.data / "meta.properties").is_file():
-            formats.append(_java_cmd(libs, node.paths, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            formats.append(java_command(libs, node.paths, "kafka.tools.StorageTool", "format", "-t", cluster_id,
                                      "-c", str(node.paths.properties)))
     # One JVM start each: side by side, they overlap their start-up time.
     with concurrent.futures.ThreadPoolExecutor(max_workers=NODES) as pool:
-        list(pool.map(_run_tool, formats))
+        list(pool.map(run_storage_tool, formats))
 
 
 # --------------------------------------------------------------------------- probes
@@ -210,44 +199,18 @@ def registered_brokers(bootstrap: str, timeout_ms: int = 5000) -> set[int]:
     """Node ids of the brokers the cluster's metadata lists; empty if no node answers. A crashed
     broker stays listed until the controller fences it (broker.session.timeout.ms, 9 s by
     default). Safe to call from inside a running event loop."""
-    from aiokafka.client import AIOKafkaClient
-
-    async def probe() -> set[int]:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-        try:
-            await client.bootstrap()
-            return {broker.nodeId for broker in client.cluster.brokers()}
-        except Exception:  # any failure just means "not ready (yet)"
-            return set()
-        finally:
-            await client.close()
-
-    # A worker thread has its own event loop, so this works when the caller runs one.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, probe()).result()
-
-
-def _running(node: Node) -> int | None:
-    """The pid of this node's JVM if this tool started it and it still runs."""
-    record = _read_pid_record(node.paths)
-    child = _CHILDREN.get(record["pid"]) if record is not None else None
-    if record is not None and child is not None:
-        # Spawned by this process: right after the fork the child is not java yet, so its
-        # command line would not identify it; the Popen does.
-        return record["pid"] if child.poll() is None else None
-    record = _recorded_broker(node.paths)
-    return record["pid"] if record is not None else None
+    return listed_brokers(bootstrap, timeout_ms) or set()
 
 
 def wait_ready(cluster: Cluster, timeout: float = 120.0,
-               marks: dict[int, _LogMark] | None = None) -> None:
+               marks: dict[int, LogMark] | None = None) -> None:
     """Until the metadata of every node lists all three brokers. Raises with the log of a node
     that died meanwhile (``marks``: log positions of the nodes just started)."""
     deadline = time.monotonic() + timeout
     wanted = {node.node_id for node in cluster.nodes}
     while True:
         for node in cluster.nodes:
-            if _running(node) is None and not answers_kafka(node.port, timeout=0.5):
+            if running_pid(node.paths) is None and not answers_kafka(node.port, timeout=0.5):
                 mark = (marks or {}).get(node.node_id)
                 raise LocalKafkaError(f"node {node.node_id} is not running; logs in {node.paths.logs}",
                                       mark.excerpt() if mark else "")
@@ -265,12 +228,12 @@ def wait_ready(cluster: Cluster, timeout: float = 120.0,
 # --------------------------------------------------------------------------- up / down
 
 
-def _spawn(cluster: Cluster, node: Node, libs: Path) -> tuple[int, _LogMark]:
+def _spawn(cluster: Cluster, node: Node, libs: Path) -> tuple[int, LogMark]:
     if port_accepts(node.port) or port_accepts(node.controller_port):
         raise LocalKafkaError(f"port {node.port} or {node.controller_port} of node {node.node_id} is in "
                               "use by a process this tool did not start; set BATON_KAFKA_CLUSTER_PORT")
-    mark = _LogMark.now(node.paths)
-    return _spawn_broker(libs, node.paths, node.port, heap=cluster.heap), mark
+    mark = LogMark.now(node.paths)
+    return spawn_broker(libs, node.paths, node.port, heap=cluster.heap), mark
 
 
 def ensure_up(cluster: Cluster | None = None, timeout: float = 120.0) -> tuple[Cluster, list[int]]:
@@ -278,9 +241,9 @@ def ensure_up(cluster: Cluster | None = None, timeout: float = 120.0) -> tuple[C
     registered. Returns the cluster and the node ids started by this call (empty: reused).
     On failure the nodes this call started are stopped again."""
     cluster = cluster or configured()
-    started: dict[int, _LogMark] = {}
+    started: dict[int, LogMark] = {}
     with state_lock(cluster.state):
-        to_start = [node for node in cluster.nodes if _running(node) is None]
+        to_start = [node for node in cluster.nodes if running_pid(node.paths) is None]
         if to_start:
             libs = fetch(to_start[0].paths)
             _prepare(cluster, libs)
@@ -300,8 +263,8 @@ def start_node(cluster: Cluster, node_id: int, timeout: float | None = 120.0) ->
     ``timeout``, wait until all three brokers are registered; with None, return at once."""
     node = cluster.node(node_id)
     with state_lock(cluster.state):
-        pid = _running(node)
-        mark: _LogMark | None = None
+        pid = running_pid(node.paths)
+        mark: LogMark | None = None
         if pid is None:
             libs = fetch(node.paths)
             _prepare(cluster, libs)
@@ -315,23 +278,14 @@ def kill_node(cluster: Cluster, node_id: int) -> int:
     """SIGKILL one node (a crash: no controlled shutdown, no flush); return the pid killed."""
     node = cluster.node(node_id)
     with state_lock(cluster.state):
-        pid = _running(node)
+        pid = running_pid(node.paths)
         if pid is None:
             raise LocalKafkaError(f"node {node_id} is not running (or was not started by this tool)")
         os.kill(pid, signal.SIGKILL)
-        if not _wait_exited([(pid, node)], 10):
+        if not wait_for_exit([(pid, node.paths)], 10):
             raise LocalKafkaError(f"node {node_id} (pid {pid}) did not exit after SIGKILL")
         node.paths.pid_file.unlink(missing_ok=True)
     return pid
-
-
-def _wait_exited(pids: Sequence[tuple[int, Node]], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(_exited(pid, node.paths) for pid, node in pids):
-            return True
-        time.sleep(0.2)
-    return all(_exited(pid, node.paths) for pid, node in pids)
 
 
 def _stop_nodes(nodes: Sequence[Node], grace: float = STOP_GRACE_SECONDS) -> list[int]:
@@ -340,21 +294,9 @@ def _stop_nodes(nodes: Sequence[Node], grace: float = STOP_GRACE_SECONDS) -> lis
     At once, not one by one: the last node's controlled shutdown needs a controller quorum,
     which stopping the others first would have taken away.
     """
-    running = [(pid, node) for node in nodes if (pid := _running(node)) is not None]
-    for pid, node in running:
-        if _is_our_broker(pid, node.paths):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-    if not _wait_exited(running, grace):
-        for pid, node in running:
-            if not _exited(pid, node.paths) and _is_our_broker(pid, node.paths):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        _wait_exited(running, 10)
-    for pid, node in running:  # reap the JVMs this process spawned
-        child = _CHILDREN.pop(pid, None)
-        if child is not None:
-            child.wait(timeout=10)
+    running = [(pid, node) for node in nodes if (pid := running_pid(node.paths)) is not None]
+    terminate_all([(pid, node.paths) for pid, node in running], grace)
+    for _, node in running:
         node.paths.pid_file.unlink(missing_ok=True)
     return [pid for pid, _ in running]
 
@@ -377,9 +319,9 @@ def status(cluster: Cluster | None = None) -> tuple[bool, list[str]]:
     seen = registered_brokers(cluster.bootstrap)
     lines = []
     for node in cluster.nodes:
-        pid = _running(node)
+        pid = running_pid(node.paths)
         state = "up" if answers_kafka(node.port) else "down"
-        owner = f"pid {pid}, RSS {_rss_mib(pid)} MiB" if pid else "not started by this tool"
+        owner = f"pid {pid}, RSS {rss_mib(pid)} MiB" if pid else "not started by this tool"
         registered = "registered" if node.node_id in seen else "not registered"
         lines.append(f"node {node.node_id}: {state}, {registered}, {node.bootstrap} "
                      f"(controller {node.controller_port}), {owner}")
@@ -438,16 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     # Probing a node that is down makes aiokafka log every refused connection; the command
     # reports the outcome itself.
     logging.getLogger("aiokafka").addHandler(logging.NullHandler())
-    try:
-        return _run(args)
-    except LocalKafkaError as error:
-        print(f"kafka_cluster: error: {error}", file=sys.stderr)
-        if error.log_tail:
-            print(error.log_tail, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("kafka_cluster: interrupted", file=sys.stderr)
-        return 130
+    return run_command("kafka_cluster", lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
 
 
 def test_broker_killed_and_restarted_mid_run(own_broker: tuple[str, int]) -> None:
-    from infra.local_kafka import _recorded_broker, default_paths, ensure_up
+    from infra.broker_process import default_paths, recorded_broker
+    from infra.local_kafka import ensure_up
 
     bootstrap, port = own_broker
     executions, in_flight = (200, 50) if FULL else (60, 20)
@@ -107,7 +108,7 @@ def test_broker_killed_and_restarted_mid_run(own_broker: tuple[str, int]) -> Non
         downtime: list[float] = []
 
         def kill_broker() -> None:
-            record = _recorded_broker(default_paths())
+            record = recorded_broker(default_paths())
             assert record is not None
             os.kill(record["pid"], signal.SIGKILL)
             began = time.monotonic()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local_kafka import _DOWNLOADED
+from infra.kafka_jars import DOWNLOADED
 from infra.progress import bar, shown, size_in_bytes
 
 
@@ -40,7 +40,7 @@ def test_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_sizes_as_maven_and_pip_print_them() -> None:
     line = "[INFO] Downloaded from central: https://repo.maven.apache.org/maven2/org/x/y-1.0.jar (58 kB at 1.2 MB/s)"
-    found = _DOWNLOADED.search(line)
+    found = DOWNLOADED.search(line)
     assert found is not None and found.group(1).endswith("/y-1.0.jar")
     assert size_in_bytes(found.group(2)) == 58_000
     assert size_in_bytes("(3.5 MB at 10 MB/s)") == 3_500_000
