@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.kafka_acls import baton_roles
 from infra.secure_kafka import ADMIN_USER, SecureBroker, stop
 from tests.integration.secure_support import baton, clean_env, provision_as_admin, start_secure_broker
 
@@ -100,7 +101,9 @@ def _leaks(blobs: set[bytes], passwords: dict[str, str]) -> list[str]:
 def test_no_password_in_any_command_line_during_a_first_start(sampled_start: SampledStart) -> None:
     broker, sampler = sampled_start.broker, sampled_start.sampler
     passwords = broker.passwords()
-    assert len(passwords) == 9 and all(len(password) >= 24 for password in passwords.values())
+    # One password per principal: the admin and every role (a step service added is a user more).
+    assert set(passwords) == {ADMIN_USER, *(role.user for role in baton_roles())}
+    assert all(len(password) >= 24 for password in passwords.values())
     # The sampler did watch the window that matters: a Kafka tool (the format creating the SCRAM
     # users, the ACL batch) ran with its main class and arguments in an argfile of the state folder.
     argfile = f"@{broker.layout.paths.state / '.java-args-'}".encode()
