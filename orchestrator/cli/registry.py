@@ -1,6 +1,6 @@
 """`baton deploy | versions | alias | state-machines | state-machine | delete-version`: the registry.
 
-Writes go through `orchestrator.registry.store.RegistryWriter` (validated by the core first; an
+Writes go through `orchestrator.registry.writer.RegistryWriter` (validated by the core first; an
 invalid definition is refused and nothing is stored); reads catch up with the registry topic.
 Every failure is one line on stderr and a non-zero exit. Registered lazily in `orchestrator.cli`.
 """
@@ -97,7 +97,7 @@ def deploy(file: str, name: str | None, publish: bool, description: str | None, 
            bootstrap: str | None, topic_prefix: str | None) -> None:
     """Store a definition FILE (JSON or YAML) as a state machine's draft, after validating it;
     with --publish, also as its next immutable version."""
-    from orchestrator.registry.store import RegistryWriter
+    from orchestrator.registry.writer import RegistryWriter
 
     definition = _load(file)
     name = name if name is not None else state_machine_name(file)
@@ -135,7 +135,7 @@ def alias_set(name: str, alias_name: str, versions: tuple[int, ...], weights: tu
               description: str | None, as_json: bool, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Create or move alias ALIAS of state machine NAME:
     `--version V`, or `--version V1 --version V2 --weight W` (V2 gets W%, V1 the rest)."""
-    from orchestrator.registry.store import RegistryWriter
+    from orchestrator.registry.writer import RegistryWriter
 
     try:
         routes = alias_routes(versions, weights)
@@ -155,7 +155,7 @@ def alias_set(name: str, alias_name: str, versions: tuple[int, ...], weights: tu
 @kafka_options
 def alias_delete(name: str, alias_name: str, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Delete alias ALIAS of state machine NAME (its versions stay)."""
-    from orchestrator.registry.store import RegistryWriter
+    from orchestrator.registry.writer import RegistryWriter
 
     settings = kafka_settings(bootstrap, topic_prefix)
     _run(RegistryWriter(settings).delete_alias(name, alias_name), settings)
@@ -169,7 +169,7 @@ def alias_delete(name: str, alias_name: str, bootstrap: str | None, topic_prefix
 def delete_version(name: str, version: int, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Delete published VERSION of state machine NAME; refused while an alias points to it.
     Running executions keep their own copy; the number is never reused."""
-    from orchestrator.registry.store import RegistryWriter
+    from orchestrator.registry.writer import RegistryWriter
 
     settings = kafka_settings(bootstrap, topic_prefix)
     _run(RegistryWriter(settings).delete_version(name, version), settings)

@@ -1,7 +1,8 @@
 """State machines as deployed things: a registry of definitions, immutable versions and aliases,
 kept in Kafka itself (the compacted `statemachines` topic) and followed by every orchestrator.
 
-`model` holds the rules (pure), `store` the Kafka side, `errors` the exceptions.
+`model` holds the rules (pure), `store` the Kafka read side (followers), `writer` the writes,
+`errors` the exceptions.
 """
 
 from orchestrator.registry.errors import (

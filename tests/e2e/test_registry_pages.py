@@ -52,7 +52,7 @@ def system(kafka: KafkaSettings, tmp_path: Path) -> Iterator[str]:
 
 
 def test_versions_aliases_and_their_figures(kafka: KafkaSettings, system: str) -> None:
-    from orchestrator.registry.store import RegistryWriter
+    from orchestrator.registry.writer import RegistryWriter
 
     with httpx.Client(base_url=system, timeout=60) as client:
         first = client.post("/api/state-machines", json={"name": "orders", "description": "cheap and reliable",

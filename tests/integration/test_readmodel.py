@@ -22,8 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from click.testing import CliRunner, Result
 
 from kafka_io import KafkaSettings, MissingTopic, topic_partitions
-from orchestrator.cli import control as control_cli
 from orchestrator.api.readmodel import ReadModel
+from orchestrator.cli import control as control_cli
 from schemas.base import Envelope, encode
 from schemas.executions import (
     ExecutionStatus,
@@ -242,7 +242,7 @@ def test_start_publishes_a_start_request_keyed_by_execution_id(settings: KafkaSe
 
     async def register() -> None:
         from orchestrator.registry.model import alias_routes
-        from orchestrator.registry.store import RegistryWriter
+        from orchestrator.registry.writer import RegistryWriter
 
         writer = RegistryWriter(settings)
         await writer.deploy("Registered", DEFINITION, publish=True)

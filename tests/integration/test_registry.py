@@ -17,11 +17,12 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from kafka_io import KafkaSettings
-from orchestrator.cli import registry as registry_cli
 from orchestrator.api.readmodel import ReadModel
+from orchestrator.cli import registry as registry_cli
 from orchestrator.registry import model
 from orchestrator.registry.model import definition_hash
-from orchestrator.registry.store import RegistryWriter, read_registry
+from orchestrator.registry.store import read_registry
+from orchestrator.registry.writer import RegistryWriter
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.settings import OrchestratorSettings
 from schemas.base import encode

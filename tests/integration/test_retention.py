@@ -17,8 +17,8 @@ from typing import Any
 from click.testing import CliRunner
 
 from kafka_io import KafkaSettings
-from orchestrator.cli import control as control_cli
 from orchestrator.api.readmodel import ReadModel
+from orchestrator.cli import control as control_cli
 from orchestrator.runtime.engine import OFFSETS_KEY
 from orchestrator.runtime.service import Orchestrator
 from schemas.base import decode, encode

@@ -43,7 +43,7 @@ from infra.secure_kafka import (
     users,
 )
 from kafka_io import KafkaSettings
-from orchestrator.registry.store import RegistryWriter
+from orchestrator.registry.writer import RegistryWriter
 from orchestrator.runtime.service import Orchestrator
 from orchestrator.runtime.topics import provision_topics
 from orchestrator.settings import OrchestratorSettings

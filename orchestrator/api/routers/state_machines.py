@@ -1,6 +1,6 @@
 """State machines in the registry: deploy a version (as `baton deploy --publish`), list, describe.
 
-A deploy is a registry write (`orchestrator.registry.store.RegistryWriter`); a registry refusal
+A deploy is a registry write (`orchestrator.registry.writer.RegistryWriter`); a registry refusal
 propagates to `orchestrator.api.errors` (400, 404, 409, 413 or 503).
 """
 
@@ -39,7 +39,7 @@ async def deploy_state_machine(body: DeployRequest, request: Request, response: 
     optionally moving an alias to it. 201 when something changed, 200 when the registry already had
     exactly this; 400 with each fault's JSON path for an invalid definition."""
     from orchestrator.registry.model import check_alias_name, check_name
-    from orchestrator.registry.store import RegistryWriter
+    from orchestrator.registry.writer import RegistryWriter
 
     backend = backend_of(request)
     check_name(body.name)  # names first: a bad alias must not leave a half-done deploy behind

@@ -181,7 +181,7 @@ async def save(body: SaveRequest, request: Request, response: Response) -> dict[
     as its prompt's next version first. 400 for an invalid definition, LLM Parameters or
     template (nothing is written), 404 for an unknown state machine, 403 below operator."""
     from orchestrator.registry.model import require
-    from orchestrator.registry.store import RegistryWriter
+    from orchestrator.registry.writer import RegistryWriter
 
     quotas = request.app.state.quotas
     definition = definition_object(body.definition, quotas)
