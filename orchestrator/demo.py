@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from aiokafka.errors import KafkaError
 
 from kafka_io import KafkaSettings, new_consumer
 from schemas.errors import BatonError
@@ -126,97 +125,100 @@ async def _tail(settings: KafkaSettings, topic: str, ready: asyncio.Event, handl
         await consumer.stop()
 
 
-async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, auto_approve: bool = True,
-                    inputs: dict[str, Any] | None = None, emit: Callable[[str], None] = click.echo,
-                    show_stream: bool = True, timeout: float = 240.0) -> dict[str, DemoRun]:
-    """Start each named demo at once and follow it to its end; return what each did."""
-    from orchestrator.client import BatonClient
-    from schemas.base import decode
-    from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
-    from steps.llm.streaming import follow_stream
-    from steps.review.decisions import approve, reject
-    from orchestrator.client.reviews import pending_reviews, post_decision
+class _DemoWatch:
+    """The demos' runs as the history, events and stream topics report them, printed as they go."""
 
-    topics = settings.topics
-    runs: dict[str, DemoRun] = {}
-    by_id: dict[str, DemoRun] = {}
-    suffix = uuid.uuid4().hex[:6]
-    for name in names:
-        execution_id = execution_id_for(name, f"{name}-{suffix}")  # each demo under its own name
-        runs[name] = by_id[execution_id] = DemoRun(name, execution_id)
-    width = max(len(n) for n in names)
-    mid_line = [False]  # a live stream is in the middle of a line
-    raw_echo = emit
+    def __init__(self, names: tuple[str, ...], emit: Callable[[str], None], show_stream: bool) -> None:
+        from schemas.executions import execution_id_for
 
-    def echo(message: str) -> None:  # `emit`, on a fresh line after a live stream
-        if mid_line[0]:
+        suffix = uuid.uuid4().hex[:6]
+        self.runs: dict[str, DemoRun] = {}
+        self.by_id: dict[str, DemoRun] = {}
+        for name in names:
+            execution_id = execution_id_for(name, f"{name}-{suffix}")  # each demo under its own name
+            self.runs[name] = self.by_id[execution_id] = DemoRun(name, execution_id)
+        self.width = max(len(n) for n in names)
+        self.emit = emit
+        self.show_stream = show_stream
+        self.mid_line = False  # a live stream is in the middle of a line
+        self.done = asyncio.Event()
+        self.answered = asyncio.Event()  # the first history record of a run: an orchestrator took the starts
+
+    def echo(self, run: DemoRun, message: str) -> None:
+        """`emit` a line about `run`, on a fresh line after a live stream."""
+        if self.mid_line:
             sys.stdout.write("\n")
-            mid_line[0] = False
-        raw_echo(message)
-    done = asyncio.Event()
-    answered = asyncio.Event()  # the first history record of a run: an orchestrator took the starts
-    stop = asyncio.Event()
+            self.mid_line = False
+        self.emit(f"  [{run.demo:<{self.width}}] {message}")
 
-    def on_history(record: Any) -> None:
-        run = by_id.get((record.key or b"").decode())
+    def on_history(self, record: Any) -> None:
+        from schemas.base import decode
+        from schemas.executions import HistoryRecord
+
+        run = self.by_id.get((record.key or b"").decode())
         if run is None:
             return
         for event in decode(HistoryRecord, record.value).events:
             run.history.append(event)
-            answered.set()
+            self.answered.set()
             state = _entered(event)
             if state is not None:
                 run.states.append(state)
-                echo(f"  [{run.demo:<{width}}] {run.seconds:5.1f}s  -> {state}")
+                self.echo(run, f"{run.seconds:5.1f}s  -> {state}")
 
-    def on_status(record: Any) -> None:
-        run = by_id.get((record.key or b"").decode())
+    def on_status(self, record: Any) -> None:
+        from schemas.base import decode
+        from schemas.executions import ExecutionStatus
+
+        run = self.by_id.get((record.key or b"").decode())
         if run is None:
             return
         status = decode(ExecutionStatus, record.value)
         if status.status in TERMINAL and run.status is None:
             run.status, run.output, run.error, run.cause = status.status, status.output, status.error, status.cause
             run.ended = time.monotonic()
-            echo(f"  [{run.demo:<{width}}] {run.seconds:5.1f}s  {status.status}"
-                 + (f" ({status.error}: {status.cause})" if status.error else ""))
-            if all(r.status for r in runs.values()):
-                done.set()
+            self.echo(run, f"{run.seconds:5.1f}s  {status.status}"
+                      + (f" ({status.error}: {status.cause})" if status.error else ""))
+            if all(r.status for r in self.runs.values()):
+                self.done.set()
 
-    ready = [asyncio.Event(), asyncio.Event()]
-    tails = [asyncio.create_task(_tail(settings, topics.history, ready[0], on_history, stop)),
-             asyncio.create_task(_tail(settings, topics.events, ready[1], on_status, stop))]
+    async def follow(self, settings: KafkaSettings, run: DemoRun, timeout: float) -> None:
+        """Collect `run`'s streamed chunks; print them live for the shown demo."""
+        from steps.llm.streaming import follow_stream
 
-    async def follow(run: DemoRun) -> None:
-        live = show_stream and run.demo == SHOWN_STREAM
+        live = self.show_stream and run.demo == SHOWN_STREAM
         try:
             async for chunk in follow_stream(settings, run.execution_id, since_seconds=60, idle_timeout=timeout):
                 run.chunks.append((chunk.seq, chunk.text, chunk.final, time.monotonic()))
                 if live and not run.chunks[:-1]:
-                    echo(f"  [{run.demo:<{width}}] streaming the itinerary:")
+                    self.echo(run, "streaming the itinerary:")
                 if live and chunk.text:
                     sys.stdout.write(chunk.text)
                     sys.stdout.flush()
-                    mid_line[0] = not chunk.text.endswith("\n")
-            if live and mid_line[0]:
+                    self.mid_line = not chunk.text.endswith("\n")
+            if live and self.mid_line:
                 sys.stdout.write("\n")
-                mid_line[0] = False
+                self.mid_line = False
         except (TimeoutError, asyncio.CancelledError):
             pass
 
-    async def reviewer() -> None:
-        ids = set(by_id)
-        while not done.is_set():
+    async def review(self, settings: KafkaSettings, auto_approve: bool) -> None:
+        """Decide each demo's pending review: approve it, or ask on the terminal."""
+        from orchestrator.client.reviews import pending_reviews, post_decision
+        from steps.review.decisions import approve, reject
+
+        ids = set(self.by_id)
+        while not self.done.is_set():
             for review in await pending_reviews(settings):
-                run = by_id.get(review.execution_id)
+                run = self.by_id.get(review.execution_id)
                 if run is None or review.execution_id not in ids:
                     continue
                 ids.discard(review.execution_id)
-                echo(f"  [{run.demo:<{width}}] review requested at {review.request.state_name}: "
-                     f"{review.details.question}")
-                echo(f"      {str(review.details.content)[:300]!s}")
+                self.echo(run, f"review requested at {review.request.state_name}: {review.details.question}")
+                self.emit(f"      {str(review.details.content)[:300]!s}")
                 if auto_approve:
                     decision = approve(review.token, reviewer="baton-demo", comment="auto-approved by the demo")
-                    echo(f"  [{run.demo:<{width}}] auto-approved")
+                    self.echo(run, "auto-approved")
                 else:
                     answer = await asyncio.to_thread(click.confirm, "      approve this plan?", default=True)
                     decision = (approve(review.token, reviewer="demo-user") if answer
@@ -225,37 +227,60 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
                 run.reviewed = True
             await asyncio.sleep(1.0)
 
-    try:
-        waiting: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in ready)))
-        watched: list[asyncio.Future[Any]] = [waiting, *tails]
-        finished, _ = await asyncio.wait(watched, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        if waiting not in finished:
-            waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiting  # retrieved here, so asyncio does not report it at exit
-            for tail in finished:
-                tail.result()  # a tail that failed: raise its error
-            raise TimeoutError("the history and events topics could not be read within 30 s")
-        streams = [asyncio.create_task(follow(run)) for name, run in runs.items()
-                   if any(s.get("Parameters", {}).get("Stream") for s in _all_states(definition(name)))]
-        review_task = asyncio.create_task(reviewer())
+    async def start_all(self, settings: KafkaSettings, inputs: dict[str, Any] | None) -> None:
+        from orchestrator.client import BatonClient
+
         # The demo's producer as before: idempotent, aiokafka's defaults otherwise.
         async with BatonClient(settings, producer_options={}) as client:
-            for name, run in runs.items():
-                await client.start(name, definition=definition(name),
-                                   name=run.execution_id.rsplit(":", 1)[-1],
+            for name, run in self.runs.items():
+                await client.start(name, definition=definition(name), name=run.execution_id.rsplit(":", 1)[-1],
                                    input=(inputs or {}).get(name, demo_input(name)))
                 run.started = time.monotonic()
-                echo(f"  [{name:<{width}}] started {run.execution_id}")
-        first_answer = min(timeout, FIRST_ANSWER_SECONDS)
+                self.echo(run, f"started {run.execution_id}")
+
+    async def wait_for_ends(self, timeout: float) -> None:
+        """Until every run ended (or `timeout`); an orchestrator must answer within the first seconds."""
         try:
-            await asyncio.wait_for(answered.wait(), first_answer)
-            await asyncio.wait_for(done.wait(), timeout)
+            await asyncio.wait_for(self.answered.wait(), min(timeout, FIRST_ANSWER_SECONDS))
+            await asyncio.wait_for(self.done.wait(), timeout)
         except TimeoutError:
-            for run in runs.values():
+            for run in self.runs.values():
                 if run.status is None:
                     run.status, run.error = "UNFINISHED", f"no end within {timeout:g} s"
-        if streams and answered.is_set():
+
+
+async def _tails_ready(ready: list[asyncio.Event], tails: list[asyncio.Task[None]]) -> None:
+    """Wait until both topic tails are positioned; raise a tail's error, or TimeoutError after 30 s."""
+    waiting: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in ready)))
+    finished, _ = await asyncio.wait([waiting, *tails], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if waiting in finished:
+        return
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting  # retrieved here, so asyncio does not report it at exit
+    for tail in finished:
+        tail.result()  # a tail that failed: raise its error
+    raise TimeoutError("the history and events topics could not be read within 30 s")
+
+
+async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, auto_approve: bool = True,
+                    inputs: dict[str, Any] | None = None, emit: Callable[[str], None] = click.echo,
+                    show_stream: bool = True, timeout: float = 240.0) -> dict[str, DemoRun]:
+    """Start each named demo at once and follow it to its end; return what each did."""
+    topics = settings.topics
+    watch = _DemoWatch(names, emit, show_stream)
+    stop = asyncio.Event()
+    ready = [asyncio.Event(), asyncio.Event()]
+    tails = [asyncio.create_task(_tail(settings, topics.history, ready[0], watch.on_history, stop)),
+             asyncio.create_task(_tail(settings, topics.events, ready[1], watch.on_status, stop))]
+    try:
+        await _tails_ready(ready, tails)
+        streams = [asyncio.create_task(watch.follow(settings, run, timeout)) for name, run in watch.runs.items()
+                   if any(s.get("Parameters", {}).get("Stream") for s in _all_states(definition(name)))]
+        review_task = asyncio.create_task(watch.review(settings, auto_approve))
+        await watch.start_all(settings, inputs)
+        await watch.wait_for_ends(timeout)
+        if streams and watch.answered.is_set():
             await asyncio.wait(streams, timeout=10)
         for task in [*streams, review_task]:
             task.cancel()
@@ -263,11 +288,11 @@ async def run_demos(settings: KafkaSettings, names: tuple[str, ...] = DEMOS, *, 
     finally:
         stop.set()
         await asyncio.gather(*tails, return_exceptions=True)
-    if not answered.is_set():
-        raise DemoError(f"no orchestrator took the starts within {first_answer:g} s ({topics.start} at "
-                        f"{settings.kafka_bootstrap}): run `baton orchestrator` and the step services, or "
-                        "`baton dev --run-demo` for the whole stack")
-    return runs
+    if not watch.answered.is_set():
+        raise DemoError(f"no orchestrator took the starts within {min(timeout, FIRST_ANSWER_SECONDS):g} s "
+                        f"({topics.start} at {settings.kafka_bootstrap}): run `baton orchestrator` and the step "
+                        "services, or `baton dev --run-demo` for the whole stack")
+    return watch.runs
 
 
 def _all_states(machine: dict[str, Any]) -> list[dict[str, Any]]:
@@ -308,35 +333,6 @@ def _answer(output: Any) -> str:
         if isinstance(text, str) and text:
             return " ".join(text.split())[:70] + "…"
     return ""
-
-
-@click.command()
-@click.option("--auto-approve/--ask", default=None,
-              help="Approve the travel plan review automatically (default: ask on a terminal, else approve).")
-@click.option("--only", "only", multiple=True, type=click.Choice(DEMOS), help="Run only this demo (repeatable).")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for the demos.")
-@click.option("--bootstrap", help="Kafka bootstrap servers (default: BATON_KAFKA_BOOTSTRAP or 127.0.0.1:9092).")
-@click.option("--topic-prefix", help="Topic name prefix (default: BATON_TOPIC_PREFIX or baton).")
-def demo(auto_approve: bool | None, only: tuple[str, ...], timeout: float, bootstrap: str | None,
-         topic_prefix: str | None) -> None:
-    """Run the GenAI demos (examples/genai/) on a running stack (`baton dev` starts one)."""
-    from kafka_io.explain import diagnose, explain_wrapped
-    from orchestrator.cli import fail
-    from orchestrator.cli.control import kafka_settings
-
-    settings = kafka_settings(bootstrap, topic_prefix)
-    # A broker that is down or refuses this client: one line before anything starts, not the
-    # tracebacks of the two topic readers and the client failing at once.
-    problem = diagnose(settings)
-    if problem:
-        fail(f"{problem}; `baton dev --run-demo` starts a local stack and runs the demos on it")
-    if auto_approve is None:
-        auto_approve = not sys.stdin.isatty()
-    try:
-        ok = run_and_report(settings, only or DEMOS, auto_approve=auto_approve, timeout=timeout)
-    except (KafkaError, OSError, TimeoutError, BatonError) as exc:
-        fail(explain_wrapped(exc, settings))
-    sys.exit(0 if ok else 1)
 
 
 def run_and_report(settings: KafkaSettings, names: tuple[str, ...], *, auto_approve: bool, timeout: float = 300.0,

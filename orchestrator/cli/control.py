@@ -13,13 +13,12 @@ lazily, so either module can be imported first.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +37,7 @@ from orchestrator.api.readmodel import (
     default_path,
 )
 from orchestrator.cli._shared import fail, parse_json_arg, print_json, quotas, state_machine_name
+from orchestrator.cli.printing import event_details, print_execution, print_table
 from orchestrator.client import (
     NAME_MAX,
     NAME_SYMBOLS,
@@ -57,7 +57,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
 _DEFINITION_SUFFIXES = {".json", ".yaml", ".yml", ".asl"}
-_DETAILS_WIDTH = 100
 
 
 class CommandError(BatonError):
@@ -214,49 +213,6 @@ def resolve(model: ReadModel, execution: str, settings: KafkaSettings) -> Execut
     return view
 
 
-# ------------------------------------------------------------ printing
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _shorten(text: str, width: int = _DETAILS_WIDTH) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)]
-    for line in [headers, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
-
-
-def print_execution(view: ExecutionView) -> None:
-    fields: list[tuple[str, str]] = [
-        ("Execution", view.execution_id), ("State machine", view.state_machine), ("Name", view.name),
-        ("Status", view.status), ("Started", view.start_time or "-"), ("Stopped", view.stop_time or "-"),
-    ]
-    if view.version is not None:
-        fields.insert(2, ("Version", str(view.version) + (f" (alias {view.alias})" if view.alias else "")))
-    if view.redrive_count:
-        fields.append(("Redrives", str(view.redrive_count)))
-    fields.append(("Input", _compact(view.input)))
-    if view.status == "SUCCEEDED" or view.output is not None:
-        fields.append(("Output", _compact(view.output)))
-    fields += [(label, value) for label, value in (("Error", view.error), ("Cause", view.cause)) if value]
-    width = max(len(label) for label, _ in fields)
-    for label, value in fields:
-        click.echo(f"{label.ljust(width)}  {value}")
-
-
-def _event_details(event: dict[str, Any]) -> str:
-    details = {key: value for key, value in event.items()
-               if key not in ("id", "previousEventId", "timestamp", "type")}
-    if len(details) == 1:
-        details = next(iter(details.values()))  # just the <type>EventDetails object
-    return _shorten(_compact(details)) if details else ""
-
-
 # ------------------------------------------------------------ commands
 
 
@@ -336,7 +292,7 @@ def history(execution: str, as_json: bool, db: str | None, catch_up_timeout: flo
         print_json(events)
         return
     print_table(["ID", "TIMESTAMP", "TYPE", "DETAILS"],
-                [[str(e.get("id")), str(e.get("timestamp", "")), str(e.get("type")), _event_details(e)]
+                [[str(e.get("id")), str(e.get("timestamp", "")), str(e.get("type")), event_details(e)]
                  for e in events])
 
 
