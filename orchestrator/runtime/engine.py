@@ -110,8 +110,8 @@ class EngineBase:
     (assigned in `Orchestrator.__init__`), the parsed-definition caches and the usage counters.
     The orchestrator is assembled in layers, each a class on the one before: `Restore`
     (partitions, snapshots, timers, expiries), `Transactions` (records, commits, isolating a
-    refused record), `Intake` (input records to events) and `Orchestrator` (the serve loop and
-    the decider calls). The three methods a lower layer calls on a higher one are declared here."""
+    refused record), `Intake` (input records to events), `Deciding` (the decider calls into the open
+    batch) and `Orchestrator` (the serve loop). The three methods a lower layer calls on a higher one are declared here."""
 
     kafka: KafkaSettings
     settings: OrchestratorSettings
