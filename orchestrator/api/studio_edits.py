@@ -14,6 +14,7 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
+from orchestrator.asl.budget import TASK_PARAMETER
 from steps.llm.errors import InvalidParameters
 from steps.llm.task import parse_task
 
@@ -59,6 +60,8 @@ def llm_problems(definition: Any) -> list[dict[str, str]]:
             continue  # no Parameters, or a JSONata string: known only when the state runs
         static: dict[str, Any] = {}
         for key, value in parameters.items():
+            if key.split(".$")[0] == TASK_PARAMETER:
+                continue  # the Task's budget: the orchestrator's, checked by validate, never sent to the step
             if key.endswith(".$"):
                 field = key[:-2]
                 static[field] = ("(from the state input)" if field in _TEXT_FIELDS

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec
 
-from orchestrator.asl import causes, errors, variables
+from orchestrator.asl import budget, causes, errors, variables
 from orchestrator.asl.context import StateContext, TaskEvent
 from orchestrator.asl.dataflow import Scope, context_object, error_output, to_json
 from orchestrator.asl.execution import (
@@ -129,7 +129,7 @@ class Decider:
 
     def drain(self) -> None:
         steps = 0
-        while self.ready and self.execution.status is ExecutionStatus.RUNNING:
+        while (self.ready or self.wake()) and self.execution.status is ExecutionStatus.RUNNING:
             if self.execution.last_event_id >= self.env.max_history_events:
                 # AWS: "If the execution history reaches this quota the execution will fail." A loop
                 # of Pass/Choice states ends here too, a budget of transitions at a time (below).
@@ -145,6 +145,20 @@ class Decider:
                     self.pause([run_id, *self.ready])
                     return
                 self.execute(run)
+
+    def wake(self) -> bool:
+        """Ready the runs whose LLM calls waited for room in the budget, once a call settled."""
+        ledger = self.execution.budget
+        if ledger is None:
+            return False
+        for run_id in budget.wake(ledger):
+            run = self.execution.runs.get(run_id)
+            # A run cancelled meanwhile (its Map or Parallel failed) is gone, or is not this wait.
+            if run is not None and run.status == "waiting" and run.task_id is None and run.timer_id is None \
+                    and run.fanout is None:
+                run.status = "running"
+                self.ready.append(run_id)
+        return bool(self.ready)
 
     def pause(self, ready: list[str]) -> None:
         """Yield: the ready runs go on in a later decision, each when its immediately due "yield"
@@ -214,11 +228,31 @@ class Decider:
             return
         self.execution.input = event.input
         self.history("ExecutionStarted", {"input": event.input, "roleArn": self.env.role_arn})
+        if not self.start_budget(event):
+            return
         if self.machine.timeout_seconds:
             self.set_timer("execution_timeout", self.now + self.machine.timeout_seconds, None)
         root = Run(id=ROOT, variables=copy.deepcopy(dict(self.env.variables)))
         self.execution.runs[ROOT] = root
         self.enter(root, self.machine.start_at, event.input)
+
+    def start_budget(self, event: StartExecution) -> bool:
+        """The execution's budget: the definition's (`Baton.Budget`), tightened by the start's.
+        A start whose budget is not valid fails the execution (Baton.LLM.InvalidBudget)."""
+        try:
+            declared = budget.definition_budget(self.machine.raw)
+        except budget.BudgetError as exc:  # a definition parsed without validation
+            self.finish(ExecutionStatus.FAILED, error=budget.INVALID_BUDGET, cause=f"Baton.Budget: {exc}")
+            return False
+        try:
+            given = None if event.budget is None else budget.parse_budget(event.budget)
+        except budget.BudgetError as exc:
+            self.finish(ExecutionStatus.FAILED, error=budget.INVALID_BUDGET, cause=f"the start's budget: {exc}")
+            return False
+        limits = budget.tighter(declared, given)
+        if limits is not None:
+            self.execution.budget = budget.Ledger(limits=limits)
+        return True
 
     def finish(self, status: ExecutionStatus, output: Any = None, error: str | None = None,
                 cause: str | None = None) -> None:
@@ -242,6 +276,10 @@ class Decider:
         self.execution.tasks.clear()
         self.execution.timers.clear()
         self.execution.runs.clear()
+        if self.execution.budget is not None:  # calls in flight are no longer awaited, nor charged
+            self.execution.budget.reserved.clear()
+            self.execution.budget.waiting.clear()
+            self.execution.budget.released = False
         if status is ExecutionStatus.SUCCEEDED:
             self.history("ExecutionSucceeded", {"output": output})
         elif status is ExecutionStatus.FAILED:

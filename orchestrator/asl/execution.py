@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from orchestrator.asl.budget import Ledger
+
 
 class ExecutionStatus(str, Enum):
     RUNNING = "RUNNING"
@@ -30,6 +32,8 @@ class ExecutionStatus(str, Enum):
 class StartExecution(BaseModel):
     kind: Literal["start"] = "start"
     input: Any = Field(default_factory=dict)
+    # The budget given at start ({"MaxTokens", "MaxCost"}, budget.py): it tightens the definition's.
+    budget: Any = None
 
 
 class TaskSucceeded(BaseModel):
@@ -247,6 +251,9 @@ class ExecutionState(BaseModel):
     # Where a failed, timed-out or aborted execution stopped: the root run's state, its input and
     # variables. Redrive re-enters that state; the states before it keep their results.
     redrive_point: dict[str, Any] | None = None
+    # The budget and what the LLM calls spent (budget.py); None until the execution has a budget
+    # or a task reported usage, so an execution without either stores nothing more.
+    budget: Ledger | None = None
 
 
 # ---------------------------------------------------------------- a decision (given, returned)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from orchestrator.asl import budget
 from orchestrator.asl.context import StateContext
 from orchestrator.asl.execution import CancelTask, FanOut, Run
 from orchestrator.asl.model import State
@@ -87,6 +88,8 @@ def abort(ctx: StateContext, run_id: str | None) -> None:
     if run.task_id and run.task_id in execution.tasks:
         pending = execution.tasks.pop(run.task_id)
         ctx.emit(CancelTask(task_id=run.task_id, resource=pending.resource))
+        if execution.budget is not None:
+            budget.release(execution.budget, run.task_id)
     for timer_id in [t for t, timer in execution.timers.items() if timer.run_id == run.id]:
         del execution.timers[timer_id]
     if run.fanout:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.asl import causes, errors
+from orchestrator.asl import budget, causes, errors
 from orchestrator.asl.context import StateContext, StateHooks, TaskEvent
 from orchestrator.asl.dataflow import Scope, read_path_field, to_json
 from orchestrator.asl.execution import (
@@ -43,6 +43,11 @@ def execute(ctx: StateContext, run: Run, state: State) -> None:
     run.effective_input = effective
     timeout = seconds_field(run, state, "TimeoutSeconds", scope)
     heartbeat = seconds_field(run, state, "HeartbeatSeconds", scope)
+    parameters = effective
+    if resources.service_for(resource.uri) == "llm":
+        parameters = check_budget(ctx, run, state, task_id, effective)
+        if parameters is _WAIT:
+            return
     execution.tasks[task_id] = PendingTask(
         run_id=run.id, state_name=state.name, resource=resource.uri, attempt=run.retry_count,
         heartbeat_seconds=heartbeat, scheduled_at=ctx.now,
@@ -71,10 +76,38 @@ def execute(ctx: StateContext, run: Run, state: State) -> None:
     ctx.history(f"{prefix}Started", causes.resource_details(resource))
     ctx.emit(
         RunTask(
-            task_id=task_id, resource=resource.uri, parameters=effective, state_name=state.name,
+            task_id=task_id, resource=resource.uri, parameters=parameters, state_name=state.name,
             attempt=run.retry_count, task_token=token, timeout_seconds=timeout, heartbeat_seconds=heartbeat,
         )
     )
+
+
+_WAIT: Any = object()
+
+
+def check_budget(ctx: StateContext, run: Run, state: State, task_id: str, effective: Any) -> Any:
+    """Before an LLM call: the Parameters to send (without the Task's `Budget`), or `_WAIT` when
+    the call must wait for calls in flight to settle (the run waits; the decider wakes it).
+    Raises Baton.LLM.InvalidBudget or Baton.LLM.BudgetExceeded (budget.py)."""
+    try:
+        parameters, task_limits = budget.task_budget(effective)
+    except budget.BudgetError as exc:
+        raise errors.StatesError(budget.INVALID_BUDGET, f"the Task's {budget.TASK_PARAMETER} is not valid: {exc}") \
+            from None
+    ledger = ctx.execution.budget
+    if ledger is None and task_limits is None:
+        return parameters  # nothing to check: the spend is still recorded when the call settles
+    if ledger is None:
+        ledger = ctx.execution.budget = budget.Ledger()
+    try:
+        verdict = budget.gate(ledger, state.name, task_limits, task_id, parameters)
+    except budget.BudgetExceededError as exc:
+        raise errors.StatesError(budget.BUDGET_EXCEEDED, str(exc)) from None
+    if verdict == "wait":
+        budget.wait(ledger, run.id, parameters)
+        run.status = "waiting"
+        return _WAIT
+    return parameters
 
 
 def seconds_field(run: Run, state: State, name: str, scope: Scope) -> float | None:
@@ -111,6 +144,12 @@ def settle_task(ctx: StateContext, task_id: str, outcome: str, details: dict[str
     run = execution.runs[pending.run_id]
     run.task_id = None
     run.status = "running"
+    if execution.budget is None and budget.reports_usage(details.get("metadata")):
+        execution.budget = budget.Ledger()
+    if execution.budget is not None:
+        charge = budget.settle(execution.budget, task_id, details.get("metadata"), pending.state_name)
+        if charge is not None:
+            details = {**details, "charge": charge}
     resource = resources.parse_resource(pending.resource)
     ctx.history(f"{resource.history_prefix}{outcome}", {**causes.resource_details(resource), **details})
     return run

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
+from orchestrator.asl.budget import TASK_PARAMETER, BudgetError, parse_budget
 from orchestrator.asl.errors import Problem
 from orchestrator.asl.validate import choice_rules
 from orchestrator.asl.validate.expressions import check_assign, is_jsonata
@@ -28,6 +29,7 @@ from orchestrator.asl.validate.tables import (
     RETRIER_FIELDS,
     WAIT_DURATIONS,
 )
+from schemas.resources import service_for
 
 
 class Walker(Protocol):
@@ -57,7 +59,29 @@ def check_task(v: Walker, scope: Scope, name: str, state: dict[str, Any], path: 
     heartbeat: Any = state.get("HeartbeatSeconds")
     if is_int(timeout) and is_int(heartbeat) and heartbeat >= timeout:
         v.report(child(path, "HeartbeatSeconds"), f"'HeartbeatSeconds' ({heartbeat}) must be smaller than 'TimeoutSeconds' ({timeout})")
+    _task_budget(v, state, path)
     _retry_and_catch(v, scope, name, state, path, language)
+
+
+def _task_budget(v: Walker, state: dict[str, Any], path: str) -> None:
+    """A static `Budget` in an LLM Task's Parameters (or Arguments) is checked here, not first when
+    the state runs; one taken from the input (`Budget.$`, JSONata) is checked when it runs."""
+    resource = state.get("Resource")
+    if not isinstance(resource, str) or service_for(resource) != "llm":
+        return
+    for holder in ("Parameters", "Arguments"):
+        parameters = state.get(holder)
+        if not isinstance(parameters, dict) or TASK_PARAMETER not in parameters:
+            continue
+        value = parameters[TASK_PARAMETER]
+        if isinstance(value, str) and is_jsonata(value):
+            continue
+        where = child(child(path, holder), TASK_PARAMETER)
+        try:
+            parse_budget(value)
+        except BudgetError as exc:
+            for field, what in exc.problems:
+                v.report(child(where, field) if field else where, what)
 
 
 def check_parallel(v: Walker, scope: Scope, name: str, state: dict[str, Any], path: str, language: str) -> None:

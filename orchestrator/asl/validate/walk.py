@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.asl.budget import DEFINITION_FIELD, extension_problems
 from orchestrator.asl.errors import Problem
 from orchestrator.asl.validate.expressions import check_jsonata_expressions
 from orchestrator.asl.validate.fields import FIELD_CHECKS, check_processor_config, check_string, integer_check
@@ -57,6 +58,11 @@ class _Validator:
             self.report("$.Version", f"'Version' must be \"1.0\", not {definition['Version']!r}")
         if "TimeoutSeconds" in definition:
             self.problems += integer_check(1, MAX_SECONDS)(definition["TimeoutSeconds"], "$.TimeoutSeconds", JSONPATH)
+        if DEFINITION_FIELD in definition:
+            # Baton's one extension of the top level (a budget): checked here, and not listed
+            # among the fields the messages name, which are AWS's.
+            self.problems += extension_problems(definition[DEFINITION_FIELD])
+            definition = {key: value for key, value in definition.items() if key != DEFINITION_FIELD}
         self.machine(definition, "$", TOP_LEVEL_FIELDS, "state machine")
 
     def machine(self, node: Any, path: str, allowed: frozenset[str], what: str) -> None:
