@@ -24,7 +24,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from bench.workloads import chain
+from bench.harness import chain
 from infra.local_kafka import ensure_up
 from kafka_io import KafkaSettings, new_consumer, new_producer
 from orchestrator.client import BatonClient

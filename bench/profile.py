@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.workloads import Deployment, w1
+from bench.harness import Deployment
+from bench.workloads import w1
 from infra.local_kafka import ensure_up
 
 

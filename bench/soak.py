@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench.workloads import Deployment, Service, chain
+from bench.harness import Deployment, Service, chain
 from kafka_io import KafkaSettings
 from schemas.base import encode
 from schemas.executions import StartExecution, execution_id_for

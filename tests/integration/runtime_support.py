@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.workloads import read_topic
+from bench.harness import read_topic
 from kafka_io import KafkaSettings
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter

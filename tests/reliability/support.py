@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.workloads import Client, Deployment, chain, histories, read_topic
+from bench.harness import Client, Deployment, chain, histories, read_topic
 from kafka_io import KafkaSettings
 from schemas.base import decode
 from schemas.steps import StepCommand

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.workloads import Deployment, chain
+from bench.harness import Deployment, chain
 from schemas.base import encode
 from schemas.executions import StartExecution, execution_id_for
 from schemas.review import ReviewDecision

@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient, CoordinationType
 
-from bench.workloads import Client, Deployment
+from bench.harness import Client, Deployment
 from infra.kafka_cluster import (
     MIN_INSYNC_REPLICAS,
     REPLICATION_FACTOR,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.workloads import Deployment
+from bench.harness import Deployment
 from tests.reliability.conftest import FULL
 from tests.reliability.support import check_exactly_once, drive_with_faults, random_moments
 

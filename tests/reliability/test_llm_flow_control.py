@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from bench.workloads import Client, Service, histories
+from bench.harness import Client, Service, histories
 from kafka_io import KafkaSettings
 from orchestrator.runtime.topics import delete_topics, ensure_topics
 from tests.reliability.provider_stub import ProviderStub
