@@ -33,6 +33,7 @@ _REF_KEYS = frozenset({REF_FIELD, "key", "sha256", "bytes"})
 
 PAYLOAD_MISSING = "Baton.Payload.Missing"
 PAYLOAD_CORRUPT = "Baton.Payload.Corrupt"
+PAYLOAD_UNAVAILABLE = "Baton.Payload.Unavailable"  # the store did not answer (retry may help)
 DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"  # ASL's name, as the decider raises it
 
 

@@ -13,6 +13,7 @@ from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from kafka_io.payloads import PayloadStoreError
 from orchestrator.asl.decider import new_execution
 from orchestrator.asl.errors import DATA_LIMIT_EXCEEDED, DefinitionError
 from orchestrator.asl.execution import (
@@ -37,10 +38,11 @@ from orchestrator.runtime.engine import (
 from orchestrator.runtime.store import Execution
 from orchestrator.runtime.transaction import Transactions
 from orchestrator.runtime.translate import Outgoing, Pin, status_event
-from schemas.base import decode, encode
+from schemas.base import decode, encode, inflate
 from schemas.executions import RedriveExecution as RedriveRequest
 from schemas.executions import StartExecution as StartRequest
 from schemas.executions import parse_request
+from schemas.payloads import PAYLOAD_UNAVAILABLE, PayloadError, may_hold_references
 from schemas.resources import service_for
 from schemas.review import ReviewDecision
 from schemas.steps import StepResult
@@ -82,7 +84,7 @@ class Intake(Transactions):
             self._check_provenance(result, pending.resource)
             self._count_usage(working, result)
             if result.kind == "succeeded":
-                event = TaskSucceeded(task_id=result.task_id, output=result.output, metadata=result.metadata)
+                event = self._task_succeeded(result, record)
             elif result.kind == "failed":
                 event = TaskFailed(task_id=result.task_id, error=result.error or "States.TaskFailed",
                                    cause=result.cause, metadata=result.metadata)
@@ -117,6 +119,20 @@ class Intake(Transactions):
             self._apply(execution_id, working, event, at, seed, out, new_timers)
             return
         raise Rejected("unexpected_topic", record.topic)
+
+    def _task_succeeded(self, result: StepResult, record: ConsumerRecord) -> TaskSucceeded | TaskFailed:
+        """The task's success, its output's payload references resolved (the claim check); one
+        that cannot be resolved fails the task with the error's ASL name, which Catch can route."""
+        output = result.output
+        if may_hold_references(inflate(record.value or b"")):
+            try:
+                output = self._hydrate(output, result.execution_id)
+            except PayloadError as exc:
+                return TaskFailed(task_id=result.task_id, error=exc.error, cause=str(exc), metadata=result.metadata)
+            except PayloadStoreError as exc:
+                return TaskFailed(task_id=result.task_id, error=PAYLOAD_UNAVAILABLE, cause=str(exc),
+                                  metadata=result.metadata)
+        return TaskSucceeded(task_id=result.task_id, output=output, metadata=result.metadata)
 
     def _fail_for(self, record: ConsumerRecord, key: str, at: float, seed: int, staged: dict[str, Working],
                   out: list[Outgoing], new_timers: list[tuple[float, str, str]], reason: str) -> None:

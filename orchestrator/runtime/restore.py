@@ -10,9 +10,11 @@ import heapq
 import logging
 import sys
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from kafka_io.payloads import PayloadStore, PayloadStoreError
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.execution import ExecutionState
 from orchestrator.registry.model import definition_hash
@@ -24,14 +26,20 @@ from orchestrator.runtime.engine import (
 )
 from orchestrator.runtime.store import Execution, StoreCorrupt, StoreIdentity
 from orchestrator.runtime.translate import Pin, expiry_records
-from schemas.base import decode
+from schemas.base import decode, inflate
 from schemas.executions import ExecutionSnapshot, InputPositions
+from schemas.payloads import PAYLOAD_MISSING, PayloadError, hydrate, may_hold_references, scope_of
 
 log = logging.getLogger("baton.orchestrator")
 
 
 class Restore(EngineBase):
     """The orchestrator's restore layer (see `EngineBase`)."""
+
+    # The claim check (kafka_io.payloads; None: off): the state topic's snapshots and the records
+    # read hold references to large values, resolved here when read (docs/payloads.md).
+    payloads: PayloadStore | None = None
+
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         # The batch being decided and the transaction in flight commit before the partitions move.
@@ -167,10 +175,15 @@ class Restore(EngineBase):
             self.executions.remove(key, record.partition)
             return
         try:
-            snapshot = decode(ExecutionSnapshot, record.value)
-            state = ExecutionState.model_validate(snapshot.state)
+            text = inflate(record.value)
+            snapshot = ExecutionSnapshot.model_validate_json(text)
+            document = snapshot.state
+            if may_hold_references(text):
+                # The values the snapshot offloaded: the state in memory holds them (docs/payloads.md).
+                document = self._hydrate(document, snapshot.execution_id)
+            state = ExecutionState.model_validate(document)
             machine = self._machine(snapshot.definition)
-        except (ValueError, DefinitionError) as exc:
+        except (ValueError, DefinitionError, PayloadError, PayloadStoreError) as exc:
             log.error("unreadable snapshot for %s at %s:%d: %s", key, record.topic, record.offset, exc)
             return
         pin = Pin(snapshot.version, snapshot.alias, snapshot.definition_hash or definition_hash(snapshot.definition))
@@ -181,6 +194,13 @@ class Restore(EngineBase):
             # Written before snapshots carried it: the record closing it is its last one.
             closed_at = record.timestamp / 1000.0
         self.executions[state.execution_id] = self._committed(execution, state, closed_at)
+
+    def _hydrate(self, value: Any, execution_id: str) -> Any:
+        """`value` with its payload references resolved. Without a payload store a reference
+        cannot be resolved: PayloadError says so (the orchestrator needs BATON_PAYLOAD_STORE)."""
+        if self.payloads is not None:
+            return self.payloads.hydrate(value, execution_id)
+        return hydrate(value, scope=scope_of(execution_id), get=_no_store, limit=0)
 
     def _rebuild_timers(self) -> None:
         """The timer heap again, from the executions' timers (after a restore)."""
@@ -257,3 +277,8 @@ class Restore(EngineBase):
             self.timers = [timer for timer in self.timers if timer[1] not in gone]
             heapq.heapify(self.timers)
             log.info("expired %d closed executions (retention %gs)", len(gone), self.settings.retention)
+
+
+def _no_store(key: str) -> bytes | None:
+    raise PayloadError(PAYLOAD_MISSING, f"a record references payload {key}, but this orchestrator has no payload "
+                       "store: set BATON_PAYLOAD_STORE as the step services have it")

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic_core import to_json
 
+from kafka_io.payloads import PayloadStoreError
 from orchestrator.asl.errors import DATA_LIMIT_EXCEEDED
 from orchestrator.asl.execution import FailExecution
 from orchestrator.runtime.engine import (
@@ -29,6 +32,7 @@ from orchestrator.runtime.topics import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, record_
 from orchestrator.runtime.translate import Outgoing, snapshot_record
 from schemas.base import compress, encode
 from schemas.executions import InputPositions
+from schemas.payloads import PayloadError
 from schemas.topics import STEP_SERVICES
 
 log = logging.getLogger("baton.orchestrator")
@@ -83,8 +87,8 @@ class Transactions(Restore):
         for attempt in range(3):
             closed_at = None if working.state.status.value == "RUNNING" else working.closed_at
             record = snapshot_record(self.topics, working.state, definition, execution.machine_name,
-                                     execution.partition, execution.pin, definition_json, _state_json(working.state),
-                                     closed_at)
+                                     execution.partition, execution.pin, definition_json,
+                                     self._offloaded_state(execution_id, _state_json(working.state)), closed_at)
             assert record.value is not None
             if len(record.value) <= limit:
                 return record
@@ -102,6 +106,34 @@ class Transactions(Restore):
                 working.state.redrive_point = None
         raise Oversized(f"the state of {execution_id} does not fit {self.topics.state} ({limit} bytes) even "
                         "when failed; is its definition over the definition quota?")
+
+    def _offloaded_state(self, execution_id: str, state_json: bytes) -> bytes:
+        """The state's JSON for its snapshot, its values over the threshold stored and referenced
+        (the claim check; restore resolves them). If the store cannot take them the state stays
+        inline, and the size checks above fail the execution as they would without a store."""
+        if self.payloads is None or len(state_json) <= self.payloads.threshold:
+            return state_json
+        try:
+            return to_json(self.payloads.offload(json.loads(state_json), execution_id, keep_root=True))
+        except (PayloadError, PayloadStoreError) as exc:
+            log.error("the state of %s is not offloaded (%s): written inline", execution_id, exc)
+            return state_json
+
+    def _remove_payloads(self, out: list[Outgoing]) -> None:
+        """After a commit: the objects of the executions whose retention ended (their tombstones
+        just committed). Best effort: a store that fails leaves them for an operator (logged)."""
+        if self.payloads is None:
+            return
+        for record in out:
+            if record.topic == self.topics.state and record.value is None:
+                execution_id = record.key.decode(errors="replace")
+                try:
+                    removed = self.payloads.remove(execution_id)
+                except PayloadStoreError as exc:
+                    log.error("payloads of expired %s not removed: %s", execution_id, exc)
+                    continue
+                if removed:
+                    log.info("removed %d payloads of expired %s", removed, execution_id)
 
     def _start_commit(self) -> None:
         """Commit the open batch in the background (the transaction before it has ended)."""
@@ -143,6 +175,7 @@ class Transactions(Restore):
             # transactional id, which fences this one and aborts its transaction.
             raise refused
         await producer.commit_transaction()
+        self._remove_payloads(out)
         # Only now, never before: the stores must not hold what the topic might not (a crash
         # between the two only means a longer tail to read at the next start).
         checkpoints: dict[int, int] = {}

@@ -56,6 +56,17 @@ ResultKey = Callable[[str, str, str], str]
 
 
 @dataclass(frozen=True)
+class Offload:
+    """The claim check for one execution's records (docs/payloads.md): `store(value)` returns the
+    value with its parts over `above` bytes stored and replaced by references. Only a record over
+    `above` is walked, so a decision with small payloads writes exactly the bytes it wrote before.
+    The I/O happens in `store`, which the runtime gives (`kafka_io.payloads.PayloadStore`)."""
+
+    store: Callable[[Any], Any]
+    above: int
+
+
+@dataclass(frozen=True)
 class Outgoing:
     topic: str
     key: bytes
@@ -72,7 +83,7 @@ def _time(text: str) -> datetime | None:
 def effects_to_records(
     topics: Topics, state: ExecutionState, effects: list[Effect], *, machine_name: str, pin: Pin = UNPINNED,
     partition: int | None = None, result_key: ResultKey | None = None, max_history_bytes: int | None = None,
-    flow_controlled: frozenset[str] = frozenset(),
+    flow_controlled: frozenset[str] = frozenset(), offload: Offload | None = None,
 ) -> list[Outgoing]:
     """Step commands, the decision's history (one record) and the terminal status for one decision.
 
@@ -82,7 +93,8 @@ def effects_to_records(
     return (None: commands carry none, for tests of the record shapes). A history longer than
     `max_history_bytes` is split over as many records as it needs. The run commands of a service
     in `flow_controlled` are keyed by `schemas.flow.flow_key` (the model) instead, and partitioned
-    by that key, so one replica of the service owns each model's limits.
+    by that key, so one replica of the service owns each model's limits. `offload`: a command,
+    history or status record over its threshold carries references to its large values instead.
     """
     key = state.execution_id.encode()
     out: list[Outgoing] = []
@@ -97,10 +109,13 @@ def effects_to_records(
                 timeout_seconds=effect.timeout_seconds, heartbeat_seconds=effect.heartbeat_seconds,
                 result_key=result_key(state.execution_id, effect.task_id, service) if result_key else None,
             )
+            value = encode(command)
+            if offload is not None and len(value) > offload.above:
+                value = encode(command.model_copy(update={"parameters": offload.store(command.parameters)}))
             if service in flow_controlled:
-                out.append(Outgoing(topics.commands(service), flow_key(effect.parameters).encode(), encode(command)))
+                out.append(Outgoing(topics.commands(service), flow_key(effect.parameters).encode(), value))
             else:
-                out.append(Outgoing(topics.commands(service), key, encode(command), partition))
+                out.append(Outgoing(topics.commands(service), key, value, partition))
         elif isinstance(effect, CancelTask):
             service = service_for(effect.resource)
             cancel = StepCommand(execution_id=state.execution_id, kind="cancel", task_id=effect.task_id,
@@ -112,13 +127,21 @@ def effects_to_records(
                 event["executionStartedEventDetails"] = {**event.get("executionStartedEventDetails", {}), **arns}
             history.append(event)
         elif isinstance(effect, ExecutionFinished):
-            out.append(Outgoing(topics.events, key, encode(status_event(state, machine_name, pin)), partition))
+            status = status_event(state, machine_name, pin)
+            value = encode(status)
+            if offload is not None and len(value) > offload.above:
+                value = encode(status.model_copy(update={"input": offload.store(status.input),
+                                                          "output": offload.store(status.output)}))
+            out.append(Outgoing(topics.events, key, value, partition))
     if history:
         # Placed first so a reader of the history never sees a command or status before the
         # events that led to it.
         head = {"state_machine": machine_name, "version": pin.version, "alias": pin.alias,
                 "definition_hash": pin.definition_hash}
         record = to_json({**_envelope(state.execution_id), **head, "events": history})
+        if offload is not None and len(record) > offload.above:
+            history = [_offload_details(event, offload) for event in history]
+            record = to_json({**_envelope(state.execution_id), **head, "events": history})
         if max_history_bytes is None or len(record) <= max_history_bytes:
             out.insert(0, Outgoing(topics.history, key, record, partition))
         else:
@@ -153,6 +176,17 @@ def history_chunks(execution_id: str, head: dict[str, Any], events: list[dict[st
     if chunk:
         chunks.append(record(chunk))
     return chunks
+
+
+def _offload_details(event: dict[str, Any], offload: Offload) -> dict[str, Any]:
+    """The event with each large field of its details (an input, output, parameters: JSON text)
+    a reference: the history shows the reference, and the API fetches the value on demand."""
+    changed = dict(event)
+    for name, details in event.items():
+        if name.endswith("EventDetails") and isinstance(details, dict):
+            changed[name] = {field: offload.store(value) if isinstance(value, str | dict | list) else value
+                             for field, value in details.items()}
+    return changed
 
 
 def _truncated(event: dict[str, Any]) -> dict[str, Any]:
