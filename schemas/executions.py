@@ -20,6 +20,9 @@ class StartExecution(Envelope):
     definition: dict[str, Any] | None = None  # inline ASL, for development
     name: str
     input: Any = Field(default_factory=dict)
+    # {"MaxTokens", "MaxCost"}: tightens the definition's budget (docs/budgets.md). Any JSON here:
+    # a bad one fails the execution with Baton.LLM.InvalidBudget rather than the record.
+    budget: Any = None
 
 
 class StopExecution(Envelope):

@@ -227,8 +227,14 @@ class Decider:
                               f"service limit ({self.env.max_payload_bytes}).")
             return
         self.execution.input = event.input
-        self.history("ExecutionStarted", {"input": event.input, "roleArn": self.env.role_arn})
-        if not self.start_budget(event):
+        limits, refused = self.start_budget(event)
+        started: dict[str, Any] = {"input": event.input, "roleArn": self.env.role_arn}
+        if limits is not None:  # Baton's: the budget the execution runs under (docs/budgets.md)
+            started["budget"] = limits.as_json()
+            self.execution.budget = budget.Ledger(limits=limits)
+        self.history("ExecutionStarted", started)
+        if refused is not None:
+            self.finish(ExecutionStatus.FAILED, error=budget.INVALID_BUDGET, cause=refused)
             return
         if self.machine.timeout_seconds:
             self.set_timer("execution_timeout", self.now + self.machine.timeout_seconds, None)
@@ -236,23 +242,18 @@ class Decider:
         self.execution.runs[ROOT] = root
         self.enter(root, self.machine.start_at, event.input)
 
-    def start_budget(self, event: StartExecution) -> bool:
-        """The execution's budget: the definition's (`Baton.Budget`), tightened by the start's.
-        A start whose budget is not valid fails the execution (Baton.LLM.InvalidBudget)."""
+    def start_budget(self, event: StartExecution) -> tuple[budget.Budget | None, str | None]:
+        """The execution's budget: the definition's (`Baton.Budget`), tightened by the start's; or
+        why it cannot start (the start's budget, or a definition parsed unvalidated, is bad)."""
         try:
             declared = budget.definition_budget(self.machine.raw)
-        except budget.BudgetError as exc:  # a definition parsed without validation
-            self.finish(ExecutionStatus.FAILED, error=budget.INVALID_BUDGET, cause=f"Baton.Budget: {exc}")
-            return False
+        except budget.BudgetError as exc:
+            return None, f"Baton.Budget: {exc}"
         try:
             given = None if event.budget is None else budget.parse_budget(event.budget)
         except budget.BudgetError as exc:
-            self.finish(ExecutionStatus.FAILED, error=budget.INVALID_BUDGET, cause=f"the start's budget: {exc}")
-            return False
-        limits = budget.tighter(declared, given)
-        if limits is not None:
-            self.execution.budget = budget.Ledger(limits=limits)
-        return True
+            return None, f"the start's budget: {exc}"
+        return budget.tighter(declared, given), None
 
     def finish(self, status: ExecutionStatus, output: Any = None, error: str | None = None,
                 cause: str | None = None) -> None:

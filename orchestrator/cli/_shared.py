@@ -88,6 +88,21 @@ def parse_json_arg(value: str, what: str) -> Any:
         fail(str(exc))
 
 
+def parse_budget_arg(value: str | None) -> Any:
+    """--budget: a JSON object {"MaxTokens": N, "MaxCost": USD} (inline or @file), checked here so
+    a bad one is one line, not a failed execution; None when not given."""
+    if value is None:
+        return None
+    from orchestrator.asl.budget import BudgetError, parse_budget
+
+    budget = parse_json_arg(value, "--budget")
+    try:
+        parse_budget(budget)
+    except BudgetError as exc:
+        fail(f"--budget: {exc}")
+    return budget
+
+
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 

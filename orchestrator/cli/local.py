@@ -21,6 +21,7 @@ from orchestrator.cli._shared import (
     load_machine,
     load_mocks,
     load_step_modules,
+    parse_budget_arg,
     parse_json_arg,
     print_json,
     read_text,
@@ -183,11 +184,13 @@ def validate(file: str) -> None:
 @click.option("--result", "results", multiple=True, metavar="STATE=JSON",
               help="Answer every Task of STATE with this result (repeatable), e.g. a human review.")
 @click.option("--local", is_flag=True, default=True, hidden=True, help="Run in-process (the default).")
+@click.option("--budget", "budget_", metavar="JSON",
+              help='The execution\'s budget, e.g. \'{"MaxTokens": 20000, "MaxCost": 0.5}\' (docs/budgets.md).')
 @integration_options
 def execute(
     file: str, input_: str, mock_config: str | None, test_case: str | None, state_machine: str | None,
     steps_modules: tuple[str, ...], name: str | None, real_time: bool, with_history: bool,
-    results: tuple[str, ...], local: bool, **integration: Any,
+    results: tuple[str, ...], local: bool, budget_: str | None, **integration: Any,
 ) -> None:
     """Run a whole state machine locally; print {"status", "output", "error", "cause"}.
 
@@ -199,6 +202,7 @@ def execute(
 
     machine = load_machine(file)
     execution_input = parse_json_arg(input_, "--input")
+    budget = parse_budget_arg(budget_)
     definition = load_document(read_text(file))
     answers = given_results(results, parse_json_arg)
     answers.update(review_prompts(definition, answers))  # a mock config's answer still comes first
@@ -210,7 +214,8 @@ def execute(
         try:
             return await run_execution(machine, execution_input, resolver=resolver,
                                        state_machine_name=state_machine_name(file),
-                                       execution_name=name, real_time=real_time, limits=Quotas().decider_limits())
+                                       execution_name=name, real_time=real_time, limits=Quotas().decider_limits(),
+                                       budget=budget)
         finally:
             if integrations is not None:
                 await integrations.aclose()

@@ -21,6 +21,7 @@ from orchestrator.client.client import (
     NAME_SYMBOLS,
     TERMINAL_STATUSES,
     BatonClient,
+    InvalidBudget,
     InvalidName,
     NoOrchestrator,
     StateMachineNotFound,
@@ -30,8 +31,8 @@ from orchestrator.client.client import (
 from orchestrator.client.reviews import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
 
 __all__ = [
-    "NAME_MAX", "NAME_SYMBOLS", "TERMINAL_STATUSES", "BatonClient", "DecisionRefused", "InvalidName", "NoOrchestrator",
-    "OutcomeWatch", "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "valid_name",
+    "NAME_MAX", "NAME_SYMBOLS", "TERMINAL_STATUSES", "BatonClient", "DecisionRefused", "InvalidBudget", "InvalidName",
+    "NoOrchestrator", "OutcomeWatch", "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "valid_name",
     "verify_token",
     "PendingReview", "ReviewInboxError", "find_pending", "pending_reviews", "post_decision",
 ]

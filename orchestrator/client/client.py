@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from kafka_io import KafkaSettings, new_admin, new_consumer, new_producer, topic_partitions
+from orchestrator.asl.budget import BudgetError, parse_budget
 from orchestrator.quotas import check_definition, check_payload, start_producer_options
 from orchestrator.settings import OrchestratorSettings, Quotas
 from schemas.base import Envelope, decode, encode
@@ -43,6 +44,10 @@ NAME_SYMBOLS = '<>{}[]?*"#%\\^|~`$&,;:/'  # Step Functions' rule; ":" would also
 
 class InvalidName(BatonError, ValueError):
     """An execution name Step Functions would refuse."""
+
+
+class InvalidBudget(BatonError, ValueError):
+    """A budget that is not {"MaxTokens": whole number >= 0, "MaxCost": USD >= 0}."""
 
 
 class StateMachineNotFound(BatonError):
@@ -120,8 +125,14 @@ class BatonClient:
     # ------------------------------------------------------------ requests
 
     def start_request(self, state_machine: str = "inline", *, definition: dict[str, Any] | None = None,
-                      input: Any = None, name: str | None = None) -> StartExecution:
-        """The start record, checked against the quotas and the naming rule (nothing is sent)."""
+                      input: Any = None, name: str | None = None, budget: Any = None) -> StartExecution:
+        """The start record, checked against the quotas, the naming rule and the budget's form
+        (nothing is sent). `budget`: {"MaxTokens", "MaxCost"}, tightening the definition's."""
+        if budget is not None:
+            try:
+                parse_budget(budget)
+            except BudgetError as exc:
+                raise InvalidBudget(f"budget: {exc}") from None
         if definition is not None:
             check_definition(definition, self.quotas)
         execution_input = {} if input is None else input
@@ -130,16 +141,16 @@ class BatonClient:
         if not valid_name(name):
             raise InvalidName(f"name must be 1 to {NAME_MAX} characters, without whitespace or any of {NAME_SYMBOLS}")
         return StartExecution(execution_id=execution_id_for(state_machine, name), state_machine=state_machine,
-                              definition=definition, name=name, input=execution_input)
+                              definition=definition, name=name, input=execution_input, budget=budget)
 
     async def start(self, state_machine: str = "inline", *, definition: dict[str, Any] | None = None,
                     input: Any = None, name: str | None = None, check_registered: bool = True,
-                    acked: bool = True) -> str:
+                    acked: bool = True, budget: Any = None) -> str:
         """Start an execution of `definition` (inline) or of the registered `state_machine` (a name,
         `name:version` or `name:alias`); return its execution id. The same name starts it once.
 
         `acked=False` returns once the record is queued in the producer (see `flush`)."""
-        request = self.start_request(state_machine, definition=definition, input=input, name=name)
+        request = self.start_request(state_machine, definition=definition, input=input, name=name, budget=budget)
         if definition is None and check_registered:
             await self.check_registered(state_machine, request.name)
         await self.send(request, acked=acked)
@@ -191,12 +202,12 @@ class BatonClient:
                              input: Any = None, name: str | None = None, timeout: float = 300.0,
                              check_registered: bool = True,
                              on_started: Callable[[str], None] = lambda execution_id: None,
-                             orchestrator_grace: float = 5.0) -> ExecutionStatus:
+                             orchestrator_grace: float = 5.0, budget: Any = None) -> ExecutionStatus:
         """Start an execution and return its terminal status from the events topic (`WaitTimedOut`
         after `timeout` seconds). `on_started` is called with the execution id once it is published.
         `NoOrchestrator` when no orchestrator is in the orchestrators' consumer group within
         `orchestrator_grace` seconds (nothing would end the wait)."""
-        request = self.start_request(state_machine, definition=definition, input=input, name=name)
+        request = self.start_request(state_machine, definition=definition, input=input, name=name, budget=budget)
         if definition is None and check_registered:
             await self.check_registered(state_machine, request.name)
         consumer = new_consumer(self.settings)

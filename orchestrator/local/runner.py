@@ -60,9 +60,12 @@ class ExecutionResult:
     error: str | None = None
     cause: str | None = None
     history: list[HistoryEvent] = field(default_factory=list)
+    budget: dict[str, Any] | None = None  # the budget and the spend (budget.Ledger.view), if any
 
     def as_dict(self, with_history: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "output": self.output, "error": self.error, "cause": self.cause}
+        if self.budget is not None:
+            out["budget"] = self.budget
         if with_history:
             out["history"] = [e.as_aws() for e in self.history]
         return out
@@ -164,10 +167,12 @@ async def run_execution(
     real_time: bool = False,
     seed: int | None = None,
     limits: Mapping[str, Any] | None = None,
+    budget: Any = None,
 ) -> ExecutionResult:
     """Run one execution to its end and return its status, output and history.
 
-    `limits`: the decider's quotas (`Quotas.decider_limits()`), AWS's by default."""
+    `limits`: the decider's quotas (`Quotas.decider_limits()`), AWS's by default; `budget`: the
+    start's ({"MaxTokens", "MaxCost"}, docs/budgets.md)."""
     name = execution_name or str(uuid.uuid4())
     rng = random.Random(seed)
     state: ExecutionState = new_execution(
@@ -178,7 +183,7 @@ async def run_execution(
     )
     resolver.execution_id = state.execution_id  # what the handlers see (stream chunks are keyed by it)
     clock = time.time()
-    events: deque[Event] = deque([StartExecution(input=execution_input)])
+    events: deque[Event] = deque([StartExecution(input=execution_input, budget=budget)])
     timers: list[tuple[float, int, str]] = []
     history: list[HistoryEvent] = []
     order = 0
@@ -205,7 +210,8 @@ async def run_execution(
             if isinstance(effect, HistoryEvent):
                 history.append(effect)
             elif isinstance(effect, ExecutionFinished):
-                return ExecutionResult(effect.status.value, effect.output, effect.error, effect.cause, history)
+                spend = state.budget.view() if state.budget is not None else None
+                return ExecutionResult(effect.status.value, effect.output, effect.error, effect.cause, history, spend)
             elif isinstance(effect, StartTimer):
                 order += 1
                 heapq.heappush(timers, (effect.fire_at, order, effect.timer_id))

@@ -250,7 +250,8 @@ class Intake(Transactions):
                                                record.partition, pin))
             working = staged[request.execution_id] = Working(execution, state)
             self.metrics.started.labels(machine_name, execution.version_label).inc()
-            first: Event = instead if instead is not None else StartExecution(input=request.input)
+            first: Event = instead if instead is not None else StartExecution(input=request.input,
+                                                                               budget=request.budget)
             try:
                 self._apply(request.execution_id, working, first, at, seed, out, new_timers)
             except Exception:

@@ -134,7 +134,8 @@ def test_agent_on_the_broker_tools_max_turns_and_mcp_failures(kafka: KafkaSettin
     assert mcp_failures.output["city-guide"]["StructuredContent"]["sky"] == "cloudy"  # the service still serves
 
 
-def execute(tmp_path: Path, model: dict[str, Any], guide: str, execution_input: Any, *options: str) -> Any:
+def execute(tmp_path: Path, model: dict[str, Any], guide: str, execution_input: Any, *options: str,
+            whole: bool = False) -> Any:
     """`baton execute` of the agent, in-process (no broker), with the test's model and MCP server."""
     (tmp_path / "llm.json").write_text(json.dumps(model))
     (tmp_path / "mcp.json").write_text(json.dumps({"connections": {"city-guide": {"url": guide}}}))
@@ -148,7 +149,7 @@ def execute(tmp_path: Path, model: dict[str, Any], guide: str, execution_input: 
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "SUCCEEDED", result
-    return result["output"]
+    return result if whole else result["output"]
 
 
 def test_agent_in_process_with_baton_execute(tmp_path: Path, model: dict[str, Any], guide: str) -> None:
@@ -161,3 +162,19 @@ def test_a_booking_waits_for_the_review_then_calls_the_mcp_tool(tmp_path: Path, 
     approved = execute(tmp_path, model, guide, booking, "--result", 'AskBeforeBooking={"decision": "approve"}')
     assert tools_called(approved) == ["reserve_table"]
     assert [m["Content"]["city"] for m in approved["messages"] if m["Role"] == "tool"] == ["Oslo"]
+
+
+def test_a_runaway_loop_is_ended_by_the_budget_with_the_error_catch_sees(tmp_path: Path, model: dict[str, Any],
+                                                                          guide: str) -> None:
+    """maxTurns far away, the model made to call tools forever: the start's budget (tighter than the
+    definition's) ends the loop before the next LLM call, and the Agent state's Catch routes it."""
+    runaway = {"question": "What is the weather in Paris?", "maxTurns": 50, "toolChoice": "required",
+               "tools": ["get_weather", "convert_temperature"]}
+    result = execute(tmp_path, model, guide, runaway, "--budget", '{"MaxTokens": 2500}', whole=True)
+    spent = result["budget"]["spent"]
+    assert result["output"] == {"answer": None, "error": "Baton.LLM.BudgetExceeded",
+                                "cause": f"the execution has spent {spent['tokens']} tokens of its budget of 2500; "
+                                         "the LLM call is not made"}
+    assert result["budget"]["limits"] == {"MaxTokens": 2500, "MaxCost": 0.5}  # the definition's cost limit stays
+    assert 2500 <= spent["tokens"] and 2 <= spent["calls"] < 50
+    assert result["budget"]["byState"]["Think"] == spent

@@ -6,6 +6,7 @@ the llm step service reports (`input_tokens`, `output_tokens`, `cost_usd`).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -197,3 +198,33 @@ def test_a_start_with_a_bad_budget_fails_the_execution_and_says_why() -> None:
     h.send(StartExecution(input={}, budget={"MaxCost": -2}))
     assert h.finished is not None and h.finished.status is ExecutionStatus.FAILED
     assert h.finished.error == budget.INVALID_BUDGET and "MaxCost" in (h.finished.cause or "")
+
+
+def test_the_execution_started_event_records_the_budget_it_runs_under() -> None:
+    h = Harness(loop({"MaxTokens": 900}))
+    h.send(StartExecution(input={}, budget={"MaxTokens": 5000, "MaxCost": 0.2}))
+    started = h.history[0]
+    assert started.type == "ExecutionStarted" and started.details["budget"] == {"MaxTokens": 900, "MaxCost": 0.2}
+    plain = Harness(single(task_state()))
+    plain.start()
+    assert "budget" not in plain.history[0].details  # an execution without a budget reads as before
+
+
+def test_the_client_refuses_a_bad_budget_before_publishing_and_carries_a_good_one() -> None:
+    import asyncio
+
+    from kafka_io import KafkaSettings
+    from orchestrator.client import BatonClient, InvalidBudget
+    from orchestrator.client.testing import RecordingProducer
+
+    async def scenario() -> None:
+        producer = RecordingProducer()
+        async with BatonClient(KafkaSettings(topic_prefix="memory"), producer=producer) as client:
+            with pytest.raises(InvalidBudget, match='budget: MaxCost: must be a number of USD >= 0, not "1"'):
+                await client.start("inline", definition=loop(), budget={"MaxCost": "1"})
+            assert not producer.records
+            await client.start("inline", definition=loop(), budget={"MaxTokens": 10}, name="b")
+        assert len(producer.records) == 1
+        assert json.loads(producer.records[0].value)["budget"] == {"MaxTokens": 10}
+
+    asyncio.run(scenario())

@@ -21,6 +21,7 @@ from orchestrator.api.limits import GuardedRoute
 from orchestrator.api.progress import progress
 from orchestrator.api.readmodel import TERMINAL_STATUSES
 from orchestrator.api.roles import requires
+from orchestrator.asl.budget import BudgetError, parse_budget
 from orchestrator.client import NAME_MAX, NAME_SYMBOLS, valid_name
 from orchestrator.graph import state_runs, to_mermaid, to_svg
 from orchestrator.quotas import check_payload
@@ -38,6 +39,8 @@ class StartRequest(BaseModel):
     definition: dict[str, Any] | None = Field(None, description="Inline ASL, validated before it is sent.")
     name: str | None = Field(None, description="The execution name (default: a UUID); the same name starts once.")
     input: Any = Field(default_factory=dict)
+    budget: Any = Field(None, description='The execution\'s budget, {"MaxTokens": N, "MaxCost": USD}; it tightens '
+                                          "the definition's (docs/budgets.md).")
 
 
 class StopRequest(BaseModel):
@@ -55,6 +58,11 @@ async def start_execution(body: StartRequest, request: Request) -> dict[str, Any
     if body.definition is not None:
         parse_machine(body.definition, quotas)
     check_payload(body.input, quotas)
+    if body.budget is not None:
+        try:
+            parse_budget(body.budget)
+        except BudgetError as exc:
+            raise ApiError(400, "InvalidBudget", f"budget: {exc}") from None
     state_machine = body.state_machine or "inline"
     name = body.name or str(uuid.uuid4())
     if not valid_name(name):
@@ -62,7 +70,7 @@ async def start_execution(body: StartRequest, request: Request) -> dict[str, Any
                                            f"or any of {NAME_SYMBOLS}")
     with kafka_errors(backend.settings):  # an unknown state machine: StateMachineNotFound, 404
         execution_id = await backend.client.start(state_machine, definition=body.definition,
-                                                  input=body.input, name=name)
+                                                  input=body.input, name=name, budget=body.budget)
     if body.definition is not None:
         backend.definitions.by_execution.setdefault(execution_id, body.definition)
     return {"execution_id": execution_id, "state_machine": state_machine, "name": name}
