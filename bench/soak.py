@@ -23,12 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from bench.harness import Deployment, Service, chain
 from kafka_io import KafkaSettings
-from schemas.base import encode
-from schemas.executions import StartExecution, execution_id_for
+from orchestrator.client import BatonClient
 
 ONE_STATE = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 PARKED = chain(1, "baton:fn:noop.waitForTaskToken")  # no fn service runs: the token is never used
@@ -46,22 +43,13 @@ def checkpoints(total: int, first: int = 10_000) -> list[int]:
 
 
 async def publish(settings: KafkaSettings, definition: dict[str, Any], kind: str, first: int, count: int) -> None:
-    """`count` starts keyed by execution id, as Baton's own client sends them, published in bulk."""
-    producer = AIOKafkaProducer(**settings.client_options(), linger_ms=5, max_batch_size=512 * 1024,
-                                compression_type="gzip")
-    await producer.start()
-    try:
+    """`count` starts through Baton's client, published in bulk (queued, then flushed per chunk)."""
+    options = {"linger_ms": 5, "max_batch_size": 512 * 1024, "compression_type": "gzip"}
+    async with BatonClient(settings, producer_options=options) as client:
         for chunk in range(first, first + count, PUBLISH_CHUNK):
-            futures = []
             for i in range(chunk, min(chunk + PUBLISH_CHUNK, first + count)):
-                name = f"{kind}-{i}"
-                start = StartExecution(execution_id=execution_id_for(MACHINE, name), state_machine=MACHINE,
-                                       definition=definition, name=name, input={"i": i})
-                futures.append(await producer.send(settings.topics.start, encode(start),
-                                                   key=start.execution_id.encode()))
-            await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+                await client.start(MACHINE, definition=definition, name=f"{kind}-{i}", input={"i": i}, acked=False)
+            await client.flush()
 
 
 def metric(port: int, name: str) -> float:
