@@ -3,7 +3,7 @@ command is `orchestrator.cli.dev`).
 
 Starts (or reuses what already answers) the Kafka broker, Baton's topics, the two offline model
 servers, the offline embeddings server and the insurance knowledge base, the demo's orders API,
-the orchestrator, every step service (fn, llm, http, review, retrieval) and, when this checkout
+the orchestrator, every step service (fn, llm, http, review, retrieval, mcp) and, when this checkout
 has `baton api`, the API. Each child logs to `.baton/logs/<service>.log`; the terminal shows
 those lines prefixed with the service's name. Ctrl-C or SIGTERM stops, in reverse order, only
 what this command started (by pid).

@@ -31,6 +31,9 @@ SERVICES: list[tuple[str, list[str]]] = [
     ("http", ["step", "http"]),
     ("review", ["step", "review"]),
     ("retrieval", ["step", "retrieval"]),
+    # baton:mcp Tasks: MCP servers named in BATON_MCP_CONNECTIONS (none by default: a Task naming
+    # one fails with the list of configured connections instead of waiting for ever).
+    ("mcp", ["step", "mcp"]),
 ]
 MODEL_SERVICES = frozenset({"llm", "retrieval"})  # left out with --no-models
 

@@ -36,7 +36,7 @@ def _port(name: str, env: str, default: int, what: str) -> Callable[[Callable[..
               help="Logs, the dev token, the configs and the knowledge base (env BATON_STATE_DIR).")
 @_port("--api-port", "BATON_API_PORT", 8080, "The API and pages")
 @_port("--metrics-port", "BATON_METRICS_PORT", 9400,
-       "The orchestrator's /metrics; fn, llm, http, review and retrieval take the next five ports")
+       "The orchestrator's /metrics; fn, llm, http, review, retrieval and mcp take the next six ports")
 @_port("--orders-api-port", "BATON_ORDERS_API_PORT", ORDERS_API_PORT, "The intent-api demo's orders API")
 @_port("--model-port", "BATON_MODEL_PORT", local_model.DEFAULT_PORT, "The first offline model server; the second follows")
 @_port("--embeddings-port", "BATON_EMBEDDINGS_PORT", local_embeddings.DEFAULT_PORT, "The offline embeddings server")

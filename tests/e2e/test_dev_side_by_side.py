@@ -26,12 +26,13 @@ import httpx
 import pytest
 
 from kafka_io import KafkaSettings
+from orchestrator import dev_config
 from orchestrator.runtime.topics import delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = Path(sys.executable).with_name("baton")
 BATON = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "orchestrator.cli"]
-SERVICES = 6  # the orchestrator's metrics port and the next five (fn, llm, http, review, retrieval)
+SERVICES = len(dev_config.SERVICES)  # the orchestrator's metrics port and one per step service
 
 
 def free_ports(count: int, taken: set[int]) -> int:
