@@ -55,11 +55,11 @@ class RuntimeClient:
             await self._watcher.stop()
 
     async def start(self, definition: dict[str, Any], execution_input: Any = None, *,
-                    machine: str = "test", name: str | None = None) -> str:
+                    machine: str = "test", name: str | None = None, budget: Any = None) -> str:
         name = name or uuid.uuid4().hex[:12]
         execution_id = execution_id_for(machine, name)
         request = StartExecution(execution_id=execution_id, state_machine=machine, definition=definition,
-                                 name=name, input={} if execution_input is None else execution_input)
+                                 name=name, input={} if execution_input is None else execution_input, budget=budget)
         await self.producer.send(self.topics.start, encode(request), key=execution_id.encode())
         return execution_id
 

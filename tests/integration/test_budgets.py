@@ -1,0 +1,89 @@
+"""Budgets on the real broker: a Map of LLM calls (the llm service calling a provider stub that
+counts what it answers) stops at the execution's budget, a Catch routes Baton.LLM.BudgetExceeded,
+the reservations keep the calls in flight within the budget, and the spend (the sum of the
+history's charges) is what the provider answered, also across an orchestrator restart mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from kafka_io import KafkaSettings
+from tests.integration.runtime_support import RuntimeClient
+from tests.reliability.provider_stub import ProviderStub
+
+TOKENS_PER_CALL = 7  # the stub's usage: 5 prompt + 2 completion tokens
+PRICE = {"input_per_million": 1000.0, "output_per_million": 1000.0}  # 7 tokens = 0.007 USD
+
+
+def definition(items: int) -> dict[str, Any]:
+    return {"StartAt": "Each", "States": {
+        "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 0, "Next": "Done",
+                 "ItemProcessor": {"StartAt": "Ask", "States": {"Ask": {
+                     "Type": "Task", "Resource": "baton:llm", "End": True,
+                     "Parameters": {"Model": "stub", "Prompt.$": "$.text", "MaxTokens": 2}}}},
+                 "Catch": [{"ErrorEquals": ["Baton.LLM.BudgetExceeded"], "ResultPath": "$.stopped", "Next": "Done"}]},
+        "Done": {"Type": "Pass", "End": True}}}
+
+
+@contextlib.asynccontextmanager
+async def orchestrator(kafka: KafkaSettings, instance: str) -> AsyncIterator[None]:
+    from orchestrator.runtime.service import Orchestrator
+    from orchestrator.settings import OrchestratorSettings
+
+    stop = asyncio.Event()
+    running = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None))
+    task = asyncio.create_task(running.run(stop))
+    try:
+        await asyncio.wait_for(running.ready.wait(), 30)
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def charges(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [details["charge"] for event in events for key, details in event.items()
+            if key.endswith("EventDetails") and isinstance(details, dict) and "charge" in details]
+
+
+def test_a_map_of_llm_calls_stops_at_the_budget_across_a_restart(kafka: KafkaSettings) -> None:
+    from steps.llm.config import LLMSettings
+    from steps.llm.service import llm_service
+
+    items = {"items": [{"text": f"item {i}"} for i in range(60)]}
+
+    async def scenario(stub: ProviderStub) -> tuple[Any, Any, dict[str, list[dict[str, Any]]]]:
+        settings = LLMSettings.model_validate({
+            "providers": {"stub": {"kind": "openai", "base_url": stub.base_url, "stream": False}},
+            "models": {"stub": {"provider": "stub"}}, "prices": {"stub": PRICE}})
+        async with llm_service(settings, kafka=kafka), RuntimeClient(kafka) as client:
+            async with orchestrator(kafka, "budget-o1"):
+                by_tokens = await client.start(definition(60), items, budget={"MaxTokens": 150})
+                by_cost = await client.start(definition(60), items, budget={"MaxCost": 0.1})
+                while len(stub.answered()) < 10:
+                    await asyncio.sleep(0.01)
+            # A restart mid-run: the ledger (spend, reservations, waiting runs) comes back from the
+            # state topic; the calls in flight settle against it once.
+            async with orchestrator(kafka, "budget-o2"):
+                outcomes = await client.wait([by_tokens, by_cost], timeout=90)
+            history = await client.history()
+        return outcomes[by_tokens], outcomes[by_cost], history
+
+    with ProviderStub(max_concurrency=1000, max_per_window=100_000, window_seconds=1.0, delay_seconds=0.2) as stub:
+        tokens, cost, history = asyncio.run(scenario(stub))
+        answered = len(stub.answered())
+    for outcome in (tokens, cost):
+        assert outcome.status == "SUCCEEDED", (outcome.error, outcome.cause)
+        assert outcome.output["stopped"]["Error"] == "Baton.LLM.BudgetExceeded"
+    spent_tokens = sum(c["tokens"] for c in charges(history[tokens.execution_id]))
+    spent_cost = sum(c["costUsd"] for c in charges(history[cost.execution_id]))
+    # Every call the provider answered was charged once (none lost or doubled by the restart) ...
+    assert (spent_tokens + round(spent_cost / 0.007) * TOKENS_PER_CALL) == answered * TOKENS_PER_CALL
+    # ... and the reservations kept them within the bound: the limit plus one call.
+    assert 150 <= spent_tokens <= 150 + TOKENS_PER_CALL
+    assert 0.1 <= spent_cost <= 0.1 + 0.007 + 1e-9
+    print(f"\nbudget 150 tokens: {spent_tokens} spent in {spent_tokens // TOKENS_PER_CALL} calls; "
+          f"budget 0.1 USD: {spent_cost:.3f} spent; the provider answered {answered} calls of 120 items")
