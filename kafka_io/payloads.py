@@ -31,6 +31,8 @@ from kafka_io.sigv4 import sigv4_headers
 from schemas.errors import BatonError
 from schemas.payloads import DATA_LIMIT_EXCEEDED, PayloadError, hydrate, offload, scope_of
 
+_KNOWN_KEYS = 100_000  # ~10 MB of keys at most
+
 
 class PayloadStoreError(BatonError):
     """The payload store cannot be reached or refused a read or write (not a missing object)."""
@@ -195,12 +197,17 @@ class PayloadStore:
         self.limit = settings.max_offloaded_payload
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cached = 0
+        # Keys known to be in the store (written or read here): an execution's state is offloaded
+        # again at every commit, and its unchanged values must not be uploaded again each time.
+        self._known: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def put(self, key: str, data: bytes) -> None:
         if len(data) > self.limit:
             raise PayloadError(DATA_LIMIT_EXCEEDED, f"a payload of {len(data)} bytes is over the limit of "
                                f"{self.limit} bytes for offloaded data (BATON_MAX_OFFLOADED_PAYLOAD)")
+        if key in self._known:
+            return
         self.backend.put(key, data)
         self._remember(key, data)
 
@@ -216,6 +223,10 @@ class PayloadStore:
         return data
 
     def _remember(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._known[key] = None
+            if len(self._known) > _KNOWN_KEYS:
+                self._known.popitem(last=False)
         if len(data) > self.settings.payload_cache_bytes // 4:
             return  # one object must not evict everything else
         with self._lock:
@@ -242,6 +253,8 @@ class PayloadStore:
         with self._lock:
             for key in [k for k in self._cache if k.startswith(scope + "/")]:
                 self._cached -= len(self._cache.pop(key))
+            for key in [k for k in self._known if k.startswith(scope + "/")]:
+                del self._known[key]
         return self.backend.remove_prefix(scope)
 
     def where(self) -> str:

@@ -16,11 +16,10 @@ I/O: the walks take `put` and `get` callables, so orchestrator and step services
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from schemas.errors import BatonError
 
@@ -91,7 +90,12 @@ def offload(value: Any, *, scope: str, threshold: int, put: Callable[[str, bytes
                 size += child_size
             node = kept
         else:
-            size = _json_size(node)
+            data = to_json(node)  # a leaf's JSON, measured and (if over) stored: serialised once
+            if len(data) <= threshold or root:
+                return node, len(data)
+            ref = reference(scope, data)
+            put(ref["key"], data)
+            return ref, _json_size(ref)
         if size <= threshold or root:
             return node, size
         data = to_json(node)
@@ -123,7 +127,7 @@ def hydrate(value: Any, *, scope: str, get: Callable[[str], bytes | None], limit
         if total > limit:
             raise PayloadError(DATA_LIMIT_EXCEEDED, f"the payloads referenced add up to {total} bytes, over "
                                f"the limit of {limit} bytes (BATON_MAX_OFFLOADED_PAYLOAD)")
-        return walk(json.loads(data))
+        return walk(from_json(data))
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):

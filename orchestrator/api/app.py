@@ -44,6 +44,7 @@ from orchestrator.api.routers import (
     executions,
     health,
     pages,
+    payloads,
     reviews,
     state_machines,
     streams,
@@ -98,7 +99,7 @@ def create_app(settings: KafkaSettings, *, db_path: str | Path | None = None,
     install_error_handlers(app)
     install_login_cookie(app)
     install_sign_in_page(app, pages.sign_in_page)
-    for router in (executions.router, streams.router, reviews.router, definitions.router,
+    for router in (executions.router, payloads.router, streams.router, reviews.router, definitions.router,
                    state_machines.router, pages.router, docs.router, studio.router, health.router):
         # The routers' routes join the app's own list (not include_router, which this FastAPI
         # keeps as a lazy branch): `app.routes` lists every route, as the auth matrix test reads it.

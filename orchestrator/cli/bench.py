@@ -197,3 +197,36 @@ def soak_command(finished: int, parked: int, json_file: str | None, svg_file: st
         with open(svg_file, "w") as handle:
             handle.write(svg(report))
         click.echo(f"wrote {svg_file}")
+
+
+@bench.command("payloads")
+@click.option("--sizes", default="1,5,20", show_default=True, help="payload sizes in MiB, comma-separated")
+@click.option("--repeat", default=5, show_default=True, type=click.IntRange(min=1), help="runs per size (median)")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), default=None, help="also write JSON here")
+def payloads_command(sizes: str, repeat: int, json_file: str | None) -> None:
+    """The claim check's overhead per offloaded payload against the payload store's own put and
+    get (a folder by default; BATON_PAYLOAD_STORE=s3://... and its BATON_PAYLOAD_S3_* settings
+    measure a bucket), and a state's packed size held hydrated against as references."""
+    from bench.payloads import run
+    from kafka_io.payloads import PayloadSettings
+
+    try:
+        sizes_mib = tuple(float(size) for size in sizes.split(","))
+    except ValueError:
+        raise click.BadParameter(f"not a list of numbers: {sizes!r}", param_hint="--sizes") from None
+    settings = PayloadSettings()
+    report = run(sizes_mib, repeat, settings if settings.payload_store else None)
+    report["machine"] = machine()
+    click.echo(f"store: {report['store']}")
+    click.echo(f"{'bytes':>12} {'store put+get ms':>17} {'claim check ms':>15} {'ratio':>7} {'overhead ms/MiB':>16}")
+    for row in report["sizes"]:
+        click.echo(f"{row['bytes']:>12,} {row['store_put_get_ms']:>17} {row['claim_check_ms']:>15} "
+                   f"{row['ratio']:>6}x {row['overhead_ms_per_mib']:>16}")
+    for row in report["memory"]:
+        click.echo(f"state holding a {row['document_bytes']:,}-byte document twice: packed "
+                   f"{row['packed_hydrated_bytes']:,} bytes hydrated, {row['packed_referenced_bytes']:,} as "
+                   f"references; hydrating it {row['hydrate_per_decision_ms']} ms")
+    if json_file:
+        with open(json_file, "w") as handle:
+            json.dump(report, handle, indent=2)
+        click.echo(f"wrote {json_file}")

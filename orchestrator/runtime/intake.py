@@ -209,7 +209,13 @@ class Intake(Transactions):
             execution = self.executions.get(execution_id)
             if execution is None:
                 return None
-            working = staged[execution_id] = Working(execution, execution.load(), closed_at=execution.closed_at)
+            try:
+                state = self._load(execution)
+            except (PayloadError, PayloadStoreError) as exc:
+                # Its committed state names a payload that cannot be read: the input is
+                # dead-lettered with the reason, the execution waits for the store to answer.
+                raise Rejected("payload_unavailable", str(exc)) from None
+            working = staged[execution_id] = Working(execution, state, closed_at=execution.closed_at)
         return working
 
     def _handle_request(self, record: ConsumerRecord, key: str, at: float, seed: int,

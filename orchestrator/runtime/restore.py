@@ -10,9 +10,11 @@ import heapq
 import logging
 import sys
 import time
+import zlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic_core import from_json, to_json
 
 from kafka_io.payloads import PayloadStore, PayloadStoreError
 from orchestrator.asl.errors import DefinitionError
@@ -220,8 +222,31 @@ class Restore(EngineBase):
             closed_at = None
         elif closed_at is None:
             closed_at = time.time()  # closed by no event the runtime saw: retention runs from now
-        return dataclasses.replace(execution, packed=_pack(state), status=state.status.value, timers=timers,
-                                   closed_at=closed_at)
+        return dataclasses.replace(execution, packed=self._pack_state(state), status=state.status.value,
+                                   timers=timers, closed_at=closed_at)
+
+    def _pack_state(self, state: ExecutionState) -> bytes:
+        """`engine._pack`, its values over the threshold held as references (the claim check):
+        an execution holding a 20 MiB document costs ~200 bytes in memory and on disk, not the
+        ~10 MB the document packs to (docs/payloads.md); `_load` resolves them for a decision."""
+        if self.payloads is None:
+            return _pack(state)
+        data = state.__pydantic_serializer__.to_json(state, exclude_defaults=True)
+        if len(data) > self.payloads.threshold:
+            try:
+                data = to_json(self.payloads.offload(from_json(data), state.execution_id, keep_root=True))
+            except (PayloadError, PayloadStoreError) as exc:
+                log.error("the state of %s is kept whole in memory: %s", state.execution_id, exc)
+        return zlib.compress(data, 1)
+
+    def _load(self, execution: Execution) -> ExecutionState:
+        """The execution's committed state, its payload references resolved (PayloadError,
+        PayloadStoreError: an object is missing, corrupt or the store does not answer)."""
+        data = zlib.decompress(execution.packed)
+        if not may_hold_references(data):
+            return ExecutionState.model_validate_json(data)
+        document = from_json(data)
+        return ExecutionState.model_validate(self._hydrate(document, document["execution_id"]))
 
     def _shared(self, execution: Execution) -> Execution:
         """The execution with its definition, pin and name shared with the executions of the same
@@ -262,7 +287,7 @@ class Restore(EngineBase):
             execution = self.executions.get(execution_id)
             if execution is None or not self._expires_by(execution, now):
                 continue
-            state = execution.load()
+            state = _identity(execution)
             event, tombstone = expiry_records(self.topics, state, execution.machine_name, execution.partition,
                                               execution.closed_at)
             batch.out.append(event)
@@ -282,3 +307,11 @@ class Restore(EngineBase):
 def _no_store(key: str) -> bytes | None:
     raise PayloadError(PAYLOAD_MISSING, f"a record references payload {key}, but this orchestrator has no payload "
                        "store: set BATON_PAYLOAD_STORE as the step services have it")
+
+
+def _identity(execution: Execution) -> ExecutionState:
+    """What an expiry needs of a state (its id, name and start), read without resolving its
+    payload references: an execution whose objects are gone still expires."""
+    document = from_json(zlib.decompress(execution.packed))
+    return ExecutionState.model_construct(execution_id=document["execution_id"], name=document.get("name", ""),
+                                          start_time=document.get("start_time", ""))

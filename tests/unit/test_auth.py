@@ -36,6 +36,7 @@ ROUTES: list[tuple[str, str, object, str]] = [
     ("GET", "/api/executions/x/history", None, "viewer"),
     ("GET", "/api/executions/x/states", None, "viewer"),
     ("GET", "/api/executions/x/graph", None, "viewer"),
+    ("GET", "/api/executions/x/payloads/d", None, "viewer"),
     ("POST", "/api/executions/x/stop", {}, "operator"),
     ("POST", "/api/executions/x/redrive", None, "operator"),
     ("GET", "/api/executions/x/events", None, "viewer"),
@@ -148,7 +149,7 @@ def test_the_matrix_lists_every_route(client: TestClient) -> None:
     from fastapi.routing import APIRoute
     from starlette.routing import Mount, Route
 
-    placeholders = {"x": "{execution}", "m": "{name}"}  # the sample values ROUTES uses in paths
+    placeholders = {"x": "{execution}", "m": "{name}", "d": "{digest}"}  # the sample values ROUTES uses in paths
     listed = {(method, "/".join(placeholders.get(part, part) for part in path.split("?", 1)[0].split("/")))
               for method, path, _, _ in ROUTES}
     found: set[tuple[str, str]] = set()
