@@ -126,6 +126,8 @@ class Ledger(BaseModel):
     largest_call: int = 0  # tokens of the largest call settled: the least any estimate is
     cost_per_token: float | None = None  # the highest price per token seen; None until a call settled
     released: bool = False  # a reservation ended since the waiters were last woken
+    refused: int = 0  # LLM calls refused (BudgetExceeded), and calls that waited: for the metrics
+    waited: int = 0
 
     def view(self) -> dict[str, Any]:
         """The ledger as describe shows it."""
@@ -182,7 +184,11 @@ def gate(ledger: Ledger, state: str, task_limits: Budget | None, task_id: str, p
     for what, limits, spent, reserved in scopes:
         if limits is None:
             continue
-        _check_left(what, limits, spent)
+        try:
+            _check_left(what, limits, spent)
+        except BudgetExceededError:
+            ledger.refused += 1
+            raise
         if reserved and not _fits(limits, spent, reserved, tokens, cost):
             verdict = "wait"
     if verdict == "go":
@@ -256,6 +262,7 @@ def _usage(metadata: dict[str, Any]) -> tuple[int | None, float | None]:
 def wait(ledger: Ledger, run_id: str, parameters: Any) -> None:
     tokens, cost = estimate(parameters, ledger)
     ledger.waiting.append(Waiter(run_id=run_id, tokens=tokens, cost_usd=cost))
+    ledger.waited += 1
 
 
 def wake(ledger: Ledger) -> list[str]:

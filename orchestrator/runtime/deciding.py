@@ -136,6 +136,8 @@ class Deciding(Intake):
             max_history_events=self.quotas.max_history_events,
             max_transitions_per_decision=self.quotas.max_transitions_per_decision,
         )
+        ledger = working.state.budget
+        budget_marks = (ledger.refused, ledger.waited) if ledger is not None else (0, 0)
         retry_fired = isinstance(event, TimerFired) and getattr(
             working.state.timers.get(event.timer_id), "purpose", None) == "retry"
         try:
@@ -159,6 +161,8 @@ class Deciding(Intake):
             raise
         working.applied.append((event, env))
         out.extend(records)
+        if decision.state.budget is not None:
+            self._count_budget(execution, decision.state.budget, budget_marks)
         for effect in decision.effects:
             if isinstance(effect, StartTimer):
                 new_timers.append((effect.fire_at, execution_id, effect.timer_id))

@@ -24,6 +24,7 @@ from aiokafka.errors import (
 from pydantic_core import to_json
 
 from kafka_io import KafkaSettings
+from orchestrator.asl.budget import Ledger
 from orchestrator.asl.decider import Environment
 from orchestrator.asl.execution import Event, ExecutionState
 from orchestrator.asl.model import StateMachine, parse_definition
@@ -172,11 +173,22 @@ class EngineBase:
     def _count_finished(self, execution: Execution, state: ExecutionState, at: float) -> None:
         labels = (state.status.value, execution.machine_name, execution.version_label)
         self.metrics.finished.labels(*labels).inc()
+        if state.budget is not None:
+            self.metrics.execution_spend_tokens.labels(*labels[1:]).observe(state.budget.spent.tokens)
+            self.metrics.execution_spend_usd.labels(*labels[1:]).observe(state.budget.spent.cost_usd)
         try:
             started = parse_timestamp(state.start_time).timestamp()
         except ValueError:
             return
         self.metrics.execution_seconds.labels(*labels).observe(max(0.0, at - started))
+
+    def _count_budget(self, execution: Execution, ledger: Ledger, before: tuple[int, int]) -> None:
+        """The LLM calls one decision refused or made wait for its execution's budget."""
+        labels = (execution.machine_name, execution.version_label)
+        if ledger.refused > before[0]:
+            self.metrics.budget_refused.labels(*labels).inc(ledger.refused - before[0])
+        if ledger.waited > before[1]:
+            self.metrics.budget_waits.labels(*labels).inc(ledger.waited - before[1])
 
     def _count_usage(self, working: Working, result: StepResult) -> None:
         """Step duration by service and model, token use and cost, per state machine and version."""

@@ -25,6 +25,18 @@ class OrchestratorMetrics:
                                         [*per_version, "direction"], registry=r)
         self.execution_cost = Counter("baton_execution_cost_usd", "Cost reported by steps, in USD", per_version,
                                       registry=r)
+        # Budgets (orchestrator/asl/budget.py): LLM calls refused or made to wait for room, and each
+        # execution's spend when it ends (charged from its LLM calls' usage).
+        self.budget_refused = Counter("baton_budget_refused", "LLM calls refused: the budget was spent "
+                                      "(Baton.LLM.BudgetExceeded)", per_version, registry=r)
+        self.budget_waits = Counter("baton_budget_waits", "LLM calls that waited for calls in flight to settle "
+                                    "(their estimate did not fit beside them)", per_version, registry=r)
+        self.execution_spend_tokens = Histogram(
+            "baton_execution_spend_tokens", "LLM tokens an execution spent, when it ended", per_version, registry=r,
+            buckets=(100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000))
+        self.execution_spend_usd = Histogram(
+            "baton_execution_spend_usd", "USD an execution's LLM calls cost, when it ended", per_version, registry=r,
+            buckets=(0.001, 0.01, 0.1, 1, 10, 100))
         self.transitions = Counter("baton_state_transitions", "States entered", registry=r)
         self.open = Gauge("baton_open_executions", "Executions running on this instance", registry=r)
         self.dlq = Counter("baton_dlq", "Events sent to the dead-letter topic", ["reason"], registry=r)

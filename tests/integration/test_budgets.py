@@ -10,6 +10,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from kafka_io import KafkaSettings
 from tests.integration.runtime_support import RuntimeClient
 from tests.reliability.provider_stub import ProviderStub
@@ -29,7 +31,7 @@ def definition(items: int) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def orchestrator(kafka: KafkaSettings, instance: str) -> AsyncIterator[None]:
+async def orchestrator(kafka: KafkaSettings, instance: str) -> AsyncIterator[Any]:
     from orchestrator.runtime.service import Orchestrator
     from orchestrator.settings import OrchestratorSettings
 
@@ -38,7 +40,7 @@ async def orchestrator(kafka: KafkaSettings, instance: str) -> AsyncIterator[Non
     task = asyncio.create_task(running.run(stop))
     try:
         await asyncio.wait_for(running.ready.wait(), 30)
-        yield
+        yield running
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -49,26 +51,36 @@ def charges(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if key.endswith("EventDetails") and isinstance(details, dict) and "charge" in details]
 
 
+def add_up(registry: Any, into: dict[str, float]) -> None:
+    for family in registry.collect():
+        for sample in family.samples:
+            into[sample.name] = into.get(sample.name, 0.0) + sample.value
+
+
 def test_a_map_of_llm_calls_stops_at_the_budget_across_a_restart(kafka: KafkaSettings) -> None:
     from steps.llm.config import LLMSettings
     from steps.llm.service import llm_service
 
     items = {"items": [{"text": f"item {i}"} for i in range(60)]}
 
+    metrics: dict[str, float] = {}
+
     async def scenario(stub: ProviderStub) -> tuple[Any, Any, dict[str, list[dict[str, Any]]]]:
         settings = LLMSettings.model_validate({
             "providers": {"stub": {"kind": "openai", "base_url": stub.base_url, "stream": False}},
             "models": {"stub": {"provider": "stub"}}, "prices": {"stub": PRICE}})
         async with llm_service(settings, kafka=kafka), RuntimeClient(kafka) as client:
-            async with orchestrator(kafka, "budget-o1"):
+            async with orchestrator(kafka, "budget-o1") as first:
                 by_tokens = await client.start(definition(60), items, budget={"MaxTokens": 150})
                 by_cost = await client.start(definition(60), items, budget={"MaxCost": 0.1})
                 while len(stub.answered()) < 10:
                     await asyncio.sleep(0.01)
+                add_up(first.metrics.registry, metrics)
             # A restart mid-run: the ledger (spend, reservations, waiting runs) comes back from the
             # state topic; the calls in flight settle against it once.
-            async with orchestrator(kafka, "budget-o2"):
+            async with orchestrator(kafka, "budget-o2") as second:
                 outcomes = await client.wait([by_tokens, by_cost], timeout=90)
+                add_up(second.metrics.registry, metrics)
             history = await client.history()
         return outcomes[by_tokens], outcomes[by_cost], history
 
@@ -85,5 +97,10 @@ def test_a_map_of_llm_calls_stops_at_the_budget_across_a_restart(kafka: KafkaSet
     # ... and the reservations kept them within the bound: the limit plus one call.
     assert 150 <= spent_tokens <= 150 + TOKENS_PER_CALL
     assert 0.1 <= spent_cost <= 0.1 + 0.007 + 1e-9
+    # Each Map's first refusal fails it (its other iterations are cancelled); the rest waited.
+    assert metrics["baton_budget_refused_total"] >= 2 and metrics["baton_budget_waits_total"] > 0
+    assert metrics["baton_execution_spend_tokens_count"] == 2
+    assert metrics["baton_execution_spend_tokens_sum"] == answered * TOKENS_PER_CALL
+    assert metrics["baton_execution_spend_usd_sum"] == pytest.approx(answered * 0.007)
     print(f"\nbudget 150 tokens: {spent_tokens} spent in {spent_tokens // TOKENS_PER_CALL} calls; "
           f"budget 0.1 USD: {spent_cost:.3f} spent; the provider answered {answered} calls of 120 items")
