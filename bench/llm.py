@@ -37,7 +37,8 @@ from kafka_io import KafkaSettings, new_consumer, new_producer
 from schemas.base import decode, encode
 from schemas.steps import StepCommand, StepResult
 from steps.llm.config import LLMSettings, ProviderConfig
-from steps.llm.service import LLMHandler, llm_service
+from steps.llm.handler import LLMHandler
+from steps.llm.service import llm_service
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 LOAD_PORT = 8099  # a spare port for the load-time runs

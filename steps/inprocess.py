@@ -92,7 +92,7 @@ class LocalIntegrations:
 
     async def _llm(self) -> StepHandler:
         from steps.llm.config import ConfigError, PromptStoreConfig, load_settings
-        from steps.llm.service import LLMHandler
+        from steps.llm.handler import LLMHandler
 
         config_file = self.config.llm_config or os.environ.get("BATON_LLM_CONFIG_FILE") or None
         try:

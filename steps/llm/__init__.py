@@ -9,6 +9,7 @@ prices, prompt stores), `providers` (OpenAI-compatible, Anthropic, Hugging Face 
 
 from steps.llm.config import LLMSettings, load_settings
 from steps.llm.errors import ERROR_NAMES, LLMError
-from steps.llm.service import LLMHandler, llm_service
+from steps.llm.handler import LLMHandler
+from steps.llm.service import llm_service
 
 __all__ = ["ERROR_NAMES", "LLMError", "LLMHandler", "LLMSettings", "llm_service", "load_settings"]

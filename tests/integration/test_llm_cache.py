@@ -23,7 +23,7 @@ import pytest
 from infra.local_model import LocalModelError, ModelServer, ensure_up, llm_config, state_dir, stop
 from schemas.steps import StepCommand
 from steps.llm.config import CacheSettings, LLMSettings
-from steps.llm.service import LLMHandler
+from steps.llm.handler import LLMHandler
 from steps.sdk.handler import StepOutput
 
 ALIAS = "smollm2-cache-test"

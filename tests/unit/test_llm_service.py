@@ -1,4 +1,4 @@
-"""The LLM step handler (steps/llm/service.py) against fake OpenAI-compatible servers
+"""The LLM step handler (steps/llm/handler.py) against fake OpenAI-compatible servers
 (`httpx.MockTransport`): routing by model name, templates, JSON mode, streaming, usage, cost,
 metrics, Bedrock compatibility, and configuration."""
 
@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from schemas.steps import StepCommand
 from steps.llm.config import ConfigError, LLMSettings, load_settings
+from steps.llm.handler import LLMHandler, LLMStepError, parse_json_answer
 from steps.llm.metrics import LLMMetrics
-from steps.llm.service import LLMHandler, LLMStepError, parse_json_answer
 from steps.llm.streaming import TokenStream
 from steps.llm.task import parse_task
 from steps.sdk.handler import StepOutput

@@ -16,7 +16,7 @@ from schemas.steps import StepCommand
 from steps.llm.config import LLMSettings
 from steps.llm.converse import converse_output, parse_converse
 from steps.llm.errors import InvalidToolArguments
-from steps.llm.service import LLMHandler, LLMStepError
+from steps.llm.handler import LLMHandler, LLMStepError
 from steps.llm.shapes import ChatRequest, ChatResponse, Message, ToolCall, ToolSpec
 from steps.llm.tools import check_tool_calls, constrained_schema
 from tests.unit.test_llm_providers import call, sse
