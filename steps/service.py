@@ -1,5 +1,8 @@
 """The base of every step service: consume step commands, run a handler, publish step results.
 
+(Over 400 lines: one class, the consume/run/answer/commit cycle, whose hooks subclasses such as
+the llm service's flow control override; its bookkeeping is in steps/bookkeeping.py.)
+
 A `StepService` is a FastStream Kafka subscriber on `Topics.commands(service)` (consumer group
 `<prefix>-step-<service>`, e.g. `baton-step-fn`) that answers each `StepCommand` with a
 `StepResult` on `Topics.results`, keyed by execution id. What it guarantees:
