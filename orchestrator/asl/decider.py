@@ -149,8 +149,10 @@ class Decider:
     def wake(self) -> bool:
         """Ready the runs whose LLM calls waited for room in the budget, once a call settled."""
         ledger = self.execution.budget
-        if ledger is None:
+        if ledger is None or not ledger.released:
             return False
+        # Runs cancelled while they waited (their Map or Parallel failed) hold no place in the queue.
+        ledger.waiting = [w for w in ledger.waiting if w.run_id in self.execution.runs]
         for run_id in budget.wake(ledger):
             run = self.execution.runs.get(run_id)
             # A run cancelled meanwhile (its Map or Parallel failed) is gone, or is not this wait.

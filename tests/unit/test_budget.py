@@ -228,3 +228,13 @@ def test_the_client_refuses_a_bad_budget_before_publishing_and_carries_a_good_on
         assert json.loads(producer.records[0].value)["budget"] == {"MaxTokens": 10}
 
     asyncio.run(scenario())
+
+
+def test_a_map_that_fails_leaves_no_reservation_or_waiting_run() -> None:
+    # A Map whose first answer fails it: its waiting iterations are cancelled with it.
+    h = Harness(mapped({"MaxTokens": 450}), roundtrip=True)
+    h.start({"items": list(range(10))})
+    assert h.state.budget is not None and len(h.state.budget.waiting) == 6
+    answer(h, next(iter(h.tasks.values())), fail=True)  # uncaught: the Map fails, the execution too
+    assert h.finished is not None and h.finished.status is ExecutionStatus.FAILED
+    assert h.state.budget is not None and not h.state.budget.waiting and not h.state.budget.reserved
