@@ -297,6 +297,31 @@ def task_budget(parameters: Any) -> tuple[Any, Budget | None]:
     return {k: v for k, v in parameters.items() if k != TASK_PARAMETER}, limits
 
 
+def spend_in_history(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The budget and spend of an execution as its history (GetExecutionHistory's shape) says:
+    the limits of its (last) ExecutionStarted, the sum of its task events' charges. None when it
+    has neither. What describe and the execution page show; equal to the ledger's spend."""
+    limits: dict[str, Any] | None = None
+    spent = Spend()
+    for event in events:
+        kind = str(event.get("type"))
+        details = event.get(kind[:1].lower() + kind[1:] + "EventDetails")
+        if not isinstance(details, dict):
+            continue
+        if kind == "ExecutionStarted":
+            limits = details.get("budget") if isinstance(details.get("budget"), dict) else None
+            spent = Spend()  # a new run of the name starts from nothing (a redrive does not restart)
+        charge = details.get("charge")
+        if isinstance(charge, dict):
+            spent.add(int(charge.get("tokens") or 0), float(charge.get("costUsd") or 0.0))
+    if limits is None and not spent.calls:
+        return None
+    out: dict[str, Any] = {"spent": _spend_view(spent)}
+    if limits is not None:
+        out["limits"] = limits
+    return out
+
+
 def extension_problems(value: Any) -> list[Problem]:
     """`validate`'s check of the definition's `Baton` object: only `Budget`, and a valid one."""
     where = f"$.{DEFINITION_FIELD}"
@@ -325,6 +350,6 @@ def definition_budget(definition: dict[str, Any]) -> Budget | None:
 __all__ = [
     "BUDGET_EXCEEDED", "DEFINITION_FIELD", "INVALID_BUDGET", "TASK_PARAMETER", "Budget", "BudgetError",
     "BudgetExceededError", "Ledger", "Spend", "definition_budget", "extension_problems", "gate", "parse_budget", "release",
-    "reports_usage", "settle",
+    "reports_usage", "settle", "spend_in_history",
     "task_budget", "tighter", "wait", "wake",
 ]

@@ -238,3 +238,14 @@ def test_a_map_that_fails_leaves_no_reservation_or_waiting_run() -> None:
     answer(h, next(iter(h.tasks.values())), fail=True)  # uncaught: the Map fails, the execution too
     assert h.finished is not None and h.finished.status is ExecutionStatus.FAILED
     assert h.state.budget is not None and not h.state.budget.waiting and not h.state.budget.reserved
+
+
+def test_the_spend_in_the_history_is_the_ledger_s() -> None:
+    h = Harness(mapped({"MaxTokens": 450, "MaxCost": 1}), roundtrip=True)
+    h.start({"items": list(range(10))})
+    while h.tasks:
+        answer(h, next(iter(h.tasks.values())))
+    assert h.state.budget is not None
+    seen = budget.spend_in_history([e.as_aws() for e in h.history])
+    assert seen == {"limits": {"MaxTokens": 450, "MaxCost": 1.0}, "spent": h.state.budget.view()["spent"]}
+    assert budget.spend_in_history([e.as_aws() for e in Harness(single(task_state())).start().history]) is None
