@@ -1,4 +1,5 @@
-"""What every `baton` command shares: one failure line (the exit code in one place), reading a
+"""What every `baton` command shares: one failure line (the exit code in one place), the Kafka
+settings from the environment and the options, reading a
 definition or a JSON argument, printing JSON. Private to the `orchestrator.cli` package: the
 commands import it; everything else goes through the client."""
 
@@ -11,7 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from pydantic import ValidationError
 
+from kafka_io import KafkaSettings
+from kafka_io.explain import settings_problem
 from orchestrator.asl.errors import DefinitionError
 from orchestrator.asl.model import StateMachine, load_document, parse_definition
 
@@ -28,6 +32,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
         traceback.print_exc()
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def kafka_settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
+    """The environment's settings (BATON_*) with the command line's --bootstrap/--topic-prefix
+    over them; a bad setting is one line that names it, never its value."""
+    overrides: dict[str, Any] = {key: value for key, value in
+                                 (("kafka_bootstrap", bootstrap), ("topic_prefix", topic_prefix)) if value}
+    try:
+        return KafkaSettings(**overrides)
+    except ValidationError as exc:  # e.g. a username without a password
+        fail(settings_problem(exc))
 
 
 def state_machine_name(path: str) -> str:

@@ -14,8 +14,8 @@ import click
 from kafka_io import KafkaFailure, KafkaSettings, kafka_errors, topic_partitions
 from kafka_io.explain import explain_wrapped
 from orchestrator.api.readmodel import ReadModelError
-from orchestrator.cli._shared import fail
-from orchestrator.cli.control import kafka_options, kafka_settings
+from orchestrator.cli._shared import fail, kafka_settings
+from orchestrator.cli.control import kafka_options
 
 
 async def _check(settings: KafkaSettings) -> None:

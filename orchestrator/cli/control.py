@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from pydantic import ValidationError
 
 from kafka_io import KafkaFailure, KafkaSettings, kafka_errors
-from kafka_io.explain import explain, explain_wrapped, settings_problem
+from kafka_io.explain import explain, explain_wrapped
 from orchestrator.api.readmodel import (
     DEFAULT_PATH,
     TERMINAL_STATUSES,
@@ -36,7 +35,7 @@ from orchestrator.api.readmodel import (
     ReadModelError,
     default_path,
 )
-from orchestrator.cli._shared import fail, parse_json_arg, print_json, quotas, state_machine_name
+from orchestrator.cli._shared import fail, kafka_settings, parse_json_arg, print_json, quotas, state_machine_name
 from orchestrator.cli.printing import event_details, print_execution, print_table
 from orchestrator.client import (
     NAME_MAX,
@@ -86,16 +85,6 @@ def read_model_options(command: F) -> F:
                            help=f"The read model's SQLite file (env BATON_READMODEL_PATH; default {DEFAULT_PATH}, "
                                 "or .baton/readmodel.PREFIX.sqlite for another topic prefix).")(command)
     return command
-
-
-def kafka_settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
-    """The environment's settings with the command-line overrides applied."""
-    try:
-        settings = KafkaSettings()
-    except ValidationError as exc:
-        fail(settings_problem(exc))
-    overrides = {"kafka_bootstrap": bootstrap, "topic_prefix": topic_prefix}
-    return settings.model_copy(update={key: value for key, value in overrides.items() if value is not None})
 
 
 def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:

@@ -8,8 +8,7 @@ import click
 from aiokafka.errors import KafkaError
 
 from kafka_io.explain import diagnose, explain_wrapped
-from orchestrator.cli._shared import fail
-from orchestrator.cli.control import kafka_settings
+from orchestrator.cli._shared import fail, kafka_settings
 from orchestrator.demo import DEMOS, run_and_report
 from schemas.errors import BatonError
 

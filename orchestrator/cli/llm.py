@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from aiokafka.errors import KafkaError
-from pydantic import ValidationError
 
 from kafka_io import KafkaSettings
-from kafka_io.explain import explain_wrapped, settings_problem
-from orchestrator.cli._shared import fail
+from kafka_io.explain import explain_wrapped
+from orchestrator.cli._shared import fail, kafka_settings
 
 if TYPE_CHECKING:
     from steps.llm.cache import ResponseCache
@@ -106,15 +105,7 @@ def follow_and_print(settings: KafkaSettings, execution_id: str, *, since_second
 def stream(execution: str, bootstrap: str | None, topic_prefix: str | None, since_seconds: float,
            all_tasks: bool, timeout: float | None, as_json: bool) -> None:
     """Print the tokens an execution's streamed LLM step publishes, in order, until its final chunk."""
-    overrides: dict[str, Any] = {}
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if topic_prefix:
-        overrides["topic_prefix"] = topic_prefix
-    try:
-        settings = KafkaSettings(**overrides)
-    except ValidationError as exc:
-        fail(settings_problem(exc))
+    settings = kafka_settings(bootstrap, topic_prefix)
     idle = timeout if timeout is not None else (30.0 if all_tasks else None)
     follow_and_print(settings, execution, since_seconds=since_seconds, all_tasks=all_tasks, idle_timeout=idle,
                      as_json=as_json)

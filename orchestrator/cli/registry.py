@@ -17,8 +17,8 @@ import click
 from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped
 from orchestrator.asl.timestamps import format_timestamp
-from orchestrator.cli._shared import fail, print_json, state_machine_name
-from orchestrator.cli.control import json_option, kafka_options, kafka_settings, run
+from orchestrator.cli._shared import fail, kafka_settings, print_json, state_machine_name
+from orchestrator.cli.control import json_option, kafka_options, run
 from orchestrator.cli.printing import print_table
 from orchestrator.registry.errors import RegistryError
 from orchestrator.registry.model import alias_routes, check_name, find_version, require

@@ -32,8 +32,8 @@ from pydantic import SecretStr, ValidationError
 
 from kafka_io import KafkaSettings
 from kafka_io.explain import explain_wrapped
-from orchestrator.cli._shared import fail, parse_json_arg, print_json, quotas
-from orchestrator.cli.control import json_option, kafka_options, kafka_settings, run
+from orchestrator.cli._shared import fail, kafka_settings, parse_json_arg, print_json, quotas
+from orchestrator.cli.control import json_option, kafka_options, run
 from orchestrator.client.callbacks import (
     Outcome,
     OutcomeWatch,

@@ -13,23 +13,9 @@ import click
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from kafka_io import KafkaSettings
-from kafka_io.explain import connection_failure, diagnose, explain, settings_problem
-from orchestrator.cli._shared import fail
+from kafka_io.explain import connection_failure, diagnose, explain
+from orchestrator.cli._shared import fail, kafka_settings
 from steps.service import StepService, StepServiceError, serve
-
-
-def _settings(bootstrap: str | None, topic_prefix: str | None) -> KafkaSettings:
-    """Environment (BATON_*) first, then the options given on the command line."""
-    overrides: dict[str, Any] = {}
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if topic_prefix:
-        overrides["topic_prefix"] = topic_prefix
-    try:
-        return KafkaSettings(**overrides)
-    except ValidationError as exc:  # e.g. a username without a password: one line, never the values
-        fail(settings_problem(exc))
 
 
 async def _run(service: StepService, metrics_port: int | None) -> None:
@@ -89,7 +75,7 @@ def fn(modules: tuple[str, ...], bootstrap: str | None, topic_prefix: str | None
 
     sys.path.insert(0, str(Path.cwd()))  # modules of the project the command runs in
     try:
-        service = fn_service(list(modules), settings=_settings(bootstrap, topic_prefix),
+        service = fn_service(list(modules), settings=kafka_settings(bootstrap, topic_prefix),
                              max_concurrency=concurrency)
     except ImportError as exc:
         fail(f"cannot import steps module: {exc}")
@@ -107,7 +93,6 @@ def fn(modules: tuple[str, ...], bootstrap: str | None, topic_prefix: str | None
 def http(connections: str | None, bootstrap: str | None, topic_prefix: str | None,
          metrics_port: int | None, concurrency: int) -> None:
     """The http service: answer baton:http and arn:aws:states:::http:invoke Tasks (HTTP Task)."""
-    from pydantic import ValidationError
 
     from steps.http import ConnectionConfigError, HttpSettings, http_service
 
@@ -115,7 +100,7 @@ def http(connections: str | None, bootstrap: str | None, topic_prefix: str | Non
         http_settings = HttpSettings()
         if connections:
             http_settings = http_settings.model_copy(update={"connections": connections})
-        service = http_service(http_settings=http_settings, settings=_settings(bootstrap, topic_prefix),
+        service = http_service(http_settings=http_settings, settings=kafka_settings(bootstrap, topic_prefix),
                                max_concurrency=concurrency)
     except ConnectionConfigError as exc:
         fail(str(exc))
@@ -132,7 +117,6 @@ def http(connections: str | None, bootstrap: str | None, topic_prefix: str | Non
 def mcp(connections: str | None, bootstrap: str | None, topic_prefix: str | None,
         metrics_port: int | None, concurrency: int) -> None:
     """The mcp service: answer baton:mcp:callTool and baton:mcp:listTools with MCP servers (streamable HTTP)."""
-    from pydantic import ValidationError
 
     from steps.mcp import ConnectionConfigError, MCPSettings, mcp_service
 
@@ -141,7 +125,7 @@ def mcp(connections: str | None, bootstrap: str | None, topic_prefix: str | None
         settings = MCPSettings()
         if connections:
             settings = settings.model_copy(update={"connections": connections})
-        service = mcp_service(settings, kafka=_settings(bootstrap, topic_prefix), max_concurrency=concurrency)
+        service = mcp_service(settings, kafka=kafka_settings(bootstrap, topic_prefix), max_concurrency=concurrency)
     except ConnectionConfigError as exc:
         fail(str(exc))
     except ValidationError as exc:  # a BATON_MCP_* setting of the wrong type (values not repeated)
@@ -164,7 +148,7 @@ def llm(config_file: str | None, bootstrap: str | None, topic_prefix: str | None
     # One INFO line per provider request is noise at LLM volumes (and a URL may carry a key).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        service = llm_service(load_settings(config_file), kafka=_settings(bootstrap, topic_prefix),
+        service = llm_service(load_settings(config_file), kafka=kafka_settings(bootstrap, topic_prefix),
                               max_concurrency=concurrency)
     except (ConfigError, StepServiceError) as exc:
         fail(str(exc))
@@ -177,7 +161,7 @@ def review(bootstrap: str | None, topic_prefix: str | None, metrics_port: int | 
     """The review service: publish baton:review.waitForTaskToken requests for reviewers (`baton review`)."""
     from steps.review.service import review_service
 
-    run_service(review_service(settings=_settings(bootstrap, topic_prefix), max_concurrency=concurrency),
+    run_service(review_service(settings=kafka_settings(bootstrap, topic_prefix), max_concurrency=concurrency),
                 metrics_port)
 
 
@@ -189,7 +173,6 @@ def review(bootstrap: str | None, topic_prefix: str | None, metrics_port: int | 
 def retrieval(kb_dir: str | None, embeddings_url: str | None, bootstrap: str | None, topic_prefix: str | None,
               metrics_port: int | None, concurrency: int) -> None:
     """The retrieval service: answer baton:retrieve with passages of a knowledge base (`baton kb add`)."""
-    from pydantic import ValidationError
 
     from steps.retrieval.service import retrieval_service
     from steps.retrieval.settings import EmbeddingsSettings, KnowledgeBaseSettings
@@ -202,5 +185,5 @@ def retrieval(kb_dir: str | None, embeddings_url: str | None, bootstrap: str | N
         embeddings = embeddings.model_copy(update={"base_url": embeddings_url})
     if kb_dir:
         knowledge = knowledge.model_copy(update={"dir": Path(kb_dir)})
-    run_service(retrieval_service(embeddings, knowledge, settings=_settings(bootstrap, topic_prefix),
+    run_service(retrieval_service(embeddings, knowledge, settings=kafka_settings(bootstrap, topic_prefix),
                                   max_concurrency=concurrency), metrics_port)

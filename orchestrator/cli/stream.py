@@ -13,7 +13,8 @@ from __future__ import annotations
 import click
 
 from orchestrator.api.readmodel import TERMINAL_STATUSES
-from orchestrator.cli.control import caught_up, kafka_options, kafka_settings, read_model_options, resolve
+from orchestrator.cli._shared import kafka_settings
+from orchestrator.cli.control import caught_up, kafka_options, read_model_options, resolve
 from orchestrator.cli.llm import follow_and_print
 
 ENDED_IDLE_SECONDS = 5.0  # an ended execution publishes nothing more: what is not there by then never comes
