@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api.readmodel import ExecutionView
+from orchestrator.asl.budget import spend_in_history
 from orchestrator.runs import state_runs
 
 _TASK_EVENTS = {"TaskSucceeded": "taskSucceededEventDetails", "TaskFailed": "taskFailedEventDetails"}
@@ -31,4 +32,4 @@ def usage_totals(history: list[dict[str, Any]]) -> dict[str, Any]:
 def progress(view: ExecutionView, history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"execution": view.model_dump(mode="json"), "events": len(history),
             "states": {name: run.as_json() for name, run in state_runs(history).items()},
-            "totals": usage_totals(history)}
+            "totals": usage_totals(history), "budget": spend_in_history(history)}

@@ -28,6 +28,7 @@ from orchestrator.api.roles import may, requires
 from orchestrator.api.routers import docs
 from orchestrator.api.routers.executions import REDRIVABLE
 from orchestrator.api.routers.state_machines import registry, versions_summary
+from orchestrator.asl.budget import spend_in_history
 from orchestrator.asl.timestamps import parse_timestamp
 from orchestrator.graph import state_runs, to_svg
 
@@ -121,6 +122,7 @@ async def execution_page(execution: str, request: Request) -> HTMLResponse:
     machine = backend.machine_of(view.execution_id)
     runs = state_runs(history)
     return page("execution.html", execution=view, history=history, totals=usage_totals(history),
+                budget=spend_in_history(history),
                 graph=to_svg(machine, runs) if machine is not None else None,
                 states={name: run.as_json() for name, run in runs.items()},
                 operator=await may(request, "operator"), redrivable=REDRIVABLE,
