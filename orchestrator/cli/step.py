@@ -18,6 +18,12 @@ from orchestrator.cli._shared import fail, kafka_settings
 from steps.service import StepService, StepServiceError, serve
 
 
+def setting_problems(prefix: str, exc: ValidationError) -> str:
+    """A service's settings of the wrong type, as their environment variables (values not repeated)."""
+    return "; ".join(f"{prefix}{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                     for e in exc.errors(include_input=False, include_url=False))
+
+
 async def _run(service: StepService, metrics_port: int | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,8 +111,7 @@ def http(connections: str | None, bootstrap: str | None, topic_prefix: str | Non
     except ConnectionConfigError as exc:
         fail(str(exc))
     except ValidationError as exc:  # a BATON_HTTP_* setting of the wrong type (values not repeated)
-        fail("; ".join(f"BATON_HTTP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                        for e in exc.errors(include_input=False, include_url=False)))
+        fail(setting_problems("BATON_HTTP_", exc))
     run_service(service, metrics_port)
 
 
@@ -129,8 +134,7 @@ def mcp(connections: str | None, bootstrap: str | None, topic_prefix: str | None
     except ConnectionConfigError as exc:
         fail(str(exc))
     except ValidationError as exc:  # a BATON_MCP_* setting of the wrong type (values not repeated)
-        fail("; ".join(f"BATON_MCP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                        for e in exc.errors(include_input=False, include_url=False)))
+        fail(setting_problems("BATON_MCP_", exc))
     run_service(service, metrics_port)
 
 
