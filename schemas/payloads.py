@@ -141,6 +141,15 @@ def hydrate(value: Any, *, scope: str, get: Callable[[str], bytes | None], limit
     return walk(value)
 
 
+def contains_reference(value: Any) -> bool:
+    """Whether a decoded value holds a reference anywhere (stops at the first one found)."""
+    if isinstance(value, dict):
+        return is_reference(value) or any(contains_reference(child) for child in value.values())
+    if isinstance(value, list):
+        return any(contains_reference(child) for child in value)
+    return False
+
+
 def may_hold_references(data: bytes | str | None) -> bool:
     """Whether a record's bytes (or JSON text) can hold a reference: the cheap test before a walk."""
     if data is None:

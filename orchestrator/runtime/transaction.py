@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -29,7 +30,7 @@ from orchestrator.runtime.engine import (
 )
 from orchestrator.runtime.restore import Restore
 from orchestrator.runtime.topics import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, record_limits
-from orchestrator.runtime.translate import Outgoing, snapshot_record
+from orchestrator.runtime.translate import Offload, Outgoing, snapshot_record
 from schemas.base import compress, encode
 from schemas.executions import InputPositions
 from schemas.payloads import PayloadError
@@ -106,6 +107,22 @@ class Transactions(Restore):
                 working.state.redrive_point = None
         raise Oversized(f"the state of {execution_id} does not fit {self.topics.state} ({limit} bytes) even "
                         "when failed; is its definition over the definition quota?")
+
+    def _offload(self, execution_id: str) -> Offload | None:
+        """The claim check for one execution's records (None: no payload store). A value over
+        the offloaded limit, or a store that does not take it, ends as a record too big does
+        (`Oversized`: the execution fails with States.DataLimitExceeded, the cause saying why;
+        once the store answers again, a redrive resumes it)."""
+        store = self.payloads
+        if store is None:
+            return None
+
+        def offload(value: Any) -> Any:
+            try:
+                return store.offload(value, execution_id)
+            except (PayloadError, PayloadStoreError) as exc:
+                raise Oversized(f"a value could not be offloaded to the payload store {store.where()}: {exc}") from None
+        return Offload(offload, store.threshold)
 
     def _offloaded_state(self, execution_id: str, state_json: bytes) -> bytes:
         """The state's JSON for its snapshot, its values over the threshold stored and referenced

@@ -13,6 +13,7 @@ from schemas.payloads import (
     PAYLOAD_CORRUPT,
     PAYLOAD_MISSING,
     PayloadError,
+    contains_reference,
     hydrate,
     is_reference,
     may_hold_references,
@@ -109,3 +110,9 @@ def test_folder_store_round_trip_limit_and_retention(tmp_path: Path) -> None:
     assert store.remove(execution) == 1 and not path.exists()
     with pytest.raises(PayloadError):
         store.hydrate(out, execution)
+
+
+def test_contains_reference_finds_one_anywhere() -> None:
+    stored, put = _memory()
+    out = offload({"a": [1, {"b": "z" * 4000}]}, scope=SCOPE, threshold=1024, put=put)  # type: ignore[arg-type]
+    assert contains_reference(out) and not contains_reference({"a": [1, {"b": "z"}]})

@@ -92,8 +92,23 @@ function timeline(box, execution, states, onState) {
   }), el("p", {className: "meta", textContent: `0 to ${seconds(span)}`}));
 }
 
+// Values too big for a Kafka record travel as references ({"$baton.payload": 1, "key", "sha256",
+// "bytes"}, docs/payloads.md): a link to each, fetched from the API only when followed.
+function payloadLinks(id, value) {
+  const links = [];
+  const walk = (v, path) => {
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    else if (v && typeof v === "object" && v["$baton.payload"] === 1 && typeof v.sha256 === "string")
+      links.push(el("li", {}, el("a", {className: "payload-link", href: `/api/executions/${encodeURIComponent(id)}/payloads/${v.sha256}`,
+        target: "_blank", textContent: `${path || "value"}: ${Number(v.bytes).toLocaleString()} bytes (fetch)`})));
+    else if (v && typeof v === "object") Object.entries(v).forEach(([k, x]) => walk(x, path ? `${path}.${k}` : k));
+  };
+  walk(value, "");
+  return links.length ? [el("ul", {className: "payloads"}, ...links)] : [];
+}
+
 // The output as indented JSON, wrapped, and every long or multi-line text in it shown as text.
-function outputPane(box, value) {
+function outputPane(box, value, id) {
   const texts = [];
   const walk = (v, path) => {
     if (typeof v === "string" && (v.length > 80 || v.includes("\n"))) texts.push([path || "output", v]);
@@ -101,11 +116,11 @@ function outputPane(box, value) {
     else if (v && typeof v === "object") Object.entries(v).forEach(([k, x]) => walk(x, path ? `${path}.${k}` : k));
   };
   walk(value, "");
-  box.replaceChildren(el("pre", {id: "output-json", className: "json", textContent: pretty(value)}),
+  box.replaceChildren(el("pre", {id: "output-json", className: "json", textContent: pretty(value)}), ...payloadLinks(id, value),
     ...texts.map(([path, text]) => el("div", {className: "text-block"}, el("h3", {textContent: path}), el("div", {className: "text", textContent: text}))));
 }
 
-function stateDetails(box, name, run) {
+function stateDetails(box, name, run, id) {
   box.replaceChildren(el("h2", {textContent: name}));
   if (!run) { box.append(el("p", {className: "empty", textContent: "This state has not run."})); return; }
   const field = (label, value) => box.append(el("h3", {textContent: label}), el("pre", {className: "field-" + label.toLowerCase(), textContent: value}));
@@ -136,7 +151,8 @@ function stateDetails(box, name, run) {
       review.append(el("dt", {textContent: label}), el("dd", {className: "review-" + label, textContent: value === null || value === undefined ? "-" : String(value)})));
     box.append(el("h3", {textContent: "Review"}), review);
   }
-  field("Input", pretty(run.input)); field("Output", pretty(run.output));
+  field("Input", pretty(run.input)); box.append(...payloadLinks(id, run.input));
+  field("Output", pretty(run.output)); box.append(...payloadLinks(id, run.output));
   if (run.error) field("Error", `${run.error}: ${run.cause || ""}`);
 }
 
@@ -183,7 +199,7 @@ function executionPage(root) {
   const show = name => {
     selected = name;
     document.querySelectorAll("svg.graph .state").forEach(g => g.classList.toggle("selected", g.dataset.state === name));
-    stateDetails(document.getElementById("details"), name, states[name]);
+    stateDetails(document.getElementById("details"), name, states[name], id);
   };
   const paint = () => document.querySelectorAll("svg.graph .state").forEach(g => {
     const run = states[g.dataset.state];
@@ -195,7 +211,7 @@ function executionPage(root) {
     `${t.calls} model call(s) · tokens in ${t.input_tokens} / out ${t.output_tokens} · cost ${usd(t.cost_usd)}` : ""; };
   const draw = () => {
     timeline(document.getElementById("timeline"), execution, states, show);
-    outputPane(document.getElementById("output"), execution.output);
+    outputPane(document.getElementById("output"), execution.output, id);
   };
   document.querySelectorAll("svg.graph .state").forEach(g => g.addEventListener("click", ev => { ev.stopPropagation(); show(g.dataset.state); }));
   events(history); draw();
