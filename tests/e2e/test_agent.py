@@ -1,7 +1,7 @@
 """The agent example (examples/genai/agent/) end to end: the offline model calls an fn tool and a
 tool on a real MCP server (the example's, started here) and answers, on the real broker with the
 orchestrator and the llm, fn and mcp step services, and in-process through `baton execute`. A loop
-that never stops is ended by maxTurns with the error the Parallel's Catch sees; an MCP server that
+that never stops is ended by maxTurns or by the budget, with the error the Parallel's Catch sees; an MCP server that
 hangs or disconnects is a Baton.MCP.* error a Catch routes, and the mcp service goes on serving."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def check_answer(output: dict[str, Any]) -> None:
 
 
 async def _run_on_broker(kafka: KafkaSettings, llm_config: dict[str, Any], connections: dict[str, Any],
-                         starts: list[tuple[dict[str, Any], Any]]) -> list[Any]:
+                         starts: list[tuple[dict[str, Any], Any, dict[str, Any] | None]]) -> list[Any]:
     from orchestrator.runtime.service import Orchestrator
     from orchestrator.settings import OrchestratorSettings
     from steps.fn.service import fn_service
@@ -82,7 +82,8 @@ async def _run_on_broker(kafka: KafkaSettings, llm_config: dict[str, Any], conne
                     mcp_service(MCPSettings(timeout_seconds=2), load_connections(json.dumps(connections)), kafka=kafka),
                     RuntimeClient(kafka) as client):
             await asyncio.wait_for(orchestrator.ready.wait(), 30)
-            ids = [await client.start(definition, execution_input) for definition, execution_input in starts]
+            ids = [await client.start(definition, execution_input, budget=budget)
+                   for definition, execution_input, budget in starts]
             outcomes = await client.wait(ids, timeout=120)
             return [outcomes[i] for i in ids]
     finally:
@@ -115,18 +116,23 @@ def test_agent_on_the_broker_tools_max_turns_and_mcp_failures(kafka: KafkaSettin
                                        "drops": {"url": drop_url}}}
         try:
             return await _run_on_broker(kafka, model, connections, [
-                (definition, QUESTION), (definition, never_done), (_mcp_failures_definition(), {})])
+                (definition, QUESTION, None), (definition, never_done, None), (_mcp_failures_definition(), {}, None),
+                (definition, {**never_done, "maxTurns": 50}, {"MaxTokens": 1500})])
         finally:
             hang.close()
             drop.close()
 
-    answered, looped, mcp_failures = asyncio.run(scenario())
+    answered, looped, mcp_failures, overspent = asyncio.run(scenario())
     assert answered.status == "SUCCEEDED", (answered.error, answered.cause)
     check_answer(answered.output)
     # The loop that never stops: maxTurns ends it with an error the Agent state's Catch routes.
     assert looped.status == "SUCCEEDED", (looped.error, looped.cause)
     assert looped.output == {"answer": None, "error": "Agent.MaxTurnsExceeded",
                              "cause": "the model still asked for tools after 2 turns (maxTurns 2)"}
+    # The same loop with turns to spare: the start's budget ends it, and the same Catch routes it.
+    assert overspent.status == "SUCCEEDED", (overspent.error, overspent.cause)
+    assert overspent.output["answer"] is None and overspent.output["error"] == "Baton.LLM.BudgetExceeded"
+    assert "of its budget of 1500; the LLM call is not made" in overspent.output["cause"]
     assert mcp_failures.status == "SUCCEEDED", (mcp_failures.error, mcp_failures.cause)
     assert mcp_failures.output["hangs"]["Error"] == "Baton.MCP.Timeout"
     assert mcp_failures.output["drops"]["Error"] == "Baton.MCP.Unavailable"
