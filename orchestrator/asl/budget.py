@@ -339,6 +339,20 @@ def extension_problems(value: Any) -> list[Problem]:
     return problems
 
 
+def limits_at_start(definition: dict[str, Any], given: Any) -> tuple[Budget | None, str | None]:
+    """An execution's budget: the definition's (`Baton.Budget`), tightened by the start's; or why
+    it cannot start (the start's budget, or a definition parsed unvalidated, is bad)."""
+    try:
+        declared = definition_budget(definition)
+    except BudgetError as exc:
+        return None, f"Baton.Budget: {exc}"
+    try:
+        started = None if given is None else parse_budget(given)
+    except BudgetError as exc:
+        return None, f"the start's budget: {exc}"
+    return tighter(declared, started), None
+
+
 def definition_budget(definition: dict[str, Any]) -> Budget | None:
     """The budget a definition declares (`Baton.Budget`); validated beforehand by `validate`."""
     extension = definition.get(DEFINITION_FIELD)
@@ -349,7 +363,7 @@ def definition_budget(definition: dict[str, Any]) -> Budget | None:
 
 __all__ = [
     "BUDGET_EXCEEDED", "DEFINITION_FIELD", "INVALID_BUDGET", "TASK_PARAMETER", "Budget", "BudgetError",
-    "BudgetExceededError", "Ledger", "Spend", "definition_budget", "extension_problems", "gate", "parse_budget", "release",
-    "reports_usage", "settle", "spend_in_history",
-    "task_budget", "tighter", "wait", "wake",
+    "BudgetExceededError", "Ledger", "Spend", "definition_budget", "extension_problems", "gate", "limits_at_start",
+    "parse_budget", "release", "reports_usage", "settle", "spend_in_history", "task_budget", "tighter", "wait",
+    "wake",
 ]

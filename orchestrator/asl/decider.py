@@ -229,7 +229,7 @@ class Decider:
                               f"service limit ({self.env.max_payload_bytes}).")
             return
         self.execution.input = event.input
-        limits, refused = self.start_budget(event)
+        limits, refused = budget.limits_at_start(self.machine.raw, event.budget)
         started: dict[str, Any] = {"input": event.input, "roleArn": self.env.role_arn}
         if limits is not None:  # Baton's: the budget the execution runs under (docs/budgets.md)
             started["budget"] = limits.as_json()
@@ -243,19 +243,6 @@ class Decider:
         root = Run(id=ROOT, variables=copy.deepcopy(dict(self.env.variables)))
         self.execution.runs[ROOT] = root
         self.enter(root, self.machine.start_at, event.input)
-
-    def start_budget(self, event: StartExecution) -> tuple[budget.Budget | None, str | None]:
-        """The execution's budget: the definition's (`Baton.Budget`), tightened by the start's; or
-        why it cannot start (the start's budget, or a definition parsed unvalidated, is bad)."""
-        try:
-            declared = budget.definition_budget(self.machine.raw)
-        except budget.BudgetError as exc:
-            return None, f"Baton.Budget: {exc}"
-        try:
-            given = None if event.budget is None else budget.parse_budget(event.budget)
-        except budget.BudgetError as exc:
-            return None, f"the start's budget: {exc}"
-        return budget.tighter(declared, given), None
 
     def finish(self, status: ExecutionStatus, output: Any = None, error: str | None = None,
                 cause: str | None = None) -> None:
