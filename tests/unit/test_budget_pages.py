@@ -71,3 +71,13 @@ def test_a_start_with_a_bad_budget_is_a_json_400(client: TestClient, bad: Any, s
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "InvalidBudget" and says in error["message"]
+
+
+def test_the_studio_s_llm_check_leaves_a_task_budget_to_the_orchestrator() -> None:
+    from orchestrator.api.studio_edits import llm_problems
+
+    state = {"Type": "Task", "Resource": "baton:llm", "End": True,
+             "Parameters": {"Prompt": "hi", "Budget": {"MaxTokens": 100}}}
+    assert llm_problems({"StartAt": "A", "States": {"A": state}}) == []
+    from_input = {**state, "Parameters": {"Prompt": "hi", "Budget.$": "$.budget"}}
+    assert llm_problems({"StartAt": "A", "States": {"A": from_input}}) == []
