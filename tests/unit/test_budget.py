@@ -249,3 +249,13 @@ def test_the_spend_in_the_history_is_the_ledger_s() -> None:
     seen = budget.spend_in_history([e.as_aws() for e in h.history])
     assert seen == {"limits": {"MaxTokens": 450, "MaxCost": 1.0}, "spent": h.state.budget.view()["spent"]}
     assert budget.spend_in_history([e.as_aws() for e in Harness(single(task_state())).start().history]) is None
+
+
+def test_without_a_budget_nothing_is_reserved_for_the_calls_in_flight() -> None:
+    definition = mapped({"MaxTokens": 1})
+    del definition["Baton"]
+    h = Harness(definition)
+    h.start({"items": list(range(5))})
+    assert len(h.tasks) == 5
+    answer(h, next(iter(h.tasks.values())))
+    assert h.state.budget is not None and not h.state.budget.reserved and h.state.budget.spent.tokens == 100

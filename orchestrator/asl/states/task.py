@@ -95,8 +95,10 @@ def check_budget(ctx: StateContext, run: Run, state: State, task_id: str, effect
         raise errors.StatesError(budget.INVALID_BUDGET, f"the Task's {budget.TASK_PARAMETER} is not valid: {exc}") \
             from None
     ledger = ctx.execution.budget
-    if ledger is None and task_limits is None:
-        return parameters  # nothing to check: the spend is still recorded when the call settles
+    if task_limits is None and (ledger is None or ledger.limits is None):
+        # Nothing to check, so nothing reserved (an execution without a budget stores no more per
+        # call in flight); the spend is still recorded when the call settles.
+        return parameters
     if ledger is None:
         ledger = ctx.execution.budget = budget.Ledger()
     try:
