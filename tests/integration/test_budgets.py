@@ -104,3 +104,31 @@ def test_a_map_of_llm_calls_stops_at_the_budget_across_a_restart(kafka: KafkaSet
     assert metrics["baton_execution_spend_usd_sum"] == pytest.approx(answered * 0.007)
     print(f"\nbudget 150 tokens: {spent_tokens} spent in {spent_tokens // TOKENS_PER_CALL} calls; "
           f"budget 0.1 USD: {spent_cost:.3f} spent; the provider answered {answered} calls of 120 items")
+
+
+def test_bad_budgets_fail_their_execution_or_state_and_the_orchestrator_goes_on(kafka: KafkaSettings) -> None:
+    """A start record whose budget is a string (a client that did not check it), and a Task whose
+    Budget from the input is bad (caught): clear errors, and the next execution still runs."""
+    task_budget = {"StartAt": "Ask", "States": {
+        "Ask": {"Type": "Task", "Resource": "baton:llm", "End": True,
+                "Parameters": {"Prompt": "hi", "Budget.$": "$.budget"},
+                "Catch": [{"ErrorEquals": ["Baton.LLM.InvalidBudget"], "Next": "Caught"}]},
+        "Caught": {"Type": "Pass", "End": True}}}
+    plain = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+    async def scenario() -> list[Any]:
+        async with RuntimeClient(kafka) as client, orchestrator(kafka, "budget-bad"):
+            ids = [await client.start(plain, {}, budget="5"),
+                   await client.start(task_budget, {"budget": {"MaxCost": "1"}}),
+                   await client.start(plain, {"after": True})]
+            outcomes = await client.wait(ids, timeout=60)
+            return [outcomes[i] for i in ids]
+
+    string_budget, bad_task_budget, after = asyncio.run(scenario())
+    assert (string_budget.status, string_budget.error) == ("FAILED", "Baton.LLM.InvalidBudget")
+    assert string_budget.cause == ('the start\'s budget: a budget is an object such as {"MaxTokens": 20000, '
+                                   '"MaxCost": 0.5}, not "5"')
+    assert bad_task_budget.status == "SUCCEEDED"
+    assert bad_task_budget.output == {"Error": "Baton.LLM.InvalidBudget", "Cause": (
+        "the Task's Budget is not valid: MaxCost: must be a number of USD >= 0, not \"1\"")}
+    assert after.status == "SUCCEEDED" and after.output == {"after": True}
