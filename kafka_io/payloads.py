@@ -173,9 +173,18 @@ class S3Backend:
         listed = "/".join(p for p in (self.prefix, prefix) if p) + "/"
         base = f"{self.endpoint}/{self.bucket}" if self.settings.payload_s3_path_style else \
             f"{urlsplit(self.endpoint).scheme}://{self.bucket}.{urlsplit(self.endpoint).netloc}"
-        response = self._send("GET", f"{base}/?list-type=2&prefix={quote(listed, safe='-_.~')}")
-        names = [element.text or "" for element in ElementTree.fromstring(response.content).iter()
-                 if element.tag.endswith("}Key") or element.tag == "Key"]
+        names: list[str] = []
+        token = ""
+        while True:  # ListObjectsV2 answers at most 1,000 keys a page
+            query = f"list-type=2&prefix={quote(listed, safe='-_.~')}"
+            if token:
+                query += f"&continuation-token={quote(token, safe='-_.~')}"
+            page = ElementTree.fromstring(self._send("GET", f"{base}/?{query}").content)
+            found = {element.tag.rpartition("}")[2]: element.text or "" for element in page}
+            names += [element.text or "" for element in page.iter() if element.tag.rpartition("}")[2] == "Key"]
+            token = found.get("NextContinuationToken", "") if found.get("IsTruncated") == "true" else ""
+            if not token:
+                break
         for name in names:
             self._send("DELETE", f"{base}/{quote(name, safe='/-_.~')}", missing_ok=True)
         return len(names)

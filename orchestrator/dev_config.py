@@ -13,6 +13,7 @@ stacks' orchestrators would share its executions.
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -75,7 +76,9 @@ class DevConfig(BaseModel):
         return {"BATON_KAFKA_BOOTSTRAP": bootstrap, "BATON_TOPIC_PREFIX": self.topic_prefix,
                 STACK_ID_ENV: self.stack_id, "BATON_STATE_DIR": str(self.state_dir),
                 "BATON_API_PORT": str(self.api_port), "BATON_ORDERS_API_PORT": str(self.orders_api_port),
-                "BATON_MODEL_PORT": str(self.model_port), "BATON_EMBEDDINGS_PORT": str(self.embeddings_port)}
+                "BATON_MODEL_PORT": str(self.model_port), "BATON_EMBEDDINGS_PORT": str(self.embeddings_port),
+                # Large payloads go to a folder of the stack's unless one is configured (docs/payloads.md).
+                "BATON_PAYLOAD_STORE": os.environ.get("BATON_PAYLOAD_STORE") or str(self.state_dir / "payloads")}
 
     def port_lines(self) -> list[str]:
         """The ports, as `baton dev` prints them at start (with the option moving each)."""

@@ -176,21 +176,34 @@ class Restore(EngineBase):
         if record.value is None:
             self.executions.remove(key, record.partition)
             return
+        unresolved: Exception | None = None
         try:
             text = inflate(record.value)
             snapshot = ExecutionSnapshot.model_validate_json(text)
             document = snapshot.state
             if may_hold_references(text):
-                # The values the snapshot offloaded: the state in memory holds them (docs/payloads.md).
-                document = self._hydrate(document, snapshot.execution_id)
-            state = ExecutionState.model_validate(document)
+                # Resolved to be validated, and packed as references again (`_pack_state`).
+                try:
+                    document = self._hydrate(document, snapshot.execution_id)
+                except (PayloadError, PayloadStoreError) as exc:
+                    unresolved = exc
+            state = ExecutionState.model_validate(document) if unresolved is None else None
             machine = self._machine(snapshot.definition)
-        except (ValueError, DefinitionError, PayloadError, PayloadStoreError) as exc:
+        except (ValueError, DefinitionError) as exc:
             log.error("unreadable snapshot for %s at %s:%d: %s", key, record.topic, record.offset, exc)
             return
         pin = Pin(snapshot.version, snapshot.alias, snapshot.definition_hash or definition_hash(snapshot.definition))
         execution = self._shared(Execution(snapshot.state_machine, snapshot.definition, machine, b"", "",
                                            record.partition, pin))
+        if state is None:
+            # Kept as it is rather than forgotten: each input for it is dead-lettered with the
+            # reason (`payload_unavailable`) until the store has the object again.
+            log.error("the snapshot of %s references a payload that cannot be read (%s): restored unresolved",
+                      key, unresolved)
+            self.executions[key] = dataclasses.replace(
+                execution, packed=zlib.compress(to_json(document), 1), status=str(document.get("status", "RUNNING")),
+                closed_at=snapshot.closed_at)
+            return
         closed_at = snapshot.closed_at
         if closed_at is None and state.status.value != "RUNNING" and record.timestamp:
             # Written before snapshots carried it: the record closing it is its last one.
