@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -107,3 +109,21 @@ async def eventually(predicate: Any, timeout: float = 30.0, interval: float = 0.
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_orchestrator(kafka: KafkaSettings, instance: str) -> AsyncIterator[Any]:
+    """One orchestrator instance in this process, ready (partitions assigned and restored) on entry
+    and stopped cleanly on exit."""
+    from orchestrator.runtime.service import Orchestrator
+    from orchestrator.settings import OrchestratorSettings
+
+    stop = asyncio.Event()
+    running = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None))
+    task = asyncio.create_task(running.run(stop))
+    try:
+        await asyncio.wait_for(running.ready.wait(), 30)
+        yield running
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
