@@ -1,5 +1,7 @@
 """The decider: a pure, deterministic function from (execution state, event) to (new state, effects).
 
+(Over 400 lines: one class, `Decider`, whose members are the `StateContext` every state type sees.)
+
     decision = decide(machine, state, event, env)
 
 `env` injects everything that would otherwise make the result depend on the world: the time of
