@@ -35,7 +35,15 @@ from orchestrator.api.readmodel import (
     ReadModelError,
     default_path,
 )
-from orchestrator.cli._shared import fail, kafka_settings, parse_json_arg, print_json, quotas, state_machine_name
+from orchestrator.cli._shared import (
+    fail,
+    kafka_settings,
+    parse_budget_arg,
+    parse_json_arg,
+    print_json,
+    quotas,
+    state_machine_name,
+)
 from orchestrator.cli.printing import event_details, print_execution, print_table
 from orchestrator.client import (
     NAME_MAX,
@@ -111,14 +119,15 @@ def run(work: Coroutine[Any, Any, T], settings: KafkaSettings) -> T:
 
 async def _start(settings: KafkaSettings, state_machine: str, definition: dict[str, Any] | None,
                  execution_input: Any, name: str, wait: float | None,
-                 announce: Callable[[str], None]) -> str | ExecutionStatus:
+                 announce: Callable[[str], None], budget: Any = None) -> str | ExecutionStatus:
     """Start through the client: the execution id, or with `wait` (seconds) its terminal status."""
     try:
         async with BatonClient(settings, quotas=quotas()) as client:
             if wait is None:
-                return await client.start(state_machine, definition=definition, input=execution_input, name=name)
+                return await client.start(state_machine, definition=definition, input=execution_input, name=name,
+                                          budget=budget)
             return await client.start_and_wait(state_machine, definition=definition, input=execution_input,
-                                               name=name, timeout=wait, on_started=announce)
+                                               name=name, timeout=wait, on_started=announce, budget=budget)
     except StateMachineNotFound as exc:
         raise CommandError(str(exc)) from None
     except WaitTimedOut as exc:
@@ -215,14 +224,18 @@ def resolve(model: ReadModel, execution: str, settings: KafkaSettings) -> Execut
 @click.option("--wait", is_flag=True, help="Wait for the end and print status, output, error and cause.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
               help="With --wait: seconds to wait for the end.")
+@click.option("--budget", "budget_", metavar="JSON",
+              help='The execution\'s budget, e.g. \'{"MaxTokens": 20000, "MaxCost": 0.5}\'; it tightens the '
+                   "definition's (docs/budgets.md).")
 @json_option
 @kafka_options
 def start(target: str, input_: str, name: str | None, state_machine_option: str | None, wait: bool, timeout: float,
-          as_json: bool, bootstrap: str | None, topic_prefix: str | None) -> None:
+          budget_: str | None, as_json: bool, bootstrap: str | None, topic_prefix: str | None) -> None:
     """Start an execution of a definition FILE (validated here and sent inline) or of a
     registered state machine NAME; print its execution id."""
     state_machine, definition = _start_target(target, state_machine_option)
     execution_input = parse_json_arg(input_, "--input")
+    budget = parse_budget_arg(budget_)
     try:
         check_payload(execution_input, quotas(), "the execution input (--input)")
     except QuotaExceeded as exc:
@@ -231,8 +244,8 @@ def start(target: str, input_: str, name: str | None, state_machine_option: str 
     _check_name(name)
     settings = kafka_settings(bootstrap, topic_prefix)
     if not wait:
-        execution_id = run(_start(settings, state_machine, definition, execution_input, name, None, lambda _: None),
-                           settings)
+        execution_id = run(_start(settings, state_machine, definition, execution_input, name, None, lambda _: None,
+                                  budget), settings)
         if as_json:
             print_json({"execution_id": execution_id, "state_machine": state_machine, "name": name})
         else:
@@ -243,7 +256,8 @@ def start(target: str, input_: str, name: str | None, state_machine_option: str 
         if not as_json:
             click.echo(f"started {execution_id}; waiting for it to end", err=True)
 
-    status = run(_start(settings, state_machine, definition, execution_input, name, timeout, announce), settings)
+    status = run(_start(settings, state_machine, definition, execution_input, name, timeout, announce, budget),
+                 settings)
     assert isinstance(status, ExecutionStatus)
     result = {"status": status.status, "output": status.output, "error": status.error, "cause": status.cause}
     print_json({"execution_id": status.execution_id, **result} if as_json else result)

@@ -40,9 +40,19 @@ def print_execution(view: ExecutionView) -> None:
     if view.status == "SUCCEEDED" or view.output is not None:
         fields.append(("Output", _compact(view.output)))
     fields += [(label, value) for label, value in (("Error", view.error), ("Cause", view.cause)) if value]
+    if view.budget is not None:
+        fields.append(("Budget", _budget_line(view.budget)))
     width = max(len(label) for label, _ in fields)
     for label, value in fields:
         click.echo(f"{label.ljust(width)}  {value}")
+
+
+def _budget_line(budget: dict[str, Any]) -> str:
+    """`2546 tokens of 2500, 0.0 USD of 0.5, in 7 calls`: the spend, each against its limit."""
+    spent, limits = budget["spent"], budget.get("limits") or {}
+    tokens = f"{spent['tokens']} tokens" + (f" of {limits['MaxTokens']}" if "MaxTokens" in limits else "")
+    cost = f"{spent['costUsd']:g} USD" + (f" of {limits['MaxCost']:g}" if "MaxCost" in limits else "")
+    return f"{tokens}, {cost}, in {spent['calls']} charged calls"
 
 
 def event_details(event: dict[str, Any]) -> str:

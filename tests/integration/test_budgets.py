@@ -132,3 +132,36 @@ def test_bad_budgets_fail_their_execution_or_state_and_the_orchestrator_goes_on(
     assert bad_task_budget.output == {"Error": "Baton.LLM.InvalidBudget", "Cause": (
         "the Task's Budget is not valid: MaxCost: must be a number of USD >= 0, not \"1\"")}
     assert after.status == "SUCCEEDED" and after.output == {"after": True}
+
+
+def test_describe_shows_the_spend_the_history_charged(kafka: KafkaSettings, tmp_path: Any) -> None:
+    """The read model's describe (the API's and `baton describe`'s) shows the budget and a spend
+    equal to the sum of the history's charges."""
+    from orchestrator.api.readmodel import ReadModel
+    from steps.llm.config import LLMSettings
+    from steps.llm.service import llm_service
+
+    items = {"items": [{"text": f"item {i}"} for i in range(20)]}
+
+    async def scenario(stub: ProviderStub) -> tuple[Any, dict[str, Any] | None, list[dict[str, Any]]]:
+        settings = LLMSettings.model_validate({
+            "providers": {"stub": {"kind": "openai", "base_url": stub.base_url, "stream": False}},
+            "models": {"stub": {"provider": "stub"}}, "prices": {"stub": PRICE}})
+        async with llm_service(settings, kafka=kafka), RuntimeClient(kafka) as client, \
+                orchestrator(kafka, "budget-describe"):
+            execution = await client.start(definition(20), items, budget={"MaxTokens": 70, "MaxCost": 1})
+            outcome = (await client.wait([execution], timeout=60))[execution]
+        with ReadModel(tmp_path / "readmodel.sqlite") as model:
+            await model.catch_up(kafka)
+            view = model.describe(execution)
+            assert view is not None
+            return outcome, view.model_dump(mode="json").get("budget"), model.history(execution)
+
+    with ProviderStub(max_concurrency=1000, max_per_window=100_000, window_seconds=1.0, delay_seconds=0.05) as stub:
+        outcome, described, events = asyncio.run(scenario(stub))
+    assert outcome.status == "SUCCEEDED" and outcome.output["stopped"]["Error"] == "Baton.LLM.BudgetExceeded"
+    charged = charges(events)
+    assert described == {"limits": {"MaxTokens": 70, "MaxCost": 1.0}, "spent": {
+        "tokens": sum(c["tokens"] for c in charged), "costUsd": round(sum(c["costUsd"] for c in charged), 10),
+        "calls": len(charged)}}
+    assert 70 <= described["spent"]["tokens"] <= 70 + TOKENS_PER_CALL

@@ -28,6 +28,7 @@ from orchestrator.api.readmodel.views import (
     execution_name,
     merge_execution,
 )
+from orchestrator.asl.budget import spend_in_history
 from orchestrator.asl.timestamps import format_timestamp
 from schemas.executions import ExecutionExpired, ExecutionStatus, HistoryRecord
 
@@ -228,12 +229,21 @@ class ReadModel:
             row = self._db.execute("SELECT * FROM executions WHERE execution_id = ?",
                                    (execution_id_or_name,)).fetchone()
             if row is not None:
-                return _view_from_row(row)
+                return self._with_budget(_view_from_row(row))
             rows = self._db.execute("SELECT * FROM executions WHERE name = ? ORDER BY execution_id",
                                     (execution_id_or_name,)).fetchall()
         if len(rows) > 1:
             raise AmbiguousExecution(execution_id_or_name, [row["execution_id"] for row in rows])
-        return _view_from_row(rows[0]) if rows else None
+        return self._with_budget(_view_from_row(rows[0])) if rows else None
+
+    def _with_budget(self, view: ExecutionView) -> ExecutionView:
+        """The view with its budget and spend, from the events that hold them (budget.py)."""
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM history WHERE execution_id = ? AND type IN "
+                                    "('ExecutionStarted', 'TaskSucceeded', 'TaskFailed') ORDER BY event_id",
+                                    (view.execution_id,)).fetchall()
+        spend = spend_in_history([json.loads(row["body"]) for row in rows])
+        return view.model_copy(update={"budget": spend}) if spend is not None else view
 
     def history(self, execution_id: str) -> builtins.list[dict[str, Any]]:
         """Every history event of an execution, in event-id order (empty if it is unknown)."""

@@ -57,13 +57,15 @@ class ExecutionView(BaseModel):
     version: int | None = None  # the state machine version it runs (None: a draft or inline definition)
     alias: str | None = None  # the alias its start named
     definition_hash: str | None = None
+    # Describe only (not a column): the budget and the spend its history records (docs/budgets.md).
+    budget: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _only_set_pins(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The registry's fields appear only when set: an execution of an inline definition reads
-        exactly as before they existed."""
+        """The registry's fields and the budget appear only when set: an execution of an inline
+        definition without a budget reads exactly as before they existed."""
         data: dict[str, Any] = handler(self)
-        for field in ADDED_COLUMNS:
+        for field in (*ADDED_COLUMNS, "budget"):
             if data.get(field) is None:
                 data.pop(field, None)
         return data
