@@ -56,12 +56,15 @@ from pydantic_core import to_json
 from infra.stack import register_stack_info
 from kafka_io import KafkaSettings
 from kafka_io.faststream_security import broker_security
+from kafka_io.payloads import PayloadStore, PayloadStoreError, open_payload_store
 from schemas.base import decode, encode
 from schemas.dlq import DeadLetter
 from schemas.errors import BatonError
+from schemas.payloads import PayloadError
 from schemas.steps import StepCommand, StepResult
 from steps.bookkeeping import StepMetrics, _Offsets, _Published, _Recent
 from steps.sdk.handler import FunctionHandler, Handler, StepHandler, run_to_outcome
+from steps.sdk.payloads import failed_for, offload_result, resolve_command
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ class StepService:
         remember: int = 10_000,  # finished task ids kept for duplicates (also bounded to 64 MiB)
         drain_seconds: float = 10.0,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self.service = service
         self.handler = handler if isinstance(handler, StepHandler) else FunctionHandler(handler)
@@ -110,6 +114,8 @@ class StepService:
         self.group_id = f"{self.settings.topic_prefix}-step-{service}"
         self._drain_seconds = drain_seconds
         self._max_output_bytes = max_output_bytes
+        # The claim check's store (docs/payloads.md): given, or BATON_PAYLOAD_STORE's (None: off).
+        self.payloads = payloads if payloads is not None else open_payload_store()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._offsets = _Offsets()
         self._recent = _Recent(remember)
@@ -298,7 +304,7 @@ class StepService:
             result = await self._outcome(command, started)
             published: _Published | None = None
             if result is not None:
-                result, value = self._encoded(result)
+                result, value = self._encoded(await offload_result(self.payloads, result))
                 published = _Published(result.execution_id.encode(), value)
                 await self._send(self.topics.results, published.value, published.key)
             outcome = "handed_off" if result is None else result.kind
@@ -314,6 +320,10 @@ class StepService:
 
     async def _outcome(self, command: StepCommand, started: float) -> StepResult | None:
         """Run the handler (and poll a `.sync` job) to a result; None when a callback took over."""
+        try:
+            command = await resolve_command(self.payloads, command, self.service)
+        except (PayloadError, PayloadStoreError) as exc:
+            return failed_for(command, exc)
         heartbeat = self._start_heartbeat(command)
         try:
             outcome = await run_to_outcome(self.handler, command)

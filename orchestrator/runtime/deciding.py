@@ -132,7 +132,8 @@ class Deciding(Intake):
             now=datetime.fromtimestamp(at, timezone.utc),
             seed=seed,
             task_token=lambda task_id: self.signer.sign(execution_id, task_id),
-            max_payload_bytes=self.quotas.max_payload_bytes,
+            # With a payload store, large values travel as references: their quota is the store's.
+            max_payload_bytes=self.payloads.limit if self.payloads is not None else self.quotas.max_payload_bytes,
             max_history_events=self.quotas.max_history_events,
             max_transitions_per_decision=self.quotas.max_transitions_per_decision,
         )
@@ -146,7 +147,7 @@ class Deciding(Intake):
                                          machine_name=execution.machine_name, pin=execution.pin,
                                          partition=execution.partition, result_key=self.signer.result_key,
                                          max_history_bytes=self._record_limit(self.topics.history),
-                                         flow_controlled=self._flow_controlled)
+                                         flow_controlled=self._flow_controlled, offload=self._offload(execution_id))
             self._check_sizes(records)
         except Oversized as exc:
             working.state = self._rebuild(working)
@@ -180,7 +181,7 @@ class Deciding(Intake):
     def _rebuild(self, working: Working) -> ExecutionState:
         """The working state again after an event failed mid-decision: the committed state with
         the batch's earlier events re-applied (the decider is deterministic; effects discarded)."""
-        state = working.execution.load()
+        state = self._load(working.execution)
         for event, env in working.applied:
             decide_in_place(working.execution.machine, state, event, env)
         return state

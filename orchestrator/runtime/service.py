@@ -41,6 +41,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from kafka_io import KafkaSettings
+from kafka_io.payloads import PayloadStore, open_payload_store
 from orchestrator.asl.model import StateMachine
 from orchestrator.registry.store import RegistryFollower
 from orchestrator.runtime.deciding import Deciding
@@ -87,8 +88,11 @@ class Orchestrator(Deciding):
         metrics: OrchestratorMetrics | None = None,
         registry: RegistryFollower | None = None,
         quotas: Quotas | None = None,
+        payloads: PayloadStore | None = None,
     ) -> None:
         self.kafka = kafka
+        # The claim check's store (docs/payloads.md): given, or BATON_PAYLOAD_STORE's (None: off).
+        self.payloads = payloads if payloads is not None else open_payload_store()
         self.settings = settings
         self.quotas = quotas or Quotas()
         self.topics = kafka.topics
