@@ -209,6 +209,11 @@ function executionPage(root) {
   const actions = executionActions(id, execution, jsonOf("restart-data"));
   const totals = t => { document.getElementById("totals").textContent = t && t.calls ?
     `${t.calls} model call(s) · tokens in ${t.input_tokens} / out ${t.output_tokens} · cost ${usd(t.cost_usd)}` : ""; };
+  const budgetLine = b => {  // the budget and the spend so far (docs/budgets.md), as the template writes it
+    const line = document.getElementById("budget"); line.hidden = !b; if (!b) return;
+    const limits = b.limits || {}, spent = b.spent;
+    line.textContent = `budget: ${spent.tokens} tokens${limits.MaxTokens !== undefined ? " of " + limits.MaxTokens : ""}` +
+      ` · ${usd(spent.costUsd)}${limits.MaxCost !== undefined ? " of $" + limits.MaxCost : ""} spent in ${spent.calls} charged call(s)`; };
   const draw = () => {
     timeline(document.getElementById("timeline"), execution, states, show);
     outputPane(document.getElementById("output"), execution.output, id);
@@ -229,7 +234,7 @@ function executionPage(root) {
       document.getElementById("stopped").textContent = execution.stop_time || "-";
       const error = document.getElementById("error");
       error.hidden = !execution.error; error.textContent = execution.error ? `${execution.error}: ${execution.cause || ""}` : "";
-      actions(execution.status); totals(data.totals); draw();
+      actions(execution.status); totals(data.totals); budgetLine(data.budget); draw();
       if (data.events !== history.length)
         api(`/api/executions/${encodeURIComponent(id)}/history`).then(h => { history = h; events(history); }).catch(() => {});
       if (selected) show(selected);
