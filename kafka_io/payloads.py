@@ -273,6 +273,12 @@ class PayloadStore:
         self.backend.close()
 
 
+def offloaded_limit(settings: PayloadSettings | None = None) -> int | None:
+    """The offloaded payload limit when a store is configured (BATON_PAYLOAD_STORE), else None."""
+    settings = settings or PayloadSettings()
+    return settings.max_offloaded_payload if settings.payload_store.strip() else None
+
+
 def open_payload_store(settings: PayloadSettings | None = None, *,
                        transport: httpx.BaseTransport | None = None) -> PayloadStore | None:
     """The store `BATON_PAYLOAD_STORE` names, or None when it is unset (the claim check is off)."""

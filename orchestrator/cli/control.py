@@ -26,6 +26,7 @@ import click
 
 from kafka_io import KafkaFailure, KafkaSettings, kafka_errors
 from kafka_io.explain import explain, explain_wrapped
+from kafka_io.payloads import offloaded_limit
 from orchestrator.api.readmodel import (
     DEFAULT_PATH,
     TERMINAL_STATUSES,
@@ -53,6 +54,7 @@ from orchestrator.client import (
     NoOrchestrator,
     StateMachineNotFound,
     WaitTimedOut,
+    input_quotas,
     valid_name,
 )
 from orchestrator.quotas import QuotaExceeded, check_definition, check_payload
@@ -237,7 +239,8 @@ def start(target: str, input_: str, name: str | None, state_machine_option: str 
     execution_input = parse_json_arg(input_, "--input")
     budget = parse_budget_arg(budget_)
     try:
-        check_payload(execution_input, quotas(), "the execution input (--input)")
+        # With BATON_PAYLOAD_STORE the client puts the input's large parts in the store.
+        check_payload(execution_input, input_quotas(quotas(), offloaded_limit()), "the execution input (--input)")
     except QuotaExceeded as exc:
         fail(f"{exc}; nothing was started")
     name = name if name is not None else str(uuid.uuid4())

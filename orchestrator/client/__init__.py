@@ -26,13 +26,15 @@ from orchestrator.client.client import (
     NoOrchestrator,
     StateMachineNotFound,
     WaitTimedOut,
+    input_quotas,
     valid_name,
 )
 from orchestrator.client.reviews import PendingReview, ReviewInboxError, find_pending, pending_reviews, post_decision
 
 __all__ = [
     "NAME_MAX", "NAME_SYMBOLS", "TERMINAL_STATUSES", "BatonClient", "DecisionRefused", "InvalidBudget", "InvalidName",
-    "NoOrchestrator", "OutcomeWatch", "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "valid_name",
+    "NoOrchestrator", "OutcomeWatch", "StateMachineNotFound", "WaitTimedOut", "awaited_tasks", "describe_outcome", "input_quotas",
+    "valid_name",
     "verify_token",
     "PendingReview", "ReviewInboxError", "find_pending", "pending_reviews", "post_decision",
 ]

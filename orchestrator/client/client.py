@@ -9,6 +9,10 @@ each at its quota); a caller that publishes many starts fast (the benches) passe
 Inputs and definitions are checked against `Quotas` before anything is published
 (`QuotaExceeded`), as are execution names (`InvalidName`) and, for a start by name, that the
 registry knows the state machine (`StateMachineNotFound`).
+
+With a payload store (BATON_PAYLOAD_STORE, docs/payloads.md) an input's parts over the offload
+threshold are stored there and the start carries references: the input may then be as large as
+the offloaded limit (BATON_MAX_OFFLOADED_PAYLOAD) and the record stays small.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from kafka_io import KafkaSettings, new_admin, new_consumer, new_producer, topic_partitions
+from kafka_io.payloads import PayloadStore, open_payload_store
 from orchestrator.asl.budget import BudgetError, parse_budget
-from orchestrator.quotas import check_definition, check_payload, start_producer_options
+from orchestrator.quotas import check_definition, check_payload, payload_bytes, start_producer_options
 from orchestrator.settings import OrchestratorSettings, Quotas
 from schemas.base import Envelope, decode, encode
 from schemas.errors import BatonError
@@ -40,6 +45,15 @@ from schemas.executions import (
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 NAME_MAX = 80  # Step Functions' limit on execution names
 NAME_SYMBOLS = '<>{}[]?*"#%\\^|~`$&,;:/'  # Step Functions' rule; ":" would also split the id
+
+
+def input_quotas(quotas: Quotas, offloaded_limit: int | None) -> Quotas:
+    """The quotas for an execution input: with a payload store (its `offloaded_limit`) the input's
+    large parts travel as references, so it may be as large as that (the decider applies the same
+    once the orchestrator has the store); without one, `quotas` as they are."""
+    if offloaded_limit is None:
+        return quotas
+    return quotas.model_copy(update={"max_payload_bytes": max(quotas.max_payload_bytes, offloaded_limit)})
 
 
 class InvalidName(BatonError, ValueError):
@@ -95,11 +109,15 @@ class BatonClient:
     """Start, stop and redrive executions; an async context manager over one producer."""
 
     def __init__(self, settings: KafkaSettings, *, quotas: Quotas | None = None, idempotent: bool = True,
-                 producer_options: Mapping[str, Any] | None = None, producer: Producer | None = None) -> None:
+                 producer_options: Mapping[str, Any] | None = None, producer: Producer | None = None,
+                 payloads: PayloadStore | None = None) -> None:
         """`producer`: another transport for the records (`orchestrator.client.testing`'s
-        in-memory one in unit tests); by default an aiokafka producer on `settings`."""
+        in-memory one in unit tests); by default an aiokafka producer on `settings`. `payloads`:
+        where a large input's parts go; by default the store BATON_PAYLOAD_STORE names, if any."""
         self.settings = settings
         self.quotas = quotas if quotas is not None else Quotas()
+        self._own_payloads = payloads is None
+        self.payloads = payloads if payloads is not None else open_payload_store()
         options = start_producer_options(self.quotas) if producer_options is None else dict(producer_options)
         self._check_topics = producer is None
         self._producer: Producer = producer if producer is not None else new_producer(
@@ -120,7 +138,11 @@ class BatonClient:
         await self._producer.start()
 
     async def close(self) -> None:
-        await self._producer.stop()
+        try:
+            await self._producer.stop()
+        finally:
+            if self._own_payloads and self.payloads is not None:
+                self.payloads.close()
 
     # ------------------------------------------------------------ requests
 
@@ -136,7 +158,7 @@ class BatonClient:
         if definition is not None:
             check_definition(definition, self.quotas)
         execution_input = {} if input is None else input
-        check_payload(execution_input, self.quotas)
+        check_payload(execution_input, self.input_quotas)
         name = name if name is not None else str(uuid.uuid4())
         if not valid_name(name):
             raise InvalidName(f"name must be 1 to {NAME_MAX} characters, without whitespace or any of {NAME_SYMBOLS}")
@@ -153,8 +175,22 @@ class BatonClient:
         request = self.start_request(state_machine, definition=definition, input=input, name=name, budget=budget)
         if definition is None and check_registered:
             await self.check_registered(state_machine, request.name)
+        request = await self.offload_input(request)
         await self.send(request, acked=acked)
         return request.execution_id
+
+    @property
+    def input_quotas(self) -> Quotas:
+        """The quotas an execution input is checked against here (`input_quotas`)."""
+        return input_quotas(self.quotas, self.payloads.limit if self.payloads is not None else None)
+
+    async def offload_input(self, request: StartExecution) -> StartExecution:
+        """The start with its input's parts over the offload threshold in the payload store (the
+        claim check), or unchanged without a store or when the input is small."""
+        if self.payloads is None or payload_bytes(request.input) <= self.payloads.threshold:
+            return request
+        offloaded = await asyncio.to_thread(self.payloads.offload, request.input, request.execution_id)
+        return request.model_copy(update={"input": offloaded})
 
     async def stop(self, execution_id: str, *, error: str | None = None, cause: str | None = None) -> str:
         """Ask the orchestrator to abort a running execution."""
@@ -210,6 +246,7 @@ class BatonClient:
         request = self.start_request(state_machine, definition=definition, input=input, name=name, budget=budget)
         if definition is None and check_registered:
             await self.check_registered(state_machine, request.name)
+        request = await self.offload_input(request)
         consumer = new_consumer(self.settings)
         try:
             await consumer.start()

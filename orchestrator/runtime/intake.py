@@ -134,6 +134,19 @@ class Intake(Transactions):
                                   metadata=result.metadata)
         return TaskSucceeded(task_id=result.task_id, output=output, metadata=result.metadata)
 
+    def _start_event(self, request: StartRequest, record: ConsumerRecord) -> Event:
+        """The start, its input's payload references resolved (a client with a payload store sent
+        a large input that way); one that cannot be resolved fails the execution saying why."""
+        execution_input = request.input
+        if may_hold_references(inflate(record.value or b"")):
+            try:
+                execution_input = self._hydrate(execution_input, request.execution_id)
+            except PayloadError as exc:
+                return FailExecution(error=exc.error, cause=f"the execution input: {exc}")
+            except PayloadStoreError as exc:
+                return FailExecution(error=PAYLOAD_UNAVAILABLE, cause=f"the execution input: {exc}")
+        return StartExecution(input=execution_input, budget=request.budget)
+
     def _fail_for(self, record: ConsumerRecord, key: str, at: float, seed: int, staged: dict[str, Working],
                   out: list[Outgoing], new_timers: list[tuple[float, str, str]], reason: str) -> None:
         """Fail the execution an input record is about, if there is one (a start: it is created
@@ -256,8 +269,7 @@ class Intake(Transactions):
                                                record.partition, pin))
             working = staged[request.execution_id] = Working(execution, state)
             self.metrics.started.labels(machine_name, execution.version_label).inc()
-            first: Event = instead if instead is not None else StartExecution(input=request.input,
-                                                                               budget=request.budget)
+            first: Event = instead if instead is not None else self._start_event(request, record)
             try:
                 self._apply(request.execution_id, working, first, at, seed, out, new_timers)
             except Exception:

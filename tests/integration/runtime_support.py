@@ -112,14 +112,14 @@ async def eventually(predicate: Any, timeout: float = 30.0, interval: float = 0.
 
 
 @contextlib.asynccontextmanager
-async def running_orchestrator(kafka: KafkaSettings, instance: str) -> AsyncIterator[Any]:
+async def running_orchestrator(kafka: KafkaSettings, instance: str, **options: Any) -> AsyncIterator[Any]:
     """One orchestrator instance in this process, ready (partitions assigned and restored) on entry
-    and stopped cleanly on exit."""
+    and stopped cleanly on exit; `options` go to `Orchestrator` (payloads=, quotas=, ...)."""
     from orchestrator.runtime.service import Orchestrator
     from orchestrator.settings import OrchestratorSettings
 
     stop = asyncio.Event()
-    running = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None))
+    running = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None), **options)
     task = asyncio.create_task(running.run(stop))
     try:
         await asyncio.wait_for(running.ready.wait(), 30)

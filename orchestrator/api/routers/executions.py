@@ -57,7 +57,7 @@ async def start_execution(body: StartRequest, request: Request) -> dict[str, Any
     quotas: Quotas = request.app.state.quotas
     if body.definition is not None:
         parse_machine(body.definition, quotas)
-    check_payload(body.input, quotas)
+    check_payload(body.input, backend.client.input_quotas)  # offloaded parts may be larger
     if body.budget is not None:
         try:
             parse_budget(body.budget)
