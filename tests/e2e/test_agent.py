@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -104,7 +105,7 @@ def _mcp_failures_definition() -> dict[str, Any]:
 
 
 def test_agent_on_the_broker_tools_max_turns_and_mcp_failures(kafka: KafkaSettings, model: dict[str, Any],
-                                                              guide: str) -> None:
+                                                              guide: str, tmp_path: Path) -> None:
     definition = json.loads((AGENT / "definition.json").read_text())
     never_done = {"question": "What is the weather in Paris?", "maxTurns": 2, "toolChoice": "required",
                   "tools": ["get_weather", "convert_temperature"]}
@@ -138,6 +139,41 @@ def test_agent_on_the_broker_tools_max_turns_and_mcp_failures(kafka: KafkaSettin
     assert mcp_failures.output["drops"]["Error"] == "Baton.MCP.Unavailable"
     assert "'hangs'" in mcp_failures.output["hangs"]["Cause"]
     assert mcp_failures.output["city-guide"]["StructuredContent"]["sky"] == "cloudy"  # the service still serves
+    check_turns_on_the_page(kafka, tmp_path, answered.execution_id)
+
+
+def check_turns_on_the_page(kafka: KafkaSettings, tmp_path: Path, execution_id: str) -> None:
+    """The execution page (headless Chromium) lists the agent's three model turns: tokens, the tool
+    called with its arguments, and the tools' results."""
+    import httpx
+
+    from tests.e2e.test_execution_page import Stack, _tab
+    from tests.e2e.test_pages import ARTIFACTS, CHROMIUM, FLAGS, wait_status
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    assert CHROMIUM.exists(), "needs Debian's chromium (scripts/bootstrap installs it)"
+    with Stack(kafka, tmp_path / "readmodel.sqlite") as url, sync_api.sync_playwright() as playwright:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            wait_status(client, execution_id, "SUCCEEDED", timeout=60)  # the API's read model has it
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        try:
+            tab = _tab(browser, url)
+            tab.goto(f"/executions/{execution_id}")
+            turns = tab.locator("#turns li.turn")
+            turns.nth(2).wait_for()
+            assert turns.count() == 3
+            heads = tab.locator("#turns .turn-head").all_inner_texts()
+            assert all(re.search(r"tokens in [1-9][0-9]* / out [1-9]", head) for head in heads), heads
+            assert [head.split(" · ")[1] for head in heads] == ["tool_use", "tool_use", "end_turn"]
+            calls = tab.locator("#turns .tool-call").all_inner_texts()
+            assert calls[0].startswith("get_weather(") and "Paris" in calls[0], calls
+            assert calls[1].startswith("convert_temperature("), calls
+            results = " ".join(tab.locator("#turns .tool-result").all_inner_texts())
+            assert "sunny" in results and "69.8" in results, results
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            tab.screenshot(path=str(ARTIFACTS / "execution-agent-turns.png"), full_page=True)
+        finally:
+            browser.close()
 
 
 def execute(tmp_path: Path, model: dict[str, Any], guide: str, execution_input: Any, *options: str,

@@ -70,6 +70,36 @@ function eventTable(onState) {
   };
 }
 
+// A tool-using model's loop as turns (docs/agents.md): each answer of a model (a task output with a
+// StopReason) with its tokens and the tools it called with their arguments, then the results of
+// the tasks that ran before its next answer (the tools), all from the history.
+function modelTurns(history) {
+  const section = document.getElementById("turns-section"), list = document.getElementById("turns");
+  if (!section || !list) return;
+  const turns = [];
+  for (const row of eventRows(history)) {
+    if (row.type !== "TaskSucceeded") continue;
+    const details = row.event.taskSucceededEventDetails || {};
+    let output = details.output;
+    try { output = typeof output === "string" ? JSON.parse(output) : output; } catch (e) { /* shown as text */ }
+    if (output && typeof output === "object" && !Array.isArray(output) && "StopReason" in output)
+      turns.push({state: row.state, output, meta: details.metadata || {}, results: []});
+    else if (turns.length) turns[turns.length - 1].results.push({state: row.state, output});
+  }
+  const short = text => text.length > 160 ? text.slice(0, 157) + "..." : text;
+  section.hidden = !turns.length;
+  list.replaceChildren(...turns.map(t => {
+    const calls = Array.isArray(t.output.ToolCalls) ? t.output.ToolCalls : [];
+    const item = el("li", {className: "turn"}, el("p", {className: "turn-head",
+      textContent: `${t.state} · ${t.output.StopReason} · tokens in ${t.meta.input_tokens ?? "-"} / out ${t.meta.output_tokens ?? "-"}`}));
+    if (calls.length) item.append(el("ul", {className: "tool-calls"},
+      ...calls.map(c => el("li", {className: "tool-call", textContent: `${c.Name}(${JSON.stringify(c.Arguments)})`}))));
+    if (t.results.length) item.append(el("ul", {className: "tool-results"},
+      ...t.results.map(r => el("li", {className: "tool-result", textContent: `${r.state}: ${short(JSON.stringify(r.output))}`}))));
+    return item;
+  }));
+}
+
 // A Gantt chart of the states' latest runs, from their entered and exited times.
 function timeline(box, execution, states, onState) {
   const runs = Object.values(states).filter(r => ms(r.entered_at) !== null)
@@ -219,7 +249,7 @@ function executionPage(root) {
     outputPane(document.getElementById("output"), execution.output, id);
   };
   document.querySelectorAll("svg.graph .state").forEach(g => g.addEventListener("click", ev => { ev.stopPropagation(); show(g.dataset.state); }));
-  events(history); draw();
+  events(history); modelTurns(history); draw();
   let expecting = 0;  // until then, an ended execution is about to run again (a redrive was just asked)
   const follow = redriven => {
     if (redriven) expecting = Date.now() + 15000;
@@ -236,7 +266,7 @@ function executionPage(root) {
       error.hidden = !execution.error; error.textContent = execution.error ? `${execution.error}: ${execution.cause || ""}` : "";
       actions(execution.status); totals(data.totals); budgetLine(data.budget); draw();
       if (data.events !== history.length)
-        api(`/api/executions/${encodeURIComponent(id)}/history`).then(h => { history = h; events(history); }).catch(() => {});
+        api(`/api/executions/${encodeURIComponent(id)}/history`).then(h => { history = h; events(history); modelTurns(history); }).catch(() => {});
       if (selected) show(selected);
     });
     source.addEventListener("end", () => { source.close(); if (Date.now() < expecting) setTimeout(follow, 700); });
