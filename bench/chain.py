@@ -29,8 +29,7 @@ from infra.local_kafka import ensure_up
 from kafka_io import KafkaSettings, new_consumer, new_producer
 from orchestrator.client import BatonClient
 from orchestrator.runtime.topics import ensure_topics
-from schemas.base import decode
-from schemas.executions import ExecutionStatus, execution_id_for
+from schemas.executions import ExecutionStatus, execution_id_for, parse_execution_event
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +108,9 @@ async def _collect(watcher: AIOKafkaConsumer, wanted: set[str] | None, done: dic
         batch = await watcher.getmany(timeout_ms=timeout_ms)
         for records in batch.values():
             for record in records:
-                status = decode(ExecutionStatus, record.value)
+                status = parse_execution_event(record.value)
+                if not isinstance(status, ExecutionStatus):
+                    continue  # an ExecutionExpired (BATON_RETENTION): not a status
                 if status.status != "RUNNING":
                     if status.status != "SUCCEEDED":
                         raise RuntimeError(f"{status.execution_id} ended {status.status}: {status.error}")

@@ -28,7 +28,7 @@ from kafka_io import KafkaSettings, new_consumer
 from orchestrator.client import BatonClient
 from orchestrator.runtime.topics import delete_topics, ensure_topics
 from schemas.base import decode
-from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for
+from schemas.executions import ExecutionStatus, HistoryRecord, execution_id_for, parse_execution_event
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_MODULE = "bench.steps"
@@ -277,7 +277,9 @@ class Client:
         now = time.perf_counter()
         for records in batch.values():
             for record in records:
-                status = decode(ExecutionStatus, record.value)
+                status = parse_execution_event(record.value)
+                if not isinstance(status, ExecutionStatus):
+                    continue  # an ExecutionExpired (BATON_RETENTION): not a status
                 if status.status == "RUNNING":
                     self.running.setdefault(status.execution_id, now)
                 elif status.status in TERMINAL:

@@ -167,13 +167,14 @@ class _DemoWatch:
                 self.echo(run, f"{run.seconds:5.1f}s  -> {state}")
 
     def on_status(self, record: Any) -> None:
-        from schemas.base import decode
-        from schemas.executions import ExecutionStatus
+        from schemas.executions import ExecutionStatus, parse_execution_event
 
         run = self.by_id.get((record.key or b"").decode())
         if run is None:
             return
-        status = decode(ExecutionStatus, record.value)
+        status = parse_execution_event(record.value)
+        if not isinstance(status, ExecutionStatus):
+            return  # an ExecutionExpired: the retention of an earlier run with this id ended
         if status.status in TERMINAL and run.status is None:
             run.status, run.output, run.error, run.cause = status.status, status.output, status.error, status.cause
             run.ended = time.monotonic()
