@@ -6,14 +6,12 @@ history's charges) is what the provider answered, also across an orchestrator re
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from kafka_io import KafkaSettings
-from tests.integration.runtime_support import RuntimeClient
+from tests.integration.runtime_support import RuntimeClient, running_orchestrator
 from tests.reliability.provider_stub import ProviderStub
 
 TOKENS_PER_CALL = 7  # the stub's usage: 5 prompt + 2 completion tokens
@@ -28,22 +26,6 @@ def definition(items: int) -> dict[str, Any]:
                      "Parameters": {"Model": "stub", "Prompt.$": "$.text", "MaxTokens": 2}}}},
                  "Catch": [{"ErrorEquals": ["Baton.LLM.BudgetExceeded"], "ResultPath": "$.stopped", "Next": "Done"}]},
         "Done": {"Type": "Pass", "End": True}}}
-
-
-@contextlib.asynccontextmanager
-async def orchestrator(kafka: KafkaSettings, instance: str) -> AsyncIterator[Any]:
-    from orchestrator.runtime.service import Orchestrator
-    from orchestrator.settings import OrchestratorSettings
-
-    stop = asyncio.Event()
-    running = Orchestrator(kafka, OrchestratorSettings(instance_id=instance, metrics_port=None))
-    task = asyncio.create_task(running.run(stop))
-    try:
-        await asyncio.wait_for(running.ready.wait(), 30)
-        yield running
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def charges(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,7 +52,7 @@ def test_a_map_of_llm_calls_stops_at_the_budget_across_a_restart(kafka: KafkaSet
             "providers": {"stub": {"kind": "openai", "base_url": stub.base_url, "stream": False}},
             "models": {"stub": {"provider": "stub"}}, "prices": {"stub": PRICE}})
         async with llm_service(settings, kafka=kafka), RuntimeClient(kafka) as client:
-            async with orchestrator(kafka, "budget-o1") as first:
+            async with running_orchestrator(kafka, "budget-o1") as first:
                 by_tokens = await client.start(definition(60), items, budget={"MaxTokens": 150})
                 by_cost = await client.start(definition(60), items, budget={"MaxCost": 0.1})
                 while len(stub.answered()) < 10:
@@ -78,7 +60,7 @@ def test_a_map_of_llm_calls_stops_at_the_budget_across_a_restart(kafka: KafkaSet
                 add_up(first.metrics.registry, metrics)
             # A restart mid-run: the ledger (spend, reservations, waiting runs) comes back from the
             # state topic; the calls in flight settle against it once.
-            async with orchestrator(kafka, "budget-o2") as second:
+            async with running_orchestrator(kafka, "budget-o2") as second:
                 outcomes = await client.wait([by_tokens, by_cost], timeout=90)
                 add_up(second.metrics.registry, metrics)
             history = await client.history()
@@ -117,7 +99,7 @@ def test_bad_budgets_fail_their_execution_or_state_and_the_orchestrator_goes_on(
     plain = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
 
     async def scenario() -> list[Any]:
-        async with RuntimeClient(kafka) as client, orchestrator(kafka, "budget-bad"):
+        async with RuntimeClient(kafka) as client, running_orchestrator(kafka, "budget-bad"):
             ids = [await client.start(plain, {}, budget="5"),
                    await client.start(task_budget, {"budget": {"MaxCost": "1"}}),
                    await client.start(plain, {"after": True})]
@@ -148,7 +130,7 @@ def test_describe_shows_the_spend_the_history_charged(kafka: KafkaSettings, tmp_
             "providers": {"stub": {"kind": "openai", "base_url": stub.base_url, "stream": False}},
             "models": {"stub": {"provider": "stub"}}, "prices": {"stub": PRICE}})
         async with llm_service(settings, kafka=kafka), RuntimeClient(kafka) as client, \
-                orchestrator(kafka, "budget-describe"):
+                running_orchestrator(kafka, "budget-describe"):
             execution = await client.start(definition(20), items, budget={"MaxTokens": 70, "MaxCost": 1})
             outcome = (await client.wait([execution], timeout=60))[execution]
         with ReadModel(tmp_path / "readmodel.sqlite") as model:
