@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from kafka_io import kafka_errors
+from kafka_io.payloads import offloaded_limit
 from orchestrator.api.backend import backend_of
 from orchestrator.api.checks import parse_machine
 from orchestrator.api.errors import ApiError
@@ -22,7 +23,7 @@ from orchestrator.api.progress import progress
 from orchestrator.api.readmodel import TERMINAL_STATUSES
 from orchestrator.api.roles import requires
 from orchestrator.asl.budget import BudgetError, parse_budget
-from orchestrator.client import NAME_MAX, NAME_SYMBOLS, valid_name
+from orchestrator.client import NAME_MAX, NAME_SYMBOLS, input_quotas, valid_name
 from orchestrator.graph import state_runs, to_mermaid, to_svg
 from orchestrator.quotas import check_payload
 from orchestrator.settings import Quotas
@@ -57,7 +58,8 @@ async def start_execution(body: StartRequest, request: Request) -> dict[str, Any
     quotas: Quotas = request.app.state.quotas
     if body.definition is not None:
         parse_machine(body.definition, quotas)
-    check_payload(body.input, backend.client.input_quotas)  # offloaded parts may be larger
+    # With BATON_PAYLOAD_STORE the client puts the input's large parts in the store.
+    check_payload(body.input, input_quotas(quotas, offloaded_limit()))
     if body.budget is not None:
         try:
             parse_budget(body.budget)
