@@ -23,6 +23,29 @@ if _REPO_ROOT not in sys.path:
 
 from infra.local_kafka import LocalKafkaError, ensure_up, stop  # noqa: E402
 
+# Under CI (`CI` set) every dependency is installed by scripts/bootstrap, so a skip means a test
+# proved nothing: a missing Chromium, playwright, moto or kcat must fail the run, not hide in it.
+_NO_SKIPS = bool(os.environ.get("CI"))
+
+
+def _skip_as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if _NO_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI (every dependency should be installed): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _skip_as_failure(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    outcome = yield
+    _skip_as_failure(outcome.get_result())
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
@@ -51,7 +74,7 @@ def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
     """
     prefix = f"t{uuid.uuid4().hex[:8]}."
     yield prefix
-    from orchestrator.runtime.topics import delete_topics
     from kafka_io import KafkaSettings
+    from orchestrator.runtime.topics import delete_topics
 
     asyncio.run(delete_topics(KafkaSettings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix.rstrip("."))))
