@@ -123,29 +123,30 @@ class Intake(Transactions):
     def _task_succeeded(self, result: StepResult, record: ConsumerRecord) -> TaskSucceeded | TaskFailed:
         """The task's success, its output's payload references resolved (the claim check); one
         that cannot be resolved fails the task with the error's ASL name, which Catch can route."""
-        output = result.output
-        if may_hold_references(inflate(record.value or b"")):
-            try:
-                output = self._hydrate(output, result.execution_id)
-            except PayloadError as exc:
-                return TaskFailed(task_id=result.task_id, error=exc.error, cause=str(exc), metadata=result.metadata)
-            except PayloadStoreError as exc:
-                return TaskFailed(task_id=result.task_id, error=PAYLOAD_UNAVAILABLE, cause=str(exc),
-                                  metadata=result.metadata)
+        output, failure = self._resolved(result.output, result.execution_id, record)
+        if failure is not None:
+            return TaskFailed(task_id=result.task_id, error=failure[0], cause=failure[1], metadata=result.metadata)
         return TaskSucceeded(task_id=result.task_id, output=output, metadata=result.metadata)
 
     def _start_event(self, request: StartRequest, record: ConsumerRecord) -> Event:
         """The start, its input's payload references resolved (a client with a payload store sent
         a large input that way); one that cannot be resolved fails the execution saying why."""
-        execution_input = request.input
-        if may_hold_references(inflate(record.value or b"")):
-            try:
-                execution_input = self._hydrate(execution_input, request.execution_id)
-            except PayloadError as exc:
-                return FailExecution(error=exc.error, cause=f"the execution input: {exc}")
-            except PayloadStoreError as exc:
-                return FailExecution(error=PAYLOAD_UNAVAILABLE, cause=f"the execution input: {exc}")
+        execution_input, failure = self._resolved(request.input, request.execution_id, record)
+        if failure is not None:
+            return FailExecution(error=failure[0], cause=f"the execution input: {failure[1]}")
         return StartExecution(input=execution_input, budget=request.budget)
+
+    def _resolved(self, value: Any, execution_id: str, record: ConsumerRecord) -> tuple[Any, tuple[str, str] | None]:
+        """`value` (read from `record`) with its payload references resolved, or why it cannot be:
+        (ASL error name, cause). Only a record that holds a reference is looked at further."""
+        if not may_hold_references(inflate(record.value or b"")):
+            return value, None
+        try:
+            return self._hydrate(value, execution_id), None
+        except PayloadError as exc:
+            return value, (exc.error, str(exc))
+        except PayloadStoreError as exc:
+            return value, (PAYLOAD_UNAVAILABLE, str(exc))
 
     def _fail_for(self, record: ConsumerRecord, key: str, at: float, seed: int, staged: dict[str, Working],
                   out: list[Outgoing], new_timers: list[tuple[float, str, str]], reason: str) -> None:
